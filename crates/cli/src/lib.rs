@@ -1,0 +1,155 @@
+//! What `upcase-server` and `upcase-client` share as command-line programs:
+//! argument errors in one line, logging to stderr with `-v`/`-q`, and the
+//! `error: ...` line and exit status every failure ends in.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// Exit status of a command line that could not be parsed.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status of any other failure, unless the program says otherwise.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// `-v` and `-q`, flattened into each program's arguments.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Verbosity {
+    /// Log more: -v for debug (one line per datagram), -vv for trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log less: -q for warnings and errors only, -qq for errors only.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl Verbosity {
+    /// The filter directive `-v`/`-q` ask for, or `None` when neither is given.
+    fn directive(self) -> Option<&'static str> {
+        match (self.verbose, self.quiet) {
+            (0, 0) => None,
+            (1, _) => Some("debug"),
+            (v, _) if v >= 2 => Some("trace"),
+            (_, 1) => Some("warn"),
+            _ => Some("error"),
+        }
+    }
+
+    /// Sends logs to stderr. The level is `-v`/`-q` when given, else
+    /// `RUST_LOG`, else `info`. Stdout stays free for the program's output.
+    pub fn init_logging(self) {
+        let filter = match self.directive() {
+            Some(level) => EnvFilter::new(level),
+            None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        };
+        // A second initialisation (tests driving the library twice) is harmless.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .try_init();
+    }
+}
+
+/// Parses the command line; `--help` and `--version` print and exit 0, and
+/// a bad command line exits 2 after one line `error: ...` on stderr.
+pub fn parse_args<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(err) => exit_on_clap_error(&err),
+    }
+}
+
+fn exit_on_clap_error(err: &clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        std::process::exit(if err.use_stderr() {
+            i32::from(EXIT_USAGE)
+        } else {
+            0
+        });
+    }
+    eprintln!("{}", one_line(&err.render().to_string()));
+    std::process::exit(i32::from(EXIT_USAGE));
+}
+
+/// clap's message is several lines (the error, a usage line, a tip); the
+/// first line is the error, the rest are joined so the whole stays one line.
+fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("error: invalid command line");
+    let first = if first.starts_with("error:") {
+        first.to_string()
+    } else {
+        format!("error: {first}")
+    };
+    let usage = lines.find(|l| l.starts_with("Usage:"));
+    match usage {
+        Some(usage) => format!("{first} ({}; see --help)", usage.to_lowercase()),
+        None => format!("{first} (see --help)"),
+    }
+}
+
+/// Ends the program: 0 on success; otherwise one line `error: ...` with the
+/// whole context chain on stderr and the status `code_of` gives the error.
+pub fn finish(result: anyhow::Result<()>, code_of: impl Fn(&anyhow::Error) -> u8) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", one_line_chain(&err));
+            ExitCode::from(code_of(&err))
+        }
+    }
+}
+
+/// `{:#}` of an anyhow error joins its chain with ": "; a cause with a line
+/// break (a peer's text in an OS message, say) must not break the line.
+fn one_line_chain(err: &anyhow::Error) -> String {
+    format!("{err:#}").replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let rendered = "error: invalid value 'x' for '--port <PORT>': invalid digit found in string\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "error: invalid value 'x' for '--port <PORT>': invalid digit found in string (see --help)"
+        );
+        let with_usage = "error: unexpected argument '--nope' found\n\nUsage: upcase-server [OPTIONS]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(with_usage),
+            "error: unexpected argument '--nope' found (usage: upcase-server [options]; see --help)"
+        );
+    }
+
+    #[test]
+    fn error_chains_stay_on_one_line() {
+        let err = anyhow::anyhow!("line one\nline two").context("cannot bind 127.0.0.1:1");
+        assert_eq!(
+            one_line_chain(&err),
+            "cannot bind 127.0.0.1:1: line one line two"
+        );
+    }
+
+    #[test]
+    fn verbosity_maps_to_levels() {
+        let v = |verbose, quiet| Verbosity { verbose, quiet }.directive();
+        assert_eq!(v(0, 0), None);
+        assert_eq!(v(1, 0), Some("debug"));
+        assert_eq!(v(3, 0), Some("trace"));
+        assert_eq!(v(0, 1), Some("warn"));
+        assert_eq!(v(0, 2), Some("error"));
+    }
+}

@@ -1,0 +1,346 @@
+//! The uppercase transform on bytes.
+//!
+//! Two paths give the same answer:
+//! - the ASCII path uppercases in place, in the buffer the datagram was
+//!   received into, with no allocation and no copy: the common case;
+//! - the Unicode path walks the input as UTF-8, uppercases every valid run
+//!   with the full Unicode mapping (`ß` becomes `SS`, so a reply may be longer
+//!   than its request) and copies every invalid byte unchanged.
+//!
+//! Because ASCII characters map to ASCII in both paths, a datagram is first
+//! uppercased in place as far as its ASCII prefix goes; only the rest, from
+//! the first non-ASCII byte, takes the Unicode path.
+
+/// Which path produced a reply: what the server counts, and what tests check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// All ASCII: uppercased in place.
+    Ascii,
+    /// Valid UTF-8 with non-ASCII characters.
+    Unicode,
+    /// Contains bytes that are not valid UTF-8 (passed through unchanged).
+    InvalidUtf8,
+}
+
+/// A reply ready to send.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Uppercased<'a> {
+    pub bytes: &'a [u8],
+    pub path: Path,
+}
+
+/// The reply would not fit: the caller must not send it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTooLarge {
+    /// How long the reply would be.
+    pub reply_len: usize,
+    /// The limit it exceeds.
+    pub limit: usize,
+    /// What kind of input it came from.
+    pub path: Path,
+}
+
+/// Bytes per block of the ASCII fast path: a block is checked for non-ASCII
+/// bytes as a whole and then uppercased as a whole, which the compiler turns
+/// into vector instructions.
+const BLOCK: usize = 32;
+
+/// Uppercases the ASCII prefix of `buf` in place and returns its length.
+///
+/// When the return value equals `buf.len()` the whole buffer was ASCII and is
+/// now its own reply. Otherwise `buf[..n]` is already the start of the reply
+/// and `buf[n..]` (starting with a non-ASCII byte) needs the Unicode path.
+pub fn uppercase_ascii_prefix_in_place(buf: &mut [u8]) -> usize {
+    let mut done = 0;
+    let mut blocks = buf.chunks_exact_mut(BLOCK);
+    for block in &mut blocks {
+        if block.iter().fold(0u8, |acc, &b| acc | b) >= 0x80 {
+            break;
+        }
+        for b in block.iter_mut() {
+            *b = ascii_upper(*b);
+        }
+        done += BLOCK;
+    }
+    for b in &mut buf[done..] {
+        if !b.is_ascii() {
+            break;
+        }
+        *b = ascii_upper(*b);
+        done += 1;
+    }
+    done
+}
+
+/// Branch-free ASCII uppercase of one byte: `a..=z` lose bit 5.
+#[inline(always)]
+fn ascii_upper(b: u8) -> u8 {
+    b ^ ((b.wrapping_sub(b'a') < 26) as u8) << 5
+}
+
+/// Length in bytes of the reply to `input`, computed without building it, so
+/// a caller can refuse a reply that cannot fit in one datagram.
+pub fn uppercased_len(input: &[u8]) -> usize {
+    let mut len = 0;
+    for chunk in input.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            len += if c.is_ascii() {
+                1
+            } else {
+                c.to_uppercase().map(char::len_utf8).sum()
+            };
+        }
+        len += chunk.invalid().len();
+    }
+    len
+}
+
+/// Appends the reply to `input` to `out`; returns whether `input` held bytes
+/// that are not valid UTF-8.
+pub fn uppercase_into(input: &[u8], out: &mut Vec<u8>) -> bool {
+    let mut invalid = false;
+    let mut utf8 = [0u8; 4];
+    for chunk in input.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_ascii() {
+                out.push(ascii_upper(c as u8));
+            } else {
+                for u in c.to_uppercase() {
+                    out.extend_from_slice(u.encode_utf8(&mut utf8).as_bytes());
+                }
+            }
+        }
+        invalid |= !chunk.invalid().is_empty();
+        out.extend_from_slice(chunk.invalid());
+    }
+    invalid
+}
+
+/// The reply to `input` as a new vector (for callers off the hot path).
+pub fn uppercase(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    uppercase_into(input, &mut out);
+    out
+}
+
+/// Turns a received datagram into its reply, refusing replies over `limit`.
+///
+/// ASCII datagrams are uppercased in place in `datagram` and the reply borrows
+/// it; others are built in `scratch`, which the caller keeps between calls so
+/// that its capacity is reused rather than allocated per datagram.
+pub fn uppercase_datagram<'a>(
+    datagram: &'a mut [u8],
+    scratch: &'a mut Vec<u8>,
+    limit: usize,
+) -> Result<Uppercased<'a>, ReplyTooLarge> {
+    let ascii_len = uppercase_ascii_prefix_in_place(datagram);
+    if ascii_len == datagram.len() {
+        if ascii_len > limit {
+            return Err(ReplyTooLarge {
+                reply_len: ascii_len,
+                limit,
+                path: Path::Ascii,
+            });
+        }
+        return Ok(Uppercased {
+            bytes: datagram,
+            path: Path::Ascii,
+        });
+    }
+    let (done, rest) = datagram.split_at(ascii_len);
+    let rest_len = uppercased_len(rest);
+    let reply_len = ascii_len + rest_len;
+    let path = if std::str::from_utf8(rest).is_ok() {
+        Path::Unicode
+    } else {
+        Path::InvalidUtf8
+    };
+    if reply_len > limit {
+        return Err(ReplyTooLarge {
+            reply_len,
+            limit,
+            path,
+        });
+    }
+    scratch.clear();
+    scratch.reserve(reply_len);
+    scratch.extend_from_slice(done);
+    uppercase_into(rest, scratch);
+    debug_assert_eq!(scratch.len(), reply_len);
+    Ok(Uppercased {
+        bytes: scratch,
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(input: &[u8]) -> Vec<u8> {
+        let mut buf = input.to_vec();
+        let mut scratch = Vec::new();
+        let out = uppercase_datagram(&mut buf, &mut scratch, usize::MAX).expect("no limit");
+        let bytes = out.bytes.to_vec();
+        assert_eq!(
+            bytes,
+            uppercase(input),
+            "datagram path and plain path disagree"
+        );
+        assert_eq!(
+            bytes.len(),
+            uppercased_len(input),
+            "predicted length is wrong"
+        );
+        bytes
+    }
+
+    #[test]
+    fn textbook_examples() {
+        assert_eq!(reply(b"hello world"), b"HELLO WORLD");
+        assert_eq!(reply("straße".as_bytes()), "STRASSE".as_bytes());
+        assert_eq!(reply("ﬁ".as_bytes()), b"FI");
+        assert_eq!(
+            reply("안녕하세요 123".as_bytes()),
+            "안녕하세요 123".as_bytes()
+        );
+        assert_eq!(reply(b"\xff\xfeabc"), b"\xff\xfeABC");
+    }
+
+    #[test]
+    fn empty_input_gives_empty_reply() {
+        assert_eq!(reply(b""), b"");
+        let mut empty: [u8; 0] = [];
+        let mut scratch = Vec::new();
+        let out = uppercase_datagram(&mut empty, &mut scratch, 0).expect("fits");
+        assert_eq!(out.path, Path::Ascii);
+    }
+
+    #[test]
+    fn every_ascii_byte_uppercases_like_the_standard_library() {
+        for b in 0u8..=127 {
+            assert_eq!(ascii_upper(b), b.to_ascii_uppercase(), "byte {b:#x}");
+            assert_eq!(reply(&[b]), [b.to_ascii_uppercase()]);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_copied_byte_for_byte() {
+        // A lone continuation byte.
+        assert_eq!(reply(b"a\x80b"), b"A\x80B");
+        // A sequence truncated at the end of the datagram.
+        assert_eq!(reply(b"ab\xe2\x82"), b"AB\xe2\x82");
+        assert_eq!(reply(b"\xf0\x9f\x98"), b"\xf0\x9f\x98");
+        // Overlong encodings of '/' and NUL.
+        assert_eq!(reply(b"x\xc0\xafy"), b"X\xc0\xafY");
+        assert_eq!(reply(b"\xe0\x80\x80z"), b"\xe0\x80\x80Z");
+        // A surrogate (U+D800) encoded in UTF-8 (CESU-8/WTF-8 style).
+        assert_eq!(reply(b"q\xed\xa0\x80q"), b"Q\xed\xa0\x80Q");
+        // Beyond U+10FFFF, and bytes that never appear in UTF-8.
+        assert_eq!(
+            reply(b"\xf4\x90\x80\x80\xf8\xfe\xff"),
+            b"\xf4\x90\x80\x80\xf8\xfe\xff"
+        );
+        // A valid multi-byte character right after an invalid byte is still uppercased.
+        assert_eq!(reply("\u{ff}é".as_bytes()), "\u{178}É".as_bytes());
+        assert_eq!(reply(b"\xff\xc3\xa9"), b"\xff\xc3\x89");
+    }
+
+    #[test]
+    fn paths_are_reported() {
+        let mut scratch = Vec::new();
+        let mut ascii = *b"abc";
+        assert_eq!(
+            uppercase_datagram(&mut ascii, &mut scratch, 100).map(|u| u.path),
+            Ok(Path::Ascii)
+        );
+        let mut unicode = "ß".as_bytes().to_vec();
+        assert_eq!(
+            uppercase_datagram(&mut unicode, &mut scratch, 100).map(|u| u.path),
+            Ok(Path::Unicode)
+        );
+        let mut invalid = b"ab\xff".to_vec();
+        assert_eq!(
+            uppercase_datagram(&mut invalid, &mut scratch, 100).map(|u| u.path),
+            Ok(Path::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn ascii_reply_is_built_in_place() {
+        let mut buf = *b"in place";
+        let start = buf.as_ptr();
+        let mut scratch = Vec::new();
+        let out = uppercase_datagram(&mut buf, &mut scratch, 100).expect("fits");
+        assert_eq!(out.bytes.as_ptr(), start);
+        assert_eq!(scratch.capacity(), 0, "the ASCII path must not allocate");
+    }
+
+    #[test]
+    fn replies_can_grow_up_to_three_times() {
+        // U+0390 (2 bytes) uppercases to three characters, 6 bytes.
+        let input = "\u{390}".repeat(10);
+        let out = reply(input.as_bytes());
+        assert_eq!(out.len(), 3 * input.len());
+        assert_eq!(out, "\u{399}\u{308}\u{301}".repeat(10).as_bytes());
+    }
+
+    #[test]
+    fn replies_over_the_limit_are_refused_before_building() {
+        let mut buf = "ß".repeat(4).into_bytes(); // 8 bytes in, 8 out
+        let mut scratch = Vec::new();
+        assert!(uppercase_datagram(&mut buf.clone(), &mut Vec::new(), 8).is_ok());
+        let err = uppercase_datagram(&mut buf, &mut scratch, 7).expect_err("8 > 7");
+        assert_eq!(
+            err,
+            ReplyTooLarge {
+                reply_len: 8,
+                limit: 7,
+                path: Path::Unicode
+            }
+        );
+        assert!(
+            scratch.is_empty(),
+            "nothing may be built for a refused reply"
+        );
+
+        let mut big = "\u{390}".repeat(20_000).into_bytes(); // 40,000 bytes in, 120,000 out
+        let err =
+            uppercase_datagram(&mut big, &mut scratch, crate::MAX_PAYLOAD_V6).expect_err("too big");
+        assert_eq!(err.reply_len, 120_000);
+
+        let mut ascii = vec![b'a'; 10];
+        let err = uppercase_datagram(&mut ascii, &mut scratch, 9).expect_err("10 > 9");
+        assert_eq!(err.path, Path::Ascii);
+    }
+
+    #[test]
+    fn ascii_prefix_stops_at_the_first_non_ascii_byte_in_any_position() {
+        for len in 0..100 {
+            for at in 0..len {
+                let mut buf = vec![b'x'; len];
+                buf[at] = 0xc3;
+                let n = uppercase_ascii_prefix_in_place(&mut buf);
+                assert_eq!(n, at);
+                assert!(buf[..at].iter().all(|&b| b == b'X'));
+                assert!(
+                    buf[at + 1..].iter().all(|&b| b == b'x'),
+                    "bytes after the prefix must be untouched"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn scratch_capacity_is_reused() {
+        let mut scratch = Vec::new();
+        let mut first = "é".repeat(100).into_bytes();
+        uppercase_datagram(&mut first, &mut scratch, usize::MAX).expect("fits");
+        let cap = scratch.capacity();
+        let ptr = scratch.as_ptr();
+        let mut second = "ü".repeat(50).into_bytes();
+        uppercase_datagram(&mut second, &mut scratch, usize::MAX).expect("fits");
+        assert_eq!(scratch.capacity(), cap);
+        assert_eq!(scratch.as_ptr(), ptr);
+    }
+}
