@@ -11,11 +11,13 @@
 
 pub mod limits;
 pub mod reply;
+pub mod stream;
 pub mod transform;
 
 pub use limits::{
     DEFAULT_PORT, Family, MAX_PAYLOAD, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6, RECV_BUFFER_LEN,
 };
+pub use stream::StreamUppercaser;
 pub use transform::{
     Path, ReplyTooLarge, Uppercased, uppercase, uppercase_ascii_prefix_in_place,
     uppercase_datagram, uppercase_into, uppercased_len,

@@ -104,3 +104,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn a_stream_split_anywhere_uppercases_like_the_whole(input in mostly_text(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6)) {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+        points.sort_unstable();
+        let mut stream = upcase_proto::StreamUppercaser::new();
+        let mut out = Vec::new();
+        let mut start = 0;
+        for end in points.into_iter().chain([input.len()]) {
+            stream.feed(&input[start..end], &mut out);
+            start = end;
+        }
+        stream.finish(&mut out);
+        prop_assert_eq!(out, oracle(&input));
+    }
+}
