@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod limits;
+pub mod ratelimit;
 pub mod reply;
 pub mod stream;
 pub mod transform;
