@@ -1,1 +1,10 @@
-fn main() {}
+use std::process::ExitCode;
+
+use upcase_cli::EXIT_FAILURE;
+use upcase_server::Args;
+
+fn main() -> ExitCode {
+    let args = upcase_cli::parse_args::<Args>();
+    args.verbosity.init_logging();
+    upcase_cli::finish(upcase_server::run(args.into_config()), |_| EXIT_FAILURE)
+}
