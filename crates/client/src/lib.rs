@@ -1,1 +1,67 @@
-//! placeholder
+//! The upcase UDP client: the textbook's UDPClient.py, made dependable.
+//!
+//! It sends each message as one datagram to a socket connected to the server,
+//! waits `--timeout` for the reply and sends again up to `--retries` times,
+//! recognises late replies to earlier messages so they are never printed as
+//! the answer to a later one, and tries each address of the server's name in
+//! turn until one answers.
+
+mod args;
+mod input;
+mod resolve;
+mod route;
+mod session;
+
+use std::io::{BufRead, IsTerminal, Write};
+
+pub use args::{Args, Command, Config, ConnectionArgs, join_words, parse_timeout};
+pub use input::{Line, read_line};
+pub use resolve::{Resolver, SystemResolver, server_addresses};
+pub use route::{Miss, NoReply, Route};
+pub use session::{PROMPT, check_size, family_of};
+
+/// Exit status when the server never replied, after every try.
+pub const EXIT_NO_REPLY: u8 = 3;
+
+/// Talks to the server `config` names, found through `resolver`: sends the
+/// configured message, or each line of `input`, and writes each reply to
+/// `output` on its own line. `input_is_terminal` asks for the textbook's
+/// prompt before each line.
+pub fn run(
+    config: &Config,
+    resolver: &impl Resolver,
+    input: impl BufRead,
+    input_is_terminal: bool,
+    output: impl Write,
+) -> anyhow::Result<()> {
+    let addrs = server_addresses(&config.server, config.port, resolver)?;
+    session::Session::new(config, addrs, output).run(input, input_is_terminal)
+}
+
+/// The program: the parsed command line, standard input and output, and the
+/// system resolver.
+pub fn run_cli(args: Args) -> anyhow::Result<()> {
+    if let Some(command) = args.command {
+        match command {}
+    }
+    let config = Config::from(&args);
+    let stdin = std::io::stdin();
+    let is_terminal = stdin.is_terminal();
+    run(
+        &config,
+        &SystemResolver,
+        stdin.lock(),
+        is_terminal,
+        std::io::stdout().lock(),
+    )
+}
+
+/// The exit status for an error: [`EXIT_NO_REPLY`] when the server never
+/// replied, [`upcase_cli::EXIT_FAILURE`] otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<NoReply>().is_some() {
+        EXIT_NO_REPLY
+    } else {
+        upcase_cli::EXIT_FAILURE
+    }
+}

@@ -1,1 +1,9 @@
-fn main() {}
+//! `upcase-client`: see the library for what it does.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: upcase_client::Args = upcase_cli::parse_args();
+    args.verbosity.init_logging();
+    upcase_cli::finish(upcase_client::run_cli(args), upcase_client::exit_code)
+}

@@ -1,0 +1,164 @@
+//! Lines of input as raw bytes, each bounded in length, so a line that could
+//! never be one datagram is refused before it fills memory.
+
+use std::io::{self, BufRead};
+
+/// What reading one line gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A line, now in the caller's buffer without its `\n` or `\r\n`.
+    Read,
+    /// The end of the input: no more lines.
+    End,
+    /// The line is longer than the limit; the buffer holds only its start.
+    TooLong,
+}
+
+/// Reads the next line into `line` (cleared first), keeping at most
+/// `max_len + 2` bytes whatever the input holds, so the line plus a `\r\n`
+/// fits and anything longer is known to be too long.
+///
+/// A last line without a newline is still a line; an empty line is a line.
+/// Bytes are kept as they are: lines need not be UTF-8.
+pub fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>, max_len: usize) -> io::Result<Line> {
+    line.clear();
+    let keep = max_len.saturating_add(2);
+    let mut read_any = false;
+    let mut newline = false;
+    while !newline {
+        let available = match input.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        read_any = true;
+        let (content, used) = match available.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                newline = true;
+                (&available[..at], at + 1)
+            }
+            None => (available, available.len()),
+        };
+        let room = keep - line.len();
+        line.extend_from_slice(&content[..content.len().min(room)]);
+        input.consume(used);
+        if line.len() == keep {
+            return Ok(Line::TooLong);
+        }
+    }
+    if !read_any {
+        return Ok(Line::End);
+    }
+    if newline && line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(if line.len() > max_len {
+        Line::TooLong
+    } else {
+        Line::Read
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufReader, Read};
+
+    fn lines(input: &[u8], max_len: usize) -> Vec<Result<Vec<u8>, Line>> {
+        let mut reader = input;
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match read_line(&mut reader, &mut line, max_len).expect("in memory") {
+                Line::Read => out.push(Ok(line.clone())),
+                Line::End => return out,
+                Line::TooLong => {
+                    out.push(Err(Line::TooLong));
+                    return out;
+                }
+            }
+        }
+    }
+
+    fn ok(lines: &[&[u8]]) -> Vec<Result<Vec<u8>, Line>> {
+        lines.iter().map(|l| Ok(l.to_vec())).collect()
+    }
+
+    #[test]
+    fn newlines_and_crlf_end_lines() {
+        assert_eq!(lines(b"a\nb\r\nc\n", 10), ok(&[b"a", b"b", b"c"]));
+    }
+
+    #[test]
+    fn a_last_line_without_newline_counts() {
+        assert_eq!(lines(b"a\nlast", 10), ok(&[b"a", b"last"]));
+        assert_eq!(lines(b"", 10), ok(&[]));
+    }
+
+    #[test]
+    fn empty_lines_are_lines() {
+        assert_eq!(lines(b"\n\r\n\nx\n", 10), ok(&[b"", b"", b"", b"x"]));
+    }
+
+    #[test]
+    fn only_a_cr_before_newline_is_stripped() {
+        assert_eq!(lines(b"a\rb\r\r\n", 10), ok(&[b"a\rb\r"]));
+        assert_eq!(lines(b"end\r", 10), ok(&[b"end\r"]));
+    }
+
+    #[test]
+    fn bytes_pass_through() {
+        assert_eq!(lines(b"\xff\xfe\x00\n", 10), ok(&[b"\xff\xfe\x00"]));
+    }
+
+    #[test]
+    fn the_limit_is_exact() {
+        assert_eq!(lines(b"abcd\r\nabcd", 4), ok(&[b"abcd", b"abcd"]));
+        assert_eq!(lines(b"abcde\n", 4), vec![Err(Line::TooLong)]);
+        assert_eq!(lines(b"abcde", 4), vec![Err(Line::TooLong)]);
+        assert_eq!(lines(b"abcd\r\r\n", 4), vec![Err(Line::TooLong)]);
+        assert_eq!(
+            lines(b"ok\nabcdefghij\n", 4),
+            vec![Ok(b"ok".to_vec()), Err(Line::TooLong)]
+        );
+    }
+
+    #[test]
+    fn lines_split_across_reads_join_up() {
+        // A one-byte buffer makes every line arrive in pieces.
+        let mut reader = BufReader::with_capacity(1, &b"ab\r\ncd"[..]);
+        let mut line = Vec::new();
+        assert_eq!(
+            read_line(&mut reader, &mut line, 2).expect("ok"),
+            Line::Read
+        );
+        assert_eq!(line, b"ab");
+        assert_eq!(
+            read_line(&mut reader, &mut line, 2).expect("ok"),
+            Line::Read
+        );
+        assert_eq!(line, b"cd");
+        assert_eq!(read_line(&mut reader, &mut line, 2).expect("ok"), Line::End);
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_without_reading_it_all() {
+        // An endless input: reading it all would never return.
+        let mut reader = BufReader::new(std::io::repeat(b'a'));
+        let mut line = Vec::new();
+        let max = upcase_proto::MAX_PAYLOAD;
+        assert_eq!(
+            read_line(&mut reader, &mut line, max).expect("ok"),
+            Line::TooLong
+        );
+        assert!(line.len() <= max + 2);
+        // And the reader took no more than the line buffer plus one block.
+        let mut counted = BufReader::new(std::io::repeat(b'a').take(1 << 30));
+        read_line(&mut counted, &mut line, max).expect("ok");
+        let left = counted.into_inner().limit();
+        assert!((1u64 << 30) - left <= (max + 2 + 8192) as u64);
+    }
+}

@@ -1,0 +1,409 @@
+//! One client session: messages out, their replies back, over a UDP socket
+//! connected to the server so that datagrams from anyone else never count.
+
+use std::io::{self, BufRead, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use tracing::{debug, warn};
+use upcase_proto::reply::{ReplyMatcher, Verdict};
+use upcase_proto::{Family, RECV_BUFFER_LEN, uppercased_len};
+
+use crate::args::Config;
+use crate::input::{Line, read_line};
+use crate::route::{Miss, Route};
+
+/// What the textbook's client prints before reading each line, when a person
+/// is typing.
+pub const PROMPT: &[u8] = b"Input lowercase sentence:";
+
+/// Whether printing went through; a closed output (`| head -1`) ends the
+/// session quietly, as the reader wants nothing more.
+#[derive(Debug, PartialEq, Eq)]
+enum Printed {
+    Yes,
+    OutputClosed,
+}
+
+/// A socket connected to one server address.
+struct Link {
+    socket: UdpSocket,
+    peer: SocketAddr,
+}
+
+impl Link {
+    /// Binds an OS-chosen port of the peer's family and connects it to the
+    /// peer, so the kernel drops datagrams from any other address and reports
+    /// ICMP port unreachable as a refused connection.
+    fn open(peer: SocketAddr) -> io::Result<Link> {
+        let local: SocketAddr = match peer {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = UdpSocket::bind(local)?;
+        socket.connect(peer)?;
+        Ok(Link { socket, peer })
+    }
+}
+
+/// The wire family of an address: IPv4-mapped IPv6 addresses travel as IPv4.
+pub fn family_of(addr: SocketAddr) -> Family {
+    match addr {
+        SocketAddr::V4(_) => Family::V4,
+        SocketAddr::V6(v6) => Family::of_ipv6_octets(v6.ip().octets()),
+    }
+}
+
+/// What waiting for a reply gave.
+enum Wait {
+    Reply(usize, Verdict),
+    Timeout,
+    Refused,
+}
+
+pub struct Session<'c, W> {
+    config: &'c Config,
+    route: Route,
+    link: Option<Link>,
+    matcher: ReplyMatcher,
+    buf: Vec<u8>,
+    output: W,
+}
+
+impl<'c, W: Write> Session<'c, W> {
+    pub fn new(config: &'c Config, addrs: Vec<SocketAddr>, output: W) -> Self {
+        Session {
+            config,
+            route: Route::new(addrs),
+            link: None,
+            matcher: ReplyMatcher::default(),
+            buf: vec![0; RECV_BUFFER_LEN],
+            output,
+        }
+    }
+
+    /// Sends the configured message, or every line of `input`, printing each
+    /// reply on its own line.
+    pub fn run(&mut self, mut input: impl BufRead, input_is_terminal: bool) -> anyhow::Result<()> {
+        if let Some(message) = &self.config.message {
+            self.exchange(message)?;
+            return Ok(());
+        }
+        let mut line = Vec::new();
+        loop {
+            if input_is_terminal && self.print(PROMPT, false)? == Printed::OutputClosed {
+                return Ok(());
+            }
+            let family = self.family();
+            match read_line(&mut input, &mut line, family.max_payload())
+                .context("cannot read standard input")?
+            {
+                Line::End => return Ok(()),
+                Line::TooLong => bail!(
+                    "message is longer than the largest UDP datagram over {} ({} bytes)",
+                    family.name(),
+                    family.max_payload()
+                ),
+                Line::Read => {
+                    if self.exchange(&line)? == Printed::OutputClosed {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The family of the address in use, which bounds the message size.
+    fn family(&self) -> Family {
+        self.link
+            .as_ref()
+            .map(|l| l.peer)
+            .or(self.route.current())
+            .map_or(Family::V4, family_of)
+    }
+
+    /// Sends one message and prints its reply, moving on to the next server
+    /// address while none has answered yet.
+    fn exchange(&mut self, message: &[u8]) -> anyhow::Result<Printed> {
+        self.drain_queued()?;
+        self.matcher.start(message);
+        loop {
+            let outcome = match self.connected()? {
+                Ok(peer) => {
+                    check_size(message, family_of(peer))?;
+                    self.try_link(message)?
+                }
+                Err(unreachable) => Err(Miss::Unreachable(unreachable)),
+            };
+            match outcome {
+                Ok(len) => {
+                    self.route.answered();
+                    let Session { buf, output, .. } = self;
+                    return print_line(output, &buf[..len], true);
+                }
+                Err(miss) => {
+                    let next = self
+                        .route
+                        .missed(miss, self.config.tries(), self.config.timeout)?;
+                    debug!("trying the next server address, {next}");
+                    self.link = None;
+                }
+            }
+        }
+    }
+
+    /// The link to the current address, opened on first use; an error opening
+    /// it (an address family this host lacks, say) means that address cannot
+    /// be reached.
+    fn connected(&mut self) -> anyhow::Result<Result<SocketAddr, io::Error>> {
+        if self.link.is_none() {
+            let peer = self.route.current().context("no server address to try")?;
+            match Link::open(peer) {
+                Ok(link) => self.link = Some(link),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        self.link
+            .as_ref()
+            .map(|link| Ok(link.peer))
+            .context("no server address to try")
+    }
+
+    /// Sends `message` up to `tries` times; the length of the reply in
+    /// `self.buf`, or why this address gave none.
+    fn try_link(&mut self, message: &[u8]) -> anyhow::Result<Result<usize, Miss>> {
+        let Session {
+            config,
+            link,
+            matcher,
+            buf,
+            ..
+        } = self;
+        let link = link.as_ref().context("no connected socket")?;
+        let tries = config.tries();
+        for attempt in 1..=tries {
+            if let Err(e) = link.socket.send(message) {
+                return match miss_of(e) {
+                    Ok(miss) => Ok(Err(miss)),
+                    Err(e) => Err(e).with_context(|| format!("cannot send to {}", link.peer)),
+                };
+            }
+            debug!(
+                "sent {} bytes to {} (try {attempt} of {tries})",
+                message.len(),
+                link.peer
+            );
+            match wait_for_reply(link, matcher, buf, Instant::now() + config.timeout)? {
+                Wait::Reply(len, verdict) => {
+                    if verdict == Verdict::Unexpected {
+                        warn!(
+                            "the reply from {} is not the uppercase of the message as this client computes it",
+                            link.peer
+                        );
+                    }
+                    return Ok(Ok(len));
+                }
+                Wait::Refused => return Ok(Err(Miss::Refused)),
+                Wait::Timeout => debug!("no reply from {} within {:?}", link.peer, config.timeout),
+            }
+        }
+        Ok(Err(Miss::Silent))
+    }
+
+    /// Discards datagrams that arrived after the previous reply was printed
+    /// (duplicates of it, late replies): they predate the next message, so
+    /// none of them can be its reply.
+    fn drain_queued(&mut self) -> anyhow::Result<()> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        link.socket
+            .set_nonblocking(true)
+            .context("cannot make the socket non-blocking")?;
+        let drained = loop {
+            match link.socket.recv(&mut self.buf) {
+                Ok(len) => debug!(
+                    "discarding a {len}-byte datagram received after the reply ({:?})",
+                    self.matcher.classify(&self.buf[..len])
+                ),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // An ICMP error about an earlier datagram: the next send finds
+                // out for itself whether the server is still there.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    debug!("discarding an earlier error: {e}");
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        link.socket
+            .set_nonblocking(false)
+            .context("cannot make the socket blocking")?;
+        drained.with_context(|| format!("cannot receive from {}", link.peer))
+    }
+
+    fn print(&mut self, bytes: &[u8], newline: bool) -> anyhow::Result<Printed> {
+        print_line(&mut self.output, bytes, newline)
+    }
+}
+
+/// Waits until `deadline` for the reply to the current message, skipping
+/// late replies to earlier ones.
+fn wait_for_reply(
+    link: &Link,
+    matcher: &ReplyMatcher,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> anyhow::Result<Wait> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Wait::Timeout);
+        }
+        link.socket
+            .set_read_timeout(Some(left))
+            .context("cannot set the receive timeout")?;
+        match link.socket.recv(buf) {
+            Ok(len) => match matcher.classify(&buf[..len]) {
+                Verdict::Late => {
+                    debug!("discarding a late {len}-byte reply to an earlier message");
+                }
+                verdict => {
+                    debug!("received {len} bytes from {}", link.peer);
+                    return Ok(Wait::Reply(len, verdict));
+                }
+            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(Wait::Timeout);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok(Wait::Refused),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot receive from {}", link.peer));
+            }
+        }
+    }
+}
+
+/// A send error that says the address is not usable, as opposed to a local
+/// failure that ends the session.
+fn miss_of(e: io::Error) -> Result<Miss, io::Error> {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => Ok(Miss::Refused),
+        NetworkUnreachable | HostUnreachable | AddrNotAvailable => Ok(Miss::Unreachable(e)),
+        _ => Err(e),
+    }
+}
+
+/// Refuses a message that cannot travel as one datagram, or whose reply
+/// could not, before anything is sent.
+pub fn check_size(message: &[u8], family: Family) -> anyhow::Result<()> {
+    let limit = family.max_payload();
+    if message.len() > limit {
+        bail!(
+            "message is {} bytes, more than the largest UDP datagram over {} ({limit} bytes)",
+            message.len(),
+            family.name()
+        );
+    }
+    let reply_len = uppercased_len(message);
+    if reply_len > limit {
+        bail!(
+            "the reply to this {}-byte message would be {reply_len} bytes, more than the largest UDP datagram over {} ({limit} bytes), so the server could not send it",
+            message.len(),
+            family.name()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` as they are (replies need not be UTF-8), then flushes so a
+/// person sees each reply as it comes.
+fn print_line(output: &mut impl Write, bytes: &[u8], newline: bool) -> anyhow::Result<Printed> {
+    let written = output
+        .write_all(bytes)
+        .and_then(|()| {
+            if newline {
+                output.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| output.flush());
+    match written {
+        Ok(()) => Ok(Printed::Yes),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            debug!("standard output is closed; stopping");
+            Ok(Printed::OutputClosed)
+        }
+        Err(e) => Err(e).context("cannot write to standard output"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked_per_family() {
+        assert!(check_size(&vec![b'a'; 65_507], Family::V4).is_ok());
+        let err = check_size(&vec![b'a'; 65_508], Family::V4).expect_err("too long");
+        assert_eq!(
+            err.to_string(),
+            "message is 65508 bytes, more than the largest UDP datagram over IPv4 (65507 bytes)"
+        );
+        assert!(check_size(&vec![b'a'; 65_527], Family::V6).is_ok());
+        assert!(check_size(&vec![b'a'; 65_528], Family::V6).is_err());
+    }
+
+    #[test]
+    fn a_message_whose_reply_cannot_fit_is_refused() {
+        // U+0149 is two bytes; its uppercase, U+02BC U+004E, is three.
+        let mut message = "\u{149}".as_bytes().to_vec();
+        message.resize(65_507, b'a');
+        let err = check_size(&message, Family::V4).expect_err("reply too long");
+        assert_eq!(
+            err.to_string(),
+            "the reply to this 65507-byte message would be 65508 bytes, more than the largest UDP datagram over IPv4 (65507 bytes), so the server could not send it"
+        );
+        assert!(check_size(&message, Family::V6).is_ok());
+    }
+
+    #[test]
+    fn mapped_addresses_are_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5".parse().expect("addr");
+        assert_eq!(family_of(mapped), Family::V4);
+        assert_eq!(family_of("[::1]:5".parse().expect("addr")), Family::V6);
+        assert_eq!(family_of("127.0.0.1:5".parse().expect("addr")), Family::V4);
+    }
+
+    #[test]
+    fn a_closed_output_stops_quietly() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        assert_eq!(
+            print_line(&mut Closed, b"x", true).expect("quiet"),
+            Printed::OutputClosed
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            print_line(&mut out, b"\xffA", true).expect("ok"),
+            Printed::Yes
+        );
+        assert_eq!(out, b"\xffA\n");
+    }
+}

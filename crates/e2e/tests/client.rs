@@ -1,0 +1,559 @@
+//! `upcase-client` against fake servers: loopback sockets in this test that
+//! answer right, late, twice, wrongly, from elsewhere, or not at all.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use upcase_e2e::{PATIENCE, binary, client, run_with_input, wait_with_deadline};
+use upcase_proto::uppercase;
+
+/// What a fake server does with the n-th datagram it receives (from 0), from
+/// the given peer: the datagrams to send back, in order.
+type Answer = Box<dyn FnMut(usize, &[u8], SocketAddr) -> Vec<Vec<u8>> + Send>;
+
+/// A fake server in a thread, stopped when dropped. Records every datagram
+/// it receives, and tells `sent` after each reply it sends.
+struct FakeServer {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
+    sent: mpsc::Receiver<()>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl FakeServer {
+    fn start(
+        answer: impl FnMut(usize, &[u8], SocketAddr) -> Vec<Vec<u8>> + Send + 'static,
+    ) -> FakeServer {
+        Self::try_start("127.0.0.1:0", Box::new(answer)).expect("bind 127.0.0.1")
+    }
+
+    fn try_start(bind: &str, mut answer: Answer) -> std::io::Result<FakeServer> {
+        let socket = UdpSocket::bind(bind)?;
+        // Wakes up now and then to see whether the test is over.
+        socket.set_read_timeout(Some(Duration::from_millis(20)))?;
+        let addr = socket.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = mpsc::channel();
+        let (sent_tx, sent) = mpsc::channel();
+        let log = Arc::clone(&received);
+        let thread = thread::spawn(move || {
+            let mut buf = vec![0; upcase_proto::RECV_BUFFER_LEN];
+            while stopped.try_recv() == Err(mpsc::TryRecvError::Empty) {
+                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let n = {
+                    let mut log = log.lock().expect("lock");
+                    log.push(buf[..len].to_vec());
+                    log.len() - 1
+                };
+                for reply in answer(n, &buf[..len], peer) {
+                    socket.send_to(&reply, peer).expect("fake server reply");
+                    let _ = sent_tx.send(());
+                }
+            }
+        });
+        Ok(FakeServer {
+            addr,
+            received,
+            sent,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+
+    /// Everything received so far. The client has exited when tests call
+    /// this, and loopback delivers a datagram within the sender's send call,
+    /// so whatever it sent is here or waiting in the socket; stopping the
+    /// thread first reads the rest.
+    fn received(mut self) -> Vec<Vec<u8>> {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            t.join().expect("fake server thread");
+        }
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn uppercasing(_: usize, request: &[u8], _: SocketAddr) -> Vec<Vec<u8>> {
+    vec![uppercase(request)]
+}
+
+fn silent(_: usize, _: &[u8], _: SocketAddr) -> Vec<Vec<u8>> {
+    Vec::new()
+}
+
+/// Runs the client against `server` on IPv4 loopback, with `extra` options.
+fn ask(server: &FakeServer, extra: &[&str], input: &[u8]) -> Output {
+    let port = server.port();
+    let mut args = vec!["--server", "127.0.0.1", "--port", &port];
+    args.extend_from_slice(extra);
+    client(&args, input)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a failure with exactly one line on stderr, and returns it.
+fn one_error_line(out: &Output, status: i32) -> String {
+    assert_eq!(out.status.code(), Some(status), "stderr: {}", stderr(out));
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got {err:?}");
+    assert!(lines[0].starts_with("error: "), "{err:?}");
+    assert!(!err.contains("panicked"));
+    lines[0].to_string()
+}
+
+#[test]
+fn piped_lines_come_back_as_exactly_their_uppercase() {
+    let server = FakeServer::start(uppercasing);
+    let out = client(
+        &["--server", "127.0.0.1", "--port", &server.port()],
+        "a\nb\r\n\nstraße\nlast".as_bytes(),
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "A\nB\n\nSTRASSE\nLAST\n",
+        "no prompt when piped"
+    );
+    assert_eq!(
+        server.received(),
+        [&b"a"[..], b"b", b"", "straße".as_bytes(), b"last"]
+    );
+}
+
+#[test]
+fn message_words_are_joined_into_one_datagram() {
+    let server = FakeServer::start(uppercasing);
+    let out = ask(&server, &["hello", "big", "world"], b"not read\n");
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "HELLO BIG WORLD\n");
+    assert_eq!(server.received(), [b"hello big world"]);
+}
+
+#[test]
+fn bytes_that_are_not_utf8_pass_through_both_ways() {
+    let server = FakeServer::start(uppercasing);
+    let out = run_with_input(
+        Command::new(binary("upcase-client"))
+            .args(["--server", "127.0.0.1", "--port", &server.port()])
+            .arg(OsStr::from_bytes(b"caf\xe9 \xff")),
+        b"",
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(
+        out.stdout, b"CAF\xe9 \xff\n",
+        "raw bytes, not replacement characters"
+    );
+    assert_eq!(server.received(), [b"caf\xe9 \xff"]);
+
+    let server = FakeServer::start(uppercasing);
+    let out = client(
+        &["--server", "127.0.0.1", "--port", &server.port()],
+        b"\xfe\xffabc\n",
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(out.stdout, b"\xfe\xffABC\n");
+}
+
+#[test]
+fn an_unexpected_reply_is_printed_with_a_warning() {
+    let server = FakeServer::start(|_, _, _| vec![b"Not Upper".to_vec()]);
+    let out = client(
+        &["--server", "127.0.0.1", "--port", &server.port(), "x"],
+        b"",
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "Not Upper\n");
+    assert!(
+        stderr(&out).contains("not the uppercase of the message"),
+        "stderr: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_lost_datagram_is_sent_again() {
+    let server = FakeServer::start(|n, request, peer| {
+        if n == 0 {
+            vec![]
+        } else {
+            uppercasing(n, request, peer)
+        }
+    });
+    let out = ask(&server, &["--timeout", "500ms"], b"lost once\n");
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "LOST ONCE\n");
+    assert_eq!(server.received(), [b"lost once", b"lost once"]);
+}
+
+#[test]
+fn no_reply_after_every_try_exits_3() {
+    let server = FakeServer::start(silent);
+    let start = Instant::now();
+    let out = ask(&server, &["--timeout", "100ms"], b"anyone?\nnever sent\n");
+    let elapsed = start.elapsed();
+    let line = one_error_line(&out, 3);
+    assert_eq!(
+        line,
+        format!(
+            "error: no reply from {} after 3 tries (timeout 100ms)",
+            server.addr
+        )
+    );
+    assert!(out.stdout.is_empty());
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "waited each try out: {elapsed:?}"
+    );
+    assert_eq!(server.received(), [b"anyone?"; 3]);
+}
+
+#[test]
+fn retries_zero_means_one_try() {
+    let server = FakeServer::start(silent);
+    let out = ask(&server, &["--timeout", "50ms", "--retries", "0", "x"], b"");
+    let line = one_error_line(&out, 3);
+    assert_eq!(
+        line,
+        format!(
+            "error: no reply from {} after 1 try (timeout 50ms)",
+            server.addr
+        )
+    );
+    assert_eq!(server.received(), [b"x"]);
+}
+
+#[test]
+fn a_port_without_a_socket_is_refused_at_once() {
+    let port = {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("addr").port()
+    };
+    // With a one-minute timeout, only the ICMP error can end this in time
+    // (run_with_input gives up after PATIENCE).
+    let out = client(
+        &[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--timeout",
+            "60s",
+            "x",
+        ],
+        b"",
+    );
+    let line = one_error_line(&out, 1);
+    assert_eq!(
+        line,
+        format!("error: no server at 127.0.0.1:{port} (connection refused)")
+    );
+}
+
+#[test]
+fn a_late_reply_is_never_taken_for_the_next_lines_answer() {
+    // The first "one" gets no reply; its retry does. When "two" arrives, the
+    // reply to "one" comes again (late, as if delayed in the network) just
+    // before the right one.
+    let server = FakeServer::start(|n, request, _| match n {
+        0 => vec![],
+        1 => vec![b"ONE".to_vec()],
+        _ => vec![b"ONE".to_vec(), uppercase(request)],
+    });
+    let out = ask(&server, &["--timeout", "500ms"], b"one\ntwo\n");
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "ONE\nTWO\n");
+    assert!(
+        !stderr(&out).contains("WARN"),
+        "a late reply is expected: {}",
+        stderr(&out)
+    );
+    assert_eq!(server.received(), [&b"one"[..], b"one", b"two"]);
+}
+
+#[test]
+fn a_late_reply_alone_is_no_answer() {
+    // A server one step behind: it answers each datagram with the reply to
+    // the one before. The client must not print "A" for "b".
+    let server = FakeServer::start({
+        let mut previous: Option<Vec<u8>> = None;
+        move |_, request, _| previous.replace(uppercase(request)).into_iter().collect()
+    });
+    let out = ask(
+        &server,
+        &["--timeout", "500ms", "--retries", "1"],
+        b"a\nb\n",
+    );
+    assert_eq!(stdout(&out), "A\nB\n", "stderr: {}", stderr(&out));
+    assert!(out.status.success());
+    // "a" twice (the first got nothing), "b" twice (the first got "A", late).
+    assert_eq!(server.received(), [b"a", b"a", b"b", b"b"]);
+}
+
+#[test]
+fn replies_queued_before_a_message_are_not_its_answer() {
+    // The server answers the first "same" twice and the second not at all.
+    // The duplicate is already waiting when the client sends the second
+    // "same", so it must be discarded rather than printed as its answer.
+    let server = FakeServer::start(|n, request, _| match n {
+        0 => vec![uppercase(request), uppercase(request)],
+        _ => vec![],
+    });
+    let mut child = Command::new(binary("upcase-client"))
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &server.port(),
+            "--timeout",
+            "100ms",
+            "--retries",
+            "0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"same\n").expect("first line");
+    for _ in 0..2 {
+        server
+            .sent
+            .recv_timeout(PATIENCE)
+            .expect("the server sent both replies");
+    }
+    stdin.write_all(b"same\n").expect("second line");
+    drop(stdin);
+    let status = wait_with_deadline(&mut child, PATIENCE).expect("client exits");
+    let out = child.wait_with_output().expect("output");
+    let out = Output { status, ..out };
+    assert_eq!(stdout(&out), "SAME\n");
+    let line = one_error_line(&out, 3);
+    assert!(line.starts_with("error: no reply from"), "{line}");
+}
+
+#[test]
+fn datagrams_from_another_address_are_ignored() {
+    let rogue = UdpSocket::bind("127.0.0.1:0").expect("bind rogue");
+    let server = FakeServer::start(move |_, request, peer| {
+        // Not the server's address: the connected socket never sees it.
+        rogue.send_to(b"FORGED", peer).expect("rogue send");
+        vec![uppercase(request)]
+    });
+    let out = client(
+        &["--server", "127.0.0.1", "--port", &server.port(), "hello"],
+        b"",
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "HELLO\n");
+    assert!(stderr(&out).is_empty(), "no warning: {}", stderr(&out));
+}
+
+#[test]
+fn a_message_too_long_for_one_datagram_is_refused_before_sending() {
+    let server = FakeServer::start(uppercasing);
+    let mut input = vec![b'a'; 65_508];
+    input.push(b'\n');
+    let out = client(&["--server", "127.0.0.1", "--port", &server.port()], &input);
+    let line = one_error_line(&out, 1);
+    assert_eq!(
+        line,
+        "error: message is longer than the largest UDP datagram over IPv4 (65507 bytes)"
+    );
+    let long_word = "a".repeat(65_508);
+    let out = ask(&server, &[&long_word], b"");
+    assert_eq!(
+        one_error_line(&out, 1),
+        "error: message is 65508 bytes, more than the largest UDP datagram over IPv4 (65507 bytes)"
+    );
+    // Short enough, but its uppercase is one byte longer: U+0149 becomes
+    // U+02BC U+004E.
+    let mut grows = "\u{149}".as_bytes().to_vec();
+    grows.resize(65_507, b'a');
+    let out = client(&["--server", "127.0.0.1", "--port", &server.port()], &grows);
+    assert!(one_error_line(&out, 1).contains("would be 65508 bytes"));
+    assert!(server.received().is_empty(), "nothing was sent");
+}
+
+#[test]
+fn the_largest_datagram_goes_through() {
+    let server = FakeServer::start(uppercasing);
+    let input = vec![b'z'; 65_507];
+    let out = client(&["--server", "127.0.0.1", "--port", &server.port()], &input);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let mut expected = vec![b'Z'; 65_507];
+    expected.push(b'\n');
+    assert_eq!(out.stdout, expected);
+}
+
+#[test]
+fn ipv6_loopback_works_with_or_without_brackets() {
+    let Ok(server) = FakeServer::try_start("[::1]:0", Box::new(uppercasing)) else {
+        eprintln!("note: no IPv6 loopback here; skipping");
+        return;
+    };
+    for host in ["::1", "[::1]"] {
+        let out = client(&["--server", host, "--port", &server.port(), "v6"], b"");
+        assert!(out.status.success(), "{host}: stderr: {}", stderr(&out));
+        assert_eq!(stdout(&out), "V6\n");
+    }
+    assert_eq!(server.received(), [b"v6", b"v6"]);
+}
+
+#[test]
+fn localhost_is_resolved_through_the_system() {
+    // If localhost also names ::1, nothing listens there on this port: the
+    // refusal moves the client on to 127.0.0.1.
+    let server = FakeServer::start(uppercasing);
+    let out = client(
+        &[
+            "--server",
+            "localhost",
+            "--port",
+            &server.port(),
+            "--timeout",
+            "60s",
+        ],
+        b"by name\n",
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "BY NAME\n");
+}
+
+#[test]
+fn the_default_port_is_12000() {
+    let out = client(&["--help"], b"");
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("[default: 12000]"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn bad_command_lines_exit_2_with_one_line() {
+    for args in [
+        &["--nope"][..],
+        &["--timeout", "0"],
+        &["--timeout", "soon"],
+        &["--port", "70000"],
+        &["--retries", "many"],
+    ] {
+        let out = client(args, b"");
+        one_error_line(&out, 2);
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let server = FakeServer::start(uppercasing);
+    let mut child = Command::new(binary("upcase-client"))
+        .args(["--server", "127.0.0.1", "--port", &server.port()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    // The reader goes away before the first reply is written, as `| head -0`.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = thread::spawn(move || {
+        for _ in 0..100 {
+            if stdin.write_all(b"line\n").is_err() {
+                break;
+            }
+        }
+    });
+    let status = wait_with_deadline(&mut child, PATIENCE).expect("client exits");
+    let _ = writer.join();
+    let out = child.wait_with_output().expect("output");
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert!(stderr(&out).lines().count() <= 1, "{}", stderr(&out));
+    assert!(status.success(), "{status:?}: {}", stderr(&out));
+}
+
+#[test]
+fn an_unresolvable_name_is_one_error_line() {
+    // In fresh user, mount and network namespaces, with only a loopback that
+    // is down and a resolver configuration naming 127.0.0.1, no query can
+    // leave the machine.
+    let probe = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--net", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("note: unshare is missing or not permitted here; skipping");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("upcase-e2e-resolv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let resolv = dir.join("resolv.conf");
+    let nsswitch = dir.join("nsswitch.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    )
+    .expect("write");
+    std::fs::write(&nsswitch, "hosts: files dns\n").expect("write");
+    let script = r#"mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/nsswitch.conf || exit 99; shift 2; exec "$@""#;
+    let out = run_with_input(
+        Command::new("unshare")
+            .args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--net",
+                "sh",
+                "-c",
+                script,
+                "sh",
+            ])
+            .arg(&resolv)
+            .arg(&nsswitch)
+            .arg(binary("upcase-client"))
+            .args(["--server", "upcase-e2e.invalid", "x"]),
+        b"",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    if out.status.code() == Some(99) {
+        eprintln!("note: cannot bind-mount in a private namespace here; skipping");
+        return;
+    }
+    let line = one_error_line(&out, 1);
+    assert!(
+        line.starts_with("error: cannot resolve upcase-e2e.invalid: "),
+        "{line}"
+    );
+}
