@@ -1,0 +1,530 @@
+//! End-to-end tests of the `upcase-server` binary: the real process on
+//! loopback with a system-chosen port, driven by plain `std` UDP sockets.
+//!
+//! Every exchange is one request, then its reply, so nothing is lost on
+//! loopback and every count in the server's summary is known exactly. That a
+//! reply was *not* sent is shown by sending a probe right after it: the
+//! server answers in order, so the probe's reply arriving first means the
+//! other one never will.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use upcase_e2e::{PATIENCE, ServerProcess, Stopped, binary, run_with_input};
+use upcase_proto::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6, uppercase, uppercased_len};
+
+/// What the tests sent and received, to compare with the server's summary.
+#[derive(Debug, Default)]
+struct Tally {
+    received: u64,
+    replied: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    invalid_utf8: u64,
+    dropped_too_large: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.received += other.received;
+        self.replied += other.replied;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.invalid_utf8 += other.invalid_utf8;
+        self.dropped_too_large += other.dropped_too_large;
+    }
+
+    fn assert_matches(&self, stopped: &Stopped) {
+        let summary = [
+            ("received", self.received),
+            ("replied", self.replied),
+            ("bytes_in", self.bytes_in),
+            ("bytes_out", self.bytes_out),
+            ("invalid_utf8", self.invalid_utf8),
+            ("dropped_too_large", self.dropped_too_large),
+            ("send_errors", 0),
+        ];
+        for (key, expected) in summary {
+            assert_eq!(
+                stopped.counter(key),
+                expected,
+                "{key} in the summary; stderr:\n{}",
+                stopped.stderr
+            );
+        }
+    }
+}
+
+/// A client socket of the server address's family, connected to it so that
+/// it hears only the server.
+fn client_of(server: SocketAddr) -> UdpSocket {
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => (Ipv4Addr::LOCALHOST, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::LOCALHOST, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).expect("bind client");
+    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    socket.connect(server).expect("connect");
+    socket
+}
+
+fn v4_client(port: u16) -> UdpSocket {
+    client_of((Ipv4Addr::LOCALHOST, port).into())
+}
+
+fn v6_client(port: u16) -> UdpSocket {
+    client_of((Ipv6Addr::LOCALHOST, port).into())
+}
+
+/// Sends `request` and returns the next datagram the server sends back.
+fn ask(socket: &UdpSocket, request: &[u8]) -> Vec<u8> {
+    let sent = socket.send(request).expect("send");
+    assert_eq!(sent, request.len());
+    let mut buf = vec![0; 65_536];
+    let n = socket.recv(&mut buf).expect("a reply before the deadline");
+    buf.truncate(n);
+    buf
+}
+
+/// Asks and checks the reply is the uppercase of the request; counts both.
+fn exchange(socket: &UdpSocket, request: &[u8], tally: &mut Tally) {
+    let reply = ask(socket, request);
+    assert_eq!(
+        reply,
+        uppercase(request),
+        "reply to a {}-byte request",
+        request.len()
+    );
+    tally.received += 1;
+    tally.replied += 1;
+    tally.bytes_in += request.len() as u64;
+    tally.bytes_out += reply.len() as u64;
+    if std::str::from_utf8(request).is_err() {
+        tally.invalid_utf8 += 1;
+    }
+}
+
+/// Sends a request whose reply must not come, and proves it did not: the
+/// probe sent right after it is answered first.
+fn exchange_refused(socket: &UdpSocket, request: &[u8], tally: &mut Tally) {
+    socket.send(request).expect("send");
+    tally.received += 1;
+    tally.bytes_in += request.len() as u64;
+    tally.dropped_too_large += 1;
+    if std::str::from_utf8(request).is_err() {
+        tally.invalid_utf8 += 1;
+    }
+    exchange(socket, b"probe", tally);
+}
+
+fn local_port(socket: &UdpSocket) -> u16 {
+    socket.local_addr().expect("local address").port()
+}
+
+fn start_on(bind: &str) -> ServerProcess {
+    ServerProcess::start(&["--bind", bind, "--port", "0"])
+}
+
+/// The textbook's examples and the cases the transform is careful about.
+fn sample_requests() -> Vec<Vec<u8>> {
+    vec![
+        b"hello world".to_vec(),
+        "straße".as_bytes().to_vec(),
+        "ﬁ".as_bytes().to_vec(),
+        "안녕하세요 123".as_bytes().to_vec(),
+        b"\xff\xfeabc".to_vec(),
+        Vec::new(),
+    ]
+}
+
+#[test]
+fn the_ready_line_names_the_bound_address() {
+    let server = start_on("127.0.0.1");
+    let addr = server.addr();
+    assert_eq!(
+        server.ready_line,
+        format!("The server is ready to receive on {addr}")
+    );
+    assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
+    assert_ne!(addr.port(), 0, "the chosen port, not 0");
+}
+
+#[test]
+fn text_is_uppercased_and_invalid_utf8_passes_through() {
+    let server = start_on("127.0.0.1");
+    let client = client_of(server.addr());
+    let cases: [(&[u8], &[u8]); 5] = [
+        (b"hello world", b"HELLO WORLD"),
+        ("straße".as_bytes(), b"STRASSE"),
+        ("ﬁ".as_bytes(), b"FI"),
+        ("안녕하세요 123".as_bytes(), "안녕하세요 123".as_bytes()),
+        (b"\xff\xfeabc", b"\xff\xfeABC"),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(ask(&client, request), expected, "reply to {request:?}");
+    }
+}
+
+#[test]
+fn an_empty_datagram_gets_an_empty_reply() {
+    let server = start_on("127.0.0.1");
+    let client = client_of(server.addr());
+    let mut tally = Tally::default();
+    exchange(&client, b"", &mut tally);
+    // And the server is still there for the next one.
+    exchange(&client, b"after", &mut tally);
+    let stopped = server.stop_with(libc::SIGINT);
+    tally.assert_matches(&stopped);
+}
+
+#[test]
+fn the_largest_ipv4_datagram_is_answered_whole() {
+    let server = start_on("127.0.0.1");
+    let client = client_of(server.addr());
+    let request = vec![b'q'; MAX_PAYLOAD_V4];
+    let reply = ask(&client, &request);
+    assert_eq!(reply.len(), MAX_PAYLOAD_V4);
+    assert!(reply.iter().all(|&b| b == b'Q'));
+}
+
+#[test]
+fn bound_to_ipv6_loopback_the_largest_ipv6_datagram_is_answered_whole() {
+    let server = start_on("::1");
+    assert_eq!(server.addr().ip(), Ipv6Addr::LOCALHOST);
+    let client = client_of(server.addr());
+    let mut tally = Tally::default();
+    exchange(&client, "straße".as_bytes(), &mut tally);
+    let mut request = vec![b'z'; MAX_PAYLOAD_V6 - 1];
+    request.push(b'!');
+    exchange(&client, &request, &mut tally);
+    let stopped = server.stop_with(libc::SIGINT);
+    tally.assert_matches(&stopped);
+    assert_eq!(stopped.counter("bytes_out"), 7 + MAX_PAYLOAD_V6 as u64);
+}
+
+#[test]
+fn a_reply_too_large_is_not_sent_and_is_reported() {
+    let server = start_on("127.0.0.1");
+    let client = client_of(server.addr());
+    // U+0390 is 2 bytes and uppercases to 6: 25,000 bytes in, 75,000 out.
+    let request = "\u{390}".repeat(12_500).into_bytes();
+    assert_eq!(request.len(), 25_000);
+    assert_eq!(uppercased_len(&request), 75_000);
+    let mut tally = Tally::default();
+    exchange_refused(&client, &request, &mut tally);
+    exchange(&client, b"still here", &mut tally);
+    let stopped = server.stop_with(libc::SIGINT);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    tally.assert_matches(&stopped);
+    assert_eq!(stopped.counter("dropped_too_large"), 1);
+    let source = format!("127.0.0.1:{}", local_port(&client));
+    let warnings: Vec<_> = stopped
+        .stderr
+        .lines()
+        .filter(|l| l.contains("WARN"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", stopped.stderr);
+    assert!(
+        warnings[0].contains(&source)
+            && warnings[0].contains("75000")
+            && warnings[0].contains("65507"),
+        "the warning names the source and the sizes: {}",
+        warnings[0]
+    );
+}
+
+#[test]
+fn on_the_dual_stack_socket_an_ipv4_peer_gets_the_ipv4_limit() {
+    let server = ServerProcess::start(&["--port", "0"]);
+    let port = server.addr().port();
+    // 65,504 ASCII bytes and one U+0390: a request that fits IPv4 whose
+    // reply fits IPv6 only.
+    let mut request = vec![b'm'; MAX_PAYLOAD_V4 - 3];
+    request.extend_from_slice("\u{390}".as_bytes());
+    let reply_len = uppercased_len(&request);
+    assert!(request.len() <= MAX_PAYLOAD_V4);
+    assert!(reply_len > MAX_PAYLOAD_V4 && reply_len <= MAX_PAYLOAD_V6);
+
+    let mut tally = Tally::default();
+    let over_v6 = v6_client(port);
+    exchange(&over_v6, &request, &mut tally);
+    let over_v4 = v4_client(port);
+    exchange_refused(&over_v4, &request, &mut tally);
+
+    let stopped = server.stop_with(libc::SIGTERM);
+    tally.assert_matches(&stopped);
+    let source = format!("127.0.0.1:{}", local_port(&over_v4));
+    assert!(
+        stopped
+            .stderr
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(&source) && l.contains("IPv4")),
+        "no warning naming {source} as an IPv4 peer:\n{}",
+        stopped.stderr
+    );
+}
+
+#[test]
+fn the_default_bind_answers_ipv4_and_ipv6_clients() {
+    let server = ServerProcess::start(&["--port", "0"]);
+    let addr = server.addr();
+    assert_eq!(
+        addr.ip(),
+        Ipv6Addr::UNSPECIFIED,
+        "one dual-stack socket on [::]: {}",
+        server.ready_line
+    );
+    let mut tally = Tally::default();
+    for request in sample_requests() {
+        exchange(&v4_client(addr.port()), &request, &mut tally);
+        exchange(&v6_client(addr.port()), &request, &mut tally);
+    }
+    let stopped = server.stop_with(libc::SIGINT);
+    tally.assert_matches(&stopped);
+}
+
+#[test]
+fn many_datagrams_from_several_sockets_are_all_answered() {
+    let server = start_on("127.0.0.1");
+    let addr = server.addr();
+    let tallies: Vec<Tally> = thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|c| {
+                s.spawn(move || {
+                    let client = client_of(addr);
+                    let mut tally = Tally::default();
+                    for i in 0..250 {
+                        let request = format!("client {c} straße {i} {}", "x".repeat(i));
+                        exchange(&client, request.as_bytes(), &mut tally);
+                    }
+                    tally
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let mut total = Tally::default();
+    for tally in &tallies {
+        total.add(tally);
+    }
+    assert_eq!(total.received, 1000);
+    let stopped = server.stop_with(libc::SIGINT);
+    total.assert_matches(&stopped);
+}
+
+/// Sends the sample requests, stops the server with `signal`, and checks
+/// the exit and the summary.
+fn stops_cleanly_on(signal: i32) {
+    let server = start_on("127.0.0.1");
+    let client = client_of(server.addr());
+    let mut tally = Tally::default();
+    for request in sample_requests() {
+        exchange(&client, &request, &mut tally);
+    }
+    assert_eq!(tally.invalid_utf8, 1);
+    let stopped = server.stop_with(signal);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    assert!(
+        stopped.elapsed < Duration::from_secs(1),
+        "stopping took {:?}",
+        stopped.elapsed
+    );
+    tally.assert_matches(&stopped);
+    let summaries = stopped
+        .stderr
+        .lines()
+        .filter(|l| l.contains("summary:"))
+        .count();
+    assert_eq!(summaries, 1, "{}", stopped.stderr);
+    assert!(!stopped.stderr.contains("panicked"), "{}", stopped.stderr);
+}
+
+#[test]
+fn sigint_stops_it_with_a_summary() {
+    stops_cleanly_on(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_stops_it_with_a_summary() {
+    stops_cleanly_on(libc::SIGTERM);
+}
+
+#[test]
+fn an_idle_server_stops_promptly_too() {
+    let server = start_on("127.0.0.1");
+    let stopped = server.stop_with(libc::SIGTERM);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    assert!(
+        stopped.elapsed < Duration::from_secs(1),
+        "{:?}",
+        stopped.elapsed
+    );
+    Tally::default().assert_matches(&stopped);
+}
+
+#[test]
+fn two_threads_share_the_port_and_their_counts_add_up() {
+    let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0", "--threads", "2"]);
+    let addr = server.addr();
+    assert_ne!(addr.port(), 0);
+    let mut tally = Tally::default();
+    // Many source ports, so the kernel's hash spreads them over both sockets.
+    for c in 0..16 {
+        let client = client_of(addr);
+        for i in 0..10 {
+            exchange(&client, format!("c{c} ß{i}").as_bytes(), &mut tally);
+        }
+    }
+    let stopped = server.stop_with(libc::SIGINT);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    assert!(
+        stopped.elapsed < Duration::from_secs(1),
+        "{:?}",
+        stopped.elapsed
+    );
+    tally.assert_matches(&stopped);
+}
+
+/// Runs the server expecting it to refuse to start; returns its stderr.
+fn refused_start(args: &[&str], status: i32) -> String {
+    let out = run_with_input(Command::new(binary("upcase-server")).args(args), b"");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(status), "{args:?}: {stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?}: nothing on stdout, not even the ready line: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: one line on stderr: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{args:?}: {stderr}");
+    for noise in ["panicked", "backtrace", "RUST_BACKTRACE"] {
+        assert!(!stderr.contains(noise), "{args:?}: {stderr}");
+    }
+    stderr
+}
+
+#[test]
+fn a_port_in_use_is_one_error_line() {
+    let holder = UdpSocket::bind("127.0.0.1:0").expect("hold a port");
+    let port = local_port(&holder).to_string();
+    let stderr = refused_start(&["--bind", "127.0.0.1", "--port", &port], 1);
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_refused_with_several_threads_too() {
+    let holder = UdpSocket::bind("127.0.0.1:0").expect("hold a port");
+    let port = local_port(&holder).to_string();
+    refused_start(
+        &["--bind", "127.0.0.1", "--port", &port, "--threads", "2"],
+        1,
+    );
+}
+
+#[test]
+fn an_address_that_is_not_local_is_one_error_line() {
+    // 192.0.2.0/24 is TEST-NET-1: never an address of this machine.
+    let stderr = refused_start(&["--bind", "192.0.2.1", "--port", "0"], 1);
+    assert!(stderr.contains("192.0.2.1"), "{stderr}");
+}
+
+#[test]
+fn a_bad_command_line_is_one_error_line_and_status_2() {
+    for args in [
+        &["--port", "70000"][..],
+        &["--nope"],
+        &["--threads", "0"],
+        &["--bind", "nowhere"],
+        &["--port"],
+        &["extra"],
+    ] {
+        refused_start(args, 2);
+    }
+}
+
+/// A small deterministic generator, so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random bytes, or random pieces of valid and broken UTF-8 (which reach the
+/// transform's harder paths far more often than uniform bytes do).
+fn garbage(rng: &mut XorShift) -> Vec<u8> {
+    const PIECES: &[&[u8]] = &[
+        b"a",
+        b"Z9 ",
+        "ß".as_bytes(),
+        "\u{390}".as_bytes(),
+        "ﬁ".as_bytes(),
+        "한".as_bytes(),
+        "\u{10ffff}".as_bytes(),
+        b"\xff",
+        b"\x80",
+        b"\xc3",
+        b"\xe2\x82",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xc0\xaf",
+        b"\0",
+    ];
+    let len = match rng.below(10) {
+        0..=6 => rng.below(64),
+        7 | 8 => rng.below(4096),
+        _ => rng.below(MAX_PAYLOAD_V4 + 1),
+    };
+    let mut out = Vec::with_capacity(len + 4);
+    if rng.below(2) == 0 {
+        while out.len() < len {
+            out.extend_from_slice(&rng.next().to_le_bytes());
+        }
+        out.truncate(len);
+    } else {
+        while out.len() < len {
+            out.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+        }
+        out.truncate(len.min(MAX_PAYLOAD_V4));
+    }
+    out
+}
+
+#[test]
+fn a_flood_of_garbage_never_stops_it() {
+    let mut server = start_on("127.0.0.1");
+    let clients: Vec<_> = (0..3).map(|_| client_of(server.addr())).collect();
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut tally = Tally::default();
+    for i in 0..400 {
+        let request = garbage(&mut rng);
+        let client = &clients[i % clients.len()];
+        if uppercased_len(&request) <= MAX_PAYLOAD_V4 {
+            exchange(client, &request, &mut tally);
+        } else {
+            exchange_refused(client, &request, &mut tally);
+        }
+    }
+    assert!(server.is_running());
+    assert!(tally.invalid_utf8 > 0, "the flood held invalid UTF-8");
+    let stopped = server.stop_with(libc::SIGINT);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    tally.assert_matches(&stopped);
+}
