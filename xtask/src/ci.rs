@@ -1,0 +1,85 @@
+//! `cargo xtask ci`: the checks a change must pass, run in order with their
+//! output passed through, stopping at the first that fails.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::workspace;
+
+/// One check: a cargo command run from the workspace root.
+struct Step {
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+}
+
+impl Step {
+    const fn cargo(args: &'static [&'static str]) -> Step {
+        Step { args, env: &[] }
+    }
+
+    fn display(&self) -> String {
+        let env = self.env.iter().map(|(k, v)| format!("{k}={v:?} "));
+        format!("{}cargo {}", env.collect::<String>(), self.args.join(" "))
+    }
+}
+
+/// The checks, cheapest first so a formatting slip fails in seconds.
+///
+/// EXTENSION POINT: later checks are appended here, each one more line, e.g.
+/// `Step::cargo(&["xtask", "bench", "--quick"])`, then fuzz and soak in the
+/// same form (the `xtask` alias works because steps run from the root).
+const STEPS: &[Step] = &[
+    Step::cargo(&["fmt", "--all", "--", "--check"]),
+    Step::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]),
+    // Builds every binary before any test runs: the e2e tests need them.
+    Step::cargo(&["test", "--workspace"]),
+    Step {
+        args: &["doc", "--workspace", "--no-deps"],
+        env: &[("RUSTDOCFLAGS", "-D warnings")],
+    },
+];
+
+pub fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let total = STEPS.len();
+    for (i, step) in STEPS.iter().enumerate() {
+        let shown = step.display();
+        println!("==> ci step {}/{total}: {shown}", i + 1);
+        let status = workspace::cargo()
+            .args(step.args)
+            .envs(step.env.iter().copied())
+            .status()
+            .with_context(|| format!("cannot start step {shown:?}"))?;
+        if !status.success() {
+            bail!("step {shown:?} failed ({status})");
+        }
+    }
+    println!(
+        "==> ci passed: {total} steps in {}s",
+        started.elapsed().as_secs()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_shown_as_typed() {
+        let shown: Vec<String> = STEPS.iter().map(Step::display).collect();
+        assert_eq!(shown[0], "cargo fmt --all -- --check");
+        assert_eq!(
+            shown.last().map(String::as_str),
+            Some("RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps")
+        );
+    }
+}

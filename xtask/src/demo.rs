@@ -1,0 +1,361 @@
+//! `cargo xtask demo`: the whole round trip on this machine. Builds the
+//! release binaries, starts the server on an ephemeral loopback port, sends
+//! it a few lines with the client, checks every reply against the expected
+//! uppercase, and stops the server with SIGINT to show its summary.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::workspace;
+
+/// One datagram per line: plain ASCII, a character whose uppercase is
+/// longer (ß -> SS), a script without case, an emoji next to a ligature
+/// (ﬁ -> FI), bytes that are not UTF-8 (returned unchanged), and nothing.
+const LINES: [&[u8]; 6] = [
+    b"hello, world",
+    "stra\u{df}e".as_bytes(),
+    "안녕하세요, 네트워크!".as_bytes(),
+    "rust \u{1f980} is \u{fb01}ne".as_bytes(),
+    b"caf\xe9 \xff ok",
+    b"",
+];
+
+/// Sent as MESSAGE arguments, which the client joins into one datagram.
+const WORDS: [&str; 5] = ["hello", "from", "the", "command", "line"];
+
+/// How long any one step may take before the demo gives up; generous,
+/// because a busy two-core machine can be slow to start a process.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+pub fn run() -> anyhow::Result<()> {
+    let target = workspace::root().join("target");
+    heading("Build: cargo build --release -p upcase-server -p upcase-client");
+    build(&target)?;
+    let bin = target.join("release");
+
+    let server_args = ["--bind", "127.0.0.1", "--port", "0"];
+    heading(&format!("Server: upcase-server {}", server_args.join(" ")));
+    let server = Server::start(&bin.join("upcase-server"), &server_args)?;
+    println!("   {}", server.ready_line);
+
+    let port = server.addr.port().to_string();
+    let client = bin.join("upcase-client");
+    let connect = ["--server", "127.0.0.1", "--port", port.as_str()];
+    let mut mismatches = 0;
+
+    heading(&format!(
+        "Client, one datagram per line of stdin: upcase-client {}",
+        connect.join(" ")
+    ));
+    let mut input = Vec::new();
+    for line in LINES {
+        input.extend_from_slice(line);
+        input.push(b'\n');
+    }
+    let replies = run_client(&client, &connect, &input)?;
+    mismatches += show_exchanges(&LINES, &replies);
+
+    heading(&format!(
+        "Client, words as arguments: upcase-client {} {}",
+        connect.join(" "),
+        WORDS.join(" ")
+    ));
+    let args: Vec<&str> = connect.iter().chain(WORDS.iter()).copied().collect();
+    let replies = run_client(&client, &args, b"")?;
+    let message = WORDS.join(" ");
+    mismatches += show_exchanges(&[message.as_bytes()], &replies);
+
+    heading("Stop: SIGINT to the server");
+    let summary = server.interrupt()?;
+    println!("   {summary}");
+
+    let sent = LINES.len() + 1;
+    if mismatches > 0 {
+        bail!("{mismatches} of {sent} replies were not the expected uppercase");
+    }
+    heading(&format!(
+        "Demo OK: {sent} replies, each the uppercase of what was sent"
+    ));
+    Ok(())
+}
+
+fn heading(title: &str) {
+    println!("== {title}");
+}
+
+/// Builds into the workspace's own `target/`, whatever CARGO_TARGET_DIR says,
+/// so the binaries are where the demo (and a reader of the README) looks.
+fn build(target: &Path) -> anyhow::Result<()> {
+    let status = workspace::cargo()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "upcase-server",
+            "-p",
+            "upcase-client",
+        ])
+        .arg("--target-dir")
+        .arg(target)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    Ok(())
+}
+
+/// Prints each message and its reply, and counts the replies that are not the
+/// message's uppercase (a missing or extra reply counts too).
+fn show_exchanges(sent: &[&[u8]], replies: &[Vec<u8>]) -> usize {
+    let mut mismatches = 0;
+    for (i, message) in sent.iter().enumerate() {
+        let expected = upcase_proto::uppercase(message);
+        match replies.get(i) {
+            Some(reply) if *reply == expected => {
+                println!("   {} -> {}", shown(message), shown(reply));
+            }
+            Some(reply) => {
+                mismatches += 1;
+                println!(
+                    "   {} -> {}   MISMATCH, expected {}",
+                    shown(message),
+                    shown(reply),
+                    shown(&expected)
+                );
+            }
+            None => {
+                mismatches += 1;
+                println!("   {} -> (no reply)   MISMATCH", shown(message));
+            }
+        }
+    }
+    for extra in replies.iter().skip(sent.len()) {
+        mismatches += 1;
+        println!("   (nothing sent) -> {}   MISMATCH", shown(extra));
+    }
+    mismatches
+}
+
+/// Bytes for a terminal: quoted, UTF-8 as text with control characters
+/// escaped, and every byte that is not UTF-8 as `\xNN`.
+fn shown(bytes: &[u8]) -> String {
+    let mut text = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        text.extend(chunk.valid().escape_debug());
+        for byte in chunk.invalid() {
+            let _ = write!(text, "\\x{byte:02x}");
+        }
+    }
+    text.push('"');
+    text
+}
+
+/// The client's output, one reply per line (each reply ends in `\n`; a last
+/// one without it is still a reply).
+fn reply_lines(stdout: &[u8]) -> Vec<Vec<u8>> {
+    if stdout.is_empty() {
+        return Vec::new();
+    }
+    let body = stdout.strip_suffix(b"\n").unwrap_or(stdout);
+    body.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+}
+
+/// Runs the client to completion with `input` on its stdin and returns its
+/// replies; any failure of the client fails the demo, with its stderr.
+fn run_client(program: &Path, args: &[&str], input: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut child = Guard::spawn(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    let mut stdin = child.0.stdin.take().context("client stdin")?;
+    let input = input.to_vec();
+    // A thread, so a client that stops reading cannot block the demo.
+    let writer = thread::spawn(move || stdin.write_all(&input));
+    let stdout = collect(child.0.stdout.take().context("client stdout")?);
+    let stderr = collect(child.0.stderr.take().context("client stderr")?);
+    let status = child.wait_within(PATIENCE).context("the client")?;
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+    if !status.success() {
+        bail!("the client failed ({status}): {}", stderr.trim_end());
+    }
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("stdin writer panicked"))?
+        .context("cannot write to the client's stdin")?;
+    for line in stderr.lines() {
+        println!("   client: {line}");
+    }
+    Ok(reply_lines(&stdout))
+}
+
+fn collect(mut source: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = source.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// A child process that is killed and reaped when dropped, so no way out of
+/// the demo (an error, a panic) leaves it running.
+struct Guard(Child);
+
+impl Guard {
+    fn spawn(command: &mut Command) -> anyhow::Result<Guard> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        command
+            .spawn()
+            .map(Guard)
+            .with_context(|| format!("cannot start {program}"))
+    }
+
+    /// Waits for the exit, polling, for at most `limit`.
+    fn wait_within(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().context("cannot wait")? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("did not exit within {} s", limit.as_secs());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The running server, with what it writes to stderr gathered in the
+/// background so it never blocks on a full pipe.
+struct Server {
+    child: Guard,
+    ready_line: String,
+    addr: SocketAddr,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+impl Server {
+    fn start(program: &Path, args: &[&str]) -> anyhow::Result<Server> {
+        let mut child = Guard::spawn(
+            Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )?;
+        let stdout = child.0.stdout.take().context("server stdout")?;
+        let stderr = collect(child.0.stderr.take().context("server stderr")?);
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let ready_line = rx
+            .recv_timeout(PATIENCE)
+            .ok()
+            .map(|line| line.trim_end().to_string())
+            .filter(|line| !line.is_empty());
+        let parsed = ready_line.as_deref().and_then(|line| {
+            let addr = line
+                .strip_prefix("The server is ready to receive on ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some((line.to_string(), addr))
+        });
+        let Some((ready_line, addr)) = parsed else {
+            drop(child);
+            let log = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+            bail!(
+                "the server printed no ready line within {} s (stdout: {:?}); its stderr:\n{}",
+                PATIENCE.as_secs(),
+                ready_line.unwrap_or_default(),
+                log.trim_end()
+            );
+        };
+        Ok(Server {
+            child,
+            ready_line,
+            addr,
+            stderr,
+        })
+    }
+
+    /// Sends SIGINT, waits for a clean exit and returns the summary line
+    /// the server logged, from `summary:` on.
+    fn interrupt(mut self) -> anyhow::Result<String> {
+        let pid = i32::try_from(self.child.0.id()).context("pid out of range")?;
+        // SAFETY: kill(2) on our own child, which has not been reaped yet
+        // (the guard only reaps on drop), so the pid cannot have been reused.
+        if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot signal the server");
+        }
+        let status = self
+            .child
+            .wait_within(PATIENCE)
+            .context("the server, after SIGINT")?;
+        let log = String::from_utf8_lossy(&self.stderr.join().unwrap_or_default()).into_owned();
+        if !status.success() {
+            bail!(
+                "the server exited with {status} after SIGINT; its stderr:\n{}",
+                log.trim_end()
+            );
+        }
+        log.lines()
+            .find_map(|line| line.find("summary:").map(|at| line[at..].to_string()))
+            .with_context(|| format!("the server logged no summary line; its stderr:\n{log}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_shown_readably() {
+        assert_eq!(shown(b"caf\xe9 \xff ok"), r#""caf\xe9 \xff ok""#);
+        assert_eq!(shown("안녕 🦀".as_bytes()), "\"안녕 🦀\"");
+        assert_eq!(shown(b""), "\"\"");
+        assert_eq!(shown(b"a\tb\"c"), r#""a\tb\"c""#);
+    }
+
+    #[test]
+    fn replies_are_split_into_lines() {
+        assert_eq!(reply_lines(b""), Vec::<Vec<u8>>::new());
+        assert_eq!(reply_lines(b"A\n\n"), vec![b"A".to_vec(), Vec::new()]);
+        assert_eq!(reply_lines(b"A\nB"), vec![b"A".to_vec(), b"B".to_vec()]);
+    }
+
+    #[test]
+    fn a_mismatch_is_counted() {
+        let replies = vec![b"HELLO".to_vec(), b"world".to_vec()];
+        assert_eq!(show_exchanges(&[b"hello", b"world"], &replies), 1);
+        assert_eq!(show_exchanges(&[b"hello", b"x"], &replies[..1]), 1);
+        assert_eq!(show_exchanges(&[b"hello"], &replies), 1);
+    }
+}
