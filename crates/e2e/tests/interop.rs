@@ -20,7 +20,10 @@ const LINES: [&[u8]; 6] = [
 ];
 
 fn input() -> Vec<u8> {
-    LINES.iter().flat_map(|line| [*line, b"\n"].concat()).collect()
+    LINES
+        .iter()
+        .flat_map(|line| [*line, b"\n"].concat())
+        .collect()
 }
 
 /// What a correct peer prints: each line's uppercase on its own line.
