@@ -39,7 +39,9 @@ const STEPS: &[Step] = &[
         "-D",
         "warnings",
     ]),
-    // Builds every binary before any test runs: the e2e tests need them.
+    // The e2e tests start the real binaries, which `cargo test` builds only
+    // for a package's own tests: build them all first.
+    Step::cargo(&["build", "--workspace", "--bins"]),
     Step::cargo(&["test", "--workspace"]),
     Step {
         args: &["doc", "--workspace", "--no-deps"],
