@@ -1,0 +1,116 @@
+//! Socket addresses as the kernel reads and writes them.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+/// Room for the address of any UDP peer: an IPv4 or an IPv6 socket address.
+///
+/// `sockaddr_storage` would do too, but it is 128 bytes where 28 suffice, and
+/// a batch holds one of these per message.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) union RawAddr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+impl RawAddr {
+    /// The size the kernel may write into (`msg_namelen` before a receive).
+    pub(crate) const CAPACITY: libc::socklen_t = size_of::<RawAddr>() as libc::socklen_t;
+
+    pub(crate) fn zeroed() -> RawAddr {
+        RawAddr {
+            v6: libc::sockaddr_in6 {
+                sin6_family: 0,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: [0; 16] },
+                sin6_scope_id: 0,
+            },
+        }
+    }
+
+    /// Stores `addr` and returns the length to pass as `msg_namelen`.
+    pub(crate) fn set(&mut self, addr: SocketAddr) -> libc::socklen_t {
+        match addr {
+            SocketAddr::V4(a) => {
+                self.v4 = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                size_of::<libc::sockaddr_in>() as libc::socklen_t
+            }
+            SocketAddr::V6(a) => {
+                self.v6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo().to_be(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                size_of::<libc::sockaddr_in6>() as libc::socklen_t
+            }
+        }
+    }
+
+    /// The address the kernel wrote, given the `msg_namelen` it returned;
+    /// `None` for no address or a family that is not IP.
+    pub(crate) fn get(&self, len: libc::socklen_t) -> Option<SocketAddr> {
+        let len = len as usize;
+        if len < size_of::<libc::sa_family_t>() {
+            return None;
+        }
+        // SAFETY: both members start with the family field at offset 0, and
+        // every bit pattern is a valid value for these plain C integer structs.
+        let family = unsafe { self.v4.sin_family };
+        match i32::from(family) {
+            libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the kernel wrote a whole sockaddr_in (family and length say so).
+                let a = unsafe { self.v4 };
+                let ip = Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes());
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(a.sin_port),
+                )))
+            }
+            libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: the kernel wrote a whole sockaddr_in6 (family and length say so).
+                let a = unsafe { self.v6 };
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                    u32::from_be(a.sin6_flowinfo),
+                    a.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip() {
+        let cases: [SocketAddr; 4] = [
+            "127.0.0.1:12000".parse().unwrap(),
+            "10.1.2.3:1".parse().unwrap(),
+            "[::1]:65535".parse().unwrap(),
+            SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 0x12345, 3)),
+        ];
+        for addr in cases {
+            let mut raw = RawAddr::zeroed();
+            let len = raw.set(addr);
+            assert_eq!(raw.get(len), Some(addr));
+        }
+        assert_eq!(RawAddr::zeroed().get(0), None);
+        assert_eq!(RawAddr::zeroed().get(RawAddr::CAPACITY), None);
+    }
+}

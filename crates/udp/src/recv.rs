@@ -1,0 +1,294 @@
+//! Receiving many datagrams per system call with `recvmmsg`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd};
+
+use crate::addr::RawAddr;
+use crate::opts::{SOL_UDP, UDP_GRO};
+
+/// Room for the control messages a receive may carry: the UDP GRO segment
+/// size (one `int`) with ample slack for others the socket might enable.
+const CONTROL_LEN: usize = 64;
+
+/// A control buffer aligned like `cmsghdr`, as `CMSG_FIRSTHDR` assumes.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct ControlBuf([u8; CONTROL_LEN]);
+
+/// Slots for up to N datagrams, filled by one `recvmmsg` call.
+///
+/// Buffers and headers are allocated once, in [`RecvBatch::new`], and reused
+/// by every receive: the hot path allocates nothing. Each receive replaces
+/// the previous batch's datagrams.
+pub struct RecvBatch {
+    buffers: Vec<u8>,
+    slot_len: usize,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    addrs: Vec<RawAddr>,
+    controls: Vec<ControlBuf>,
+    received: usize,
+}
+
+// SAFETY: the raw pointers in `hdrs` and `iovs` point into the heap buffers of
+// `buffers`, `iovs`, `addrs` and `controls`, which this struct owns, and they
+// are only followed during `&mut self` or `&self` methods; moving the struct
+// to another thread moves the sole owner of everything they point to.
+unsafe impl Send for RecvBatch {}
+
+/// What the kernel said about one received buffer, besides its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// The sender (`None` if the kernel gave no IP address).
+    pub peer: Option<SocketAddr>,
+    /// With UDP GRO on, the size of each datagram of a coalesced train: the
+    /// buffer holds datagrams of this size back to back, the last one possibly
+    /// shorter. `None` for an ordinary single datagram.
+    pub segment_size: Option<u16>,
+    /// The datagram (or train) was longer than the slot and was cut.
+    pub truncated: bool,
+}
+
+/// One received buffer, read-only.
+#[derive(Clone, Copy, Debug)]
+pub struct Datagram<'a> {
+    pub bytes: &'a [u8],
+    pub meta: Meta,
+}
+
+/// One received buffer, writable in place (to build a reply in it, say).
+#[derive(Debug)]
+pub struct DatagramMut<'a> {
+    pub bytes: &'a mut [u8],
+    pub meta: Meta,
+}
+
+impl<'a> Datagram<'a> {
+    /// The datagrams in this buffer: itself, or each datagram of a GRO train.
+    pub fn segments(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        segments(self.bytes, self.meta.segment_size)
+    }
+}
+
+impl DatagramMut<'_> {
+    /// The datagrams in this buffer: itself, or each datagram of a GRO train.
+    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        segments(self.bytes, self.meta.segment_size)
+    }
+}
+
+/// Splits a buffer by its GRO segment size; an ordinary buffer, even an empty
+/// one, is a single datagram.
+fn segments(bytes: &[u8], segment_size: Option<u16>) -> impl Iterator<Item = &[u8]> {
+    let size = match segment_size {
+        Some(size) if size > 0 && bytes.len() > usize::from(size) => usize::from(size),
+        _ => bytes.len().max(1),
+    };
+    let whole = std::iter::once(bytes).filter(|b| b.is_empty());
+    whole.chain(bytes.chunks(size))
+}
+
+impl Default for RecvBatch {
+    /// 64 slots of [`upcase_proto::RECV_BUFFER_LEN`] bytes: any datagram, or
+    /// any GRO train, fits whole.
+    fn default() -> Self {
+        RecvBatch::new(crate::DEFAULT_BATCH, upcase_proto::RECV_BUFFER_LEN)
+    }
+}
+
+impl RecvBatch {
+    /// A batch of `slots` buffers of `slot_len` bytes each. `slots` is taken
+    /// between 1 and [`crate::MAX_BATCH`], `slot_len` at least 1.
+    pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
+        let slots = slots.clamp(1, crate::MAX_BATCH);
+        let slot_len = slot_len.max(1);
+        RecvBatch {
+            buffers: vec![0; slots * slot_len],
+            slot_len,
+            // SAFETY: mmsghdr is a C struct of integers and raw pointers, for
+            // which all-zero bytes is a valid value (null pointers, zero lengths).
+            hdrs: vec![unsafe { std::mem::zeroed() }; slots],
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                };
+                slots
+            ],
+            addrs: vec![RawAddr::zeroed(); slots],
+            controls: vec![ControlBuf([0; CONTROL_LEN]); slots],
+            received: 0,
+        }
+    }
+
+    /// How many slots the batch has.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// The size of each slot: longer datagrams arrive truncated.
+    pub fn slot_len(&self) -> usize {
+        self.slot_len
+    }
+
+    /// Waits for at least one datagram, then takes every one already queued,
+    /// up to the capacity (`recvmmsg` with `MSG_WAITFORONE`). Returns how many
+    /// buffers were filled. A read timeout on the socket (`SO_RCVTIMEO`) ends
+    /// the wait with an error of kind `WouldBlock`, as `recv` does.
+    pub fn recv(&mut self, socket: &impl AsFd) -> io::Result<usize> {
+        self.recv_with_flags(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// Takes the datagrams already queued without waiting (`MSG_DONTWAIT`);
+    /// `Ok(0)` when there are none.
+    pub fn try_recv(&mut self, socket: &impl AsFd) -> io::Result<usize> {
+        match self.recv_with_flags(socket, libc::MSG_DONTWAIT) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        }
+    }
+
+    fn recv_with_flags(&mut self, socket: &impl AsFd, flags: libc::c_int) -> io::Result<usize> {
+        self.received = 0;
+        // Pointers are derived afresh on every call, from the vectors as they
+        // are now, so none outlives a borrow handed out since the last call.
+        let buffers = self.buffers.as_mut_ptr();
+        let parts = self
+            .hdrs
+            .iter_mut()
+            .zip(&mut self.iovs)
+            .zip(self.addrs.iter_mut().zip(&mut self.controls));
+        for (i, ((hdr, iov), (addr, control))) in parts.enumerate() {
+            // SAFETY: i < slots, so i * slot_len is inside the allocation of
+            // slots * slot_len bytes.
+            iov.iov_base = unsafe { buffers.add(i * self.slot_len) }.cast();
+            iov.iov_len = self.slot_len;
+            hdr.msg_len = 0;
+            hdr.msg_hdr.msg_iov = iov;
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_name = (addr as *mut RawAddr).cast();
+            hdr.msg_hdr.msg_namelen = RawAddr::CAPACITY;
+            hdr.msg_hdr.msg_control = (control as *mut ControlBuf).cast();
+            hdr.msg_hdr.msg_controllen = CONTROL_LEN as _;
+            hdr.msg_hdr.msg_flags = 0;
+        }
+        let fd = socket.as_fd().as_raw_fd();
+        // SAFETY: every header points at an iovec, address and control buffer
+        // owned by self, with lengths matching their sizes (set in `new` and
+        // just above); `&mut self` guarantees nothing else reads or writes them
+        // during the call. The count is the length of `hdrs`, at most MAX_BATCH.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                self.hdrs.len() as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.received = n as usize;
+        Ok(self.received)
+    }
+
+    /// How many buffers the last receive filled.
+    pub fn len(&self) -> usize {
+        self.received
+    }
+
+    /// Whether the last receive filled none.
+    pub fn is_empty(&self) -> bool {
+        self.received == 0
+    }
+
+    /// Buffer `i` of the last receive.
+    pub fn get(&self, i: usize) -> Option<Datagram<'_>> {
+        if i >= self.received {
+            return None;
+        }
+        let start = i * self.slot_len;
+        let len = (self.hdrs[i].msg_len as usize).min(self.slot_len);
+        Some(Datagram {
+            bytes: &self.buffers[start..start + len],
+            meta: meta_of(&self.hdrs[i], &self.addrs[i]),
+        })
+    }
+
+    /// The buffers of the last receive, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = Datagram<'_>> {
+        (0..self.received).filter_map(|i| self.get(i))
+    }
+
+    /// The buffers of the last receive, writable, all borrowed at once: a
+    /// reply built in place in one buffer can be queued for sending while the
+    /// next one is being built.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = DatagramMut<'_>> {
+        let slot_len = self.slot_len;
+        self.buffers
+            .chunks_exact_mut(slot_len)
+            .zip(self.hdrs.iter().zip(&self.addrs))
+            .take(self.received)
+            .map(move |(slot, (hdr, addr))| {
+                let len = (hdr.msg_len as usize).min(slot_len);
+                DatagramMut {
+                    bytes: &mut slot[..len],
+                    meta: meta_of(hdr, addr),
+                }
+            })
+    }
+}
+
+fn meta_of(hdr: &libc::mmsghdr, addr: &RawAddr) -> Meta {
+    Meta {
+        peer: addr.get(hdr.msg_hdr.msg_namelen),
+        segment_size: gro_segment_size(&hdr.msg_hdr),
+        truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+    }
+}
+
+/// The segment size of a UDP GRO control message, if the kernel attached one.
+fn gro_segment_size(hdr: &libc::msghdr) -> Option<u16> {
+    if hdr.msg_control.is_null() {
+        return None;
+    }
+    let wanted = size_of::<libc::c_int>();
+    // SAFETY: msg_control points at this slot's control buffer, aligned for
+    // cmsghdr, and msg_controllen is what the kernel wrote into it (at most
+    // CONTROL_LEN). CMSG_FIRSTHDR/CMSG_NXTHDR return null rather than a
+    // header that does not fit in msg_controllen, and the data is read only
+    // when the header's own length says it holds a whole c_int.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            let data_len = (c.cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+            if c.cmsg_level == SOL_UDP && c.cmsg_type == UDP_GRO && data_len >= wanted {
+                let value = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
+                return u16::try_from(value).ok().filter(|&s| s > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_split_trains_and_keep_single_datagrams_whole() {
+        let split = |b: &[u8], s| segments(b, s).map(<[u8]>::to_vec).collect::<Vec<_>>();
+        assert_eq!(split(b"abcdefg", Some(3)), [&b"abc"[..], b"def", b"g"]);
+        assert_eq!(split(b"abcdef", Some(3)), [&b"abc"[..], b"def"]);
+        assert_eq!(split(b"abc", Some(3)), [&b"abc"[..]]);
+        assert_eq!(split(b"abc", Some(8)), [&b"abc"[..]]);
+        assert_eq!(split(b"abc", None), [&b"abc"[..]]);
+        assert_eq!(split(b"", None), [&b""[..]]);
+        assert_eq!(split(b"", Some(4)), [&b""[..]]);
+        assert_eq!(split(b"ab", Some(0)), [&b"ab"[..]]);
+    }
+}

@@ -1,0 +1,294 @@
+//! Batched I/O over real loopback sockets.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use upcase_udp::{RecvBatch, SendBatch, gso_supported, opts};
+
+fn bound() -> UdpSocket {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    // Large datagrams in bulk would overflow the default buffer.
+    let granted = opts::set_recv_buffer(&socket, 4 << 20).expect("SO_RCVBUF");
+    assert!(granted >= 212_992, "granted {granted}");
+    socket
+}
+
+fn addr(socket: &UdpSocket) -> SocketAddr {
+    socket.local_addr().expect("local address")
+}
+
+/// A request of `len` bytes of lowercase text that tells which one it is.
+fn message(tag: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| b'a' + ((i + usize::from(tag)) % 26) as u8)
+        .collect()
+}
+
+/// Receives until `count` datagrams (GRO segments counted one by one) came.
+fn receive(socket: &UdpSocket, batch: &mut RecvBatch, count: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} arrived",
+            got.len()
+        );
+        batch.recv(socket).expect("recvmmsg");
+        for d in batch.iter() {
+            assert!(!d.meta.truncated);
+            for segment in d.segments() {
+                got.push((segment.to_vec(), d.meta.peer.expect("a sender")));
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn batches_of_any_size_round_trip_with_their_peers() {
+    let server = bound();
+    let clients = [bound(), bound()];
+    let sizes = [0, 1, 100, 1_500, 9_000, 65_507];
+    let mut batch = SendBatch::default();
+    for (c, client) in clients.iter().enumerate() {
+        let messages: Vec<Vec<u8>> = sizes.iter().map(|&n| message(c as u8, n)).collect();
+        let mut queue = batch.queue(client);
+        for m in &messages {
+            queue.push(Some(addr(&server)), m, None).unwrap();
+        }
+        let report = queue.finish().unwrap();
+        assert_eq!((report.sent, report.failed), (sizes.len(), 0));
+    }
+
+    let mut recv = RecvBatch::default();
+    let mut replies = SendBatch::default();
+    let mut seen = 0;
+    while seen < 2 * sizes.len() {
+        recv.recv(&server).unwrap();
+        // Answer from the receive slots themselves: uppercase in place, then
+        // send the same bytes back.
+        let mut queue = replies.queue(&server);
+        for d in recv.iter_mut() {
+            let peer = d.meta.peer.unwrap();
+            let c = clients
+                .iter()
+                .position(|c| addr(c) == peer)
+                .expect("a known peer");
+            assert_eq!(d.bytes, message(c as u8, d.bytes.len()), "from client {c}");
+            d.bytes.make_ascii_uppercase();
+            let reply: &[u8] = d.bytes;
+            queue.push(Some(peer), reply, None).unwrap();
+            seen += 1;
+        }
+        assert_eq!(queue.finish().unwrap().failed, 0);
+    }
+    assert_eq!(seen, 2 * sizes.len());
+
+    for (c, client) in clients.iter().enumerate() {
+        let mut got = receive(client, &mut recv, sizes.len());
+        got.sort_by_key(|(bytes, _)| bytes.len());
+        for ((bytes, peer), &size) in got.iter().zip(&sizes) {
+            assert_eq!(*peer, addr(&server));
+            assert_eq!(*bytes, message(c as u8, size).to_ascii_uppercase());
+        }
+    }
+}
+
+#[test]
+fn gso_trains_arrive_coalesced_with_gro_and_split_without() {
+    if !gso_supported() {
+        println!("note: this kernel refuses UDP_SEGMENT; GSO/GRO test skipped");
+        return;
+    }
+    let server = bound();
+    opts::enable_gro(&server).unwrap();
+    let client = bound();
+    let segments: Vec<Vec<u8>> = (0..10).map(|i| message(i, 100)).collect();
+    let mut train = segments.concat();
+    train.extend_from_slice(&message(10, 40)); // a shorter last segment
+    let mut batch = SendBatch::default();
+    let mut queue = batch.queue(&client);
+    queue.push(Some(addr(&server)), &train, Some(100)).unwrap();
+    assert_eq!(queue.finish().unwrap().sent, 1);
+
+    let mut recv = RecvBatch::default();
+    let mut coalesced = 0;
+    let mut got = Vec::new();
+    while got.len() < 11 {
+        recv.recv(&server).unwrap();
+        for d in recv.iter() {
+            if d.bytes.len() > 100 {
+                assert_eq!(d.meta.segment_size, Some(100));
+                coalesced += 1;
+            }
+            got.extend(d.segments().map(<[u8]>::to_vec));
+        }
+    }
+    assert!(
+        coalesced >= 1,
+        "no coalesced buffer among {} datagrams",
+        got.len()
+    );
+    assert_eq!(got.concat(), train);
+
+    // Replying with the same segment size splits the train again for a
+    // client without GRO.
+    let mut queue = batch.queue(&server);
+    queue.push(Some(addr(&client)), &train, Some(100)).unwrap();
+    assert_eq!(queue.finish().unwrap().sent, 1);
+    let mut plain = RecvBatch::new(16, 2048);
+    let got = receive(&client, &mut plain, 11);
+    let lens: Vec<usize> = got.iter().map(|(b, _)| b.len()).collect();
+    assert_eq!(lens, [100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 40]);
+    assert_eq!(
+        got.iter()
+            .map(|(b, _)| b.clone())
+            .collect::<Vec<_>>()
+            .concat(),
+        train
+    );
+}
+
+#[test]
+fn batches_larger_than_one_system_call_are_sent_whole() {
+    let server = bound();
+    let client = bound();
+    let count = 1_500; // more than the 1024 messages one sendmmsg takes
+    let messages: Vec<Vec<u8>> = (0..count)
+        .map(|i| format!("m{i:05}").into_bytes())
+        .collect();
+    let mut batch = SendBatch::new(count);
+    let mut queue = batch.queue(&client);
+    for m in &messages {
+        queue.push(Some(addr(&server)), m, None).unwrap();
+    }
+    let report = queue.finish().unwrap();
+    assert_eq!((report.sent, report.failed), (count, 0));
+    let got = receive(&server, &mut RecvBatch::new(256, 64), count);
+    let got: Vec<Vec<u8>> = got.into_iter().map(|(b, _)| b).collect();
+    assert_eq!(got, messages);
+
+    // A small batch flushes by itself when full.
+    let mut small = SendBatch::new(4);
+    let mut queue = small.queue(&client);
+    for m in &messages[..10] {
+        queue.push(Some(addr(&server)), m, None).unwrap();
+    }
+    assert_eq!(queue.len(), 2);
+    assert_eq!(queue.finish().unwrap().sent, 10);
+    let got = receive(&server, &mut RecvBatch::new(4, 64), 10);
+    assert_eq!(got.len(), 10);
+}
+
+#[test]
+fn a_failing_message_is_skipped_and_the_rest_still_sent() {
+    let server = bound();
+    let client = bound();
+    let closed = addr(&bound()); // the socket is dropped: nobody listens there
+    let too_big = vec![b'x'; 65_508];
+    let v6: SocketAddr = "[::1]:9".parse().unwrap();
+    let mut batch = SendBatch::default();
+    let mut queue = batch.queue(&client);
+    queue.push(Some(addr(&server)), b"first", None).unwrap();
+    queue.push(Some(addr(&server)), &too_big, None).unwrap(); // EMSGSIZE
+    queue.push(Some(addr(&server)), b"second", None).unwrap();
+    queue.push(Some(closed), b"to nobody", None).unwrap();
+    queue.push(Some(v6), b"wrong family", None).unwrap(); // EAFNOSUPPORT
+    queue.push(Some(addr(&server)), b"third", None).unwrap();
+    assert_eq!(queue.failed(), &[] as &[usize]);
+    queue.flush().unwrap();
+    assert_eq!(queue.failed(), &[1, 4]);
+    let report = queue.finish().unwrap();
+    assert_eq!((report.sent, report.failed), (4, 2));
+    assert!(report.first_error.is_some());
+
+    let got = receive(&server, &mut RecvBatch::default(), 3);
+    let got: Vec<Vec<u8>> = got.into_iter().map(|(b, _)| b).collect();
+    assert_eq!(got, [&b"first"[..], b"second", b"third"]);
+}
+
+#[test]
+fn refused_datagrams_on_a_connected_socket_are_not_fatal() {
+    let client = bound();
+    client.connect(addr(&bound())).unwrap(); // that socket is gone at once
+    let mut batch = SendBatch::default();
+    let mut refused = 0;
+    for round in 0..3 {
+        let mut queue = batch.queue(&client);
+        for _ in 0..5 {
+            queue.push(None, b"anyone?", None).unwrap();
+        }
+        let report = queue.finish().unwrap();
+        assert_eq!(report.sent + report.failed, 5, "round {round}");
+        if let Some(e) = report.first_error {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        refused += report.failed;
+    }
+    // Loopback answers each datagram with an ICMP port unreachable at once,
+    // so the kernel reports refusals within these batches.
+    assert!(refused > 0);
+}
+
+#[test]
+fn copies_outlive_their_source() {
+    let server = bound();
+    let client = bound();
+    let mut batch = SendBatch::new(2);
+    let mut queue = batch.queue(&client);
+    for i in 0..5 {
+        let text = format!("copy {i}"); // dropped before the flush
+        queue
+            .push_copy(Some(addr(&server)), text.as_bytes(), None)
+            .unwrap();
+    }
+    assert_eq!(queue.finish().unwrap().sent, 5);
+    let got = receive(&server, &mut RecvBatch::default(), 5);
+    let got: Vec<String> = got
+        .into_iter()
+        .map(|(b, _)| String::from_utf8(b).unwrap())
+        .collect();
+    assert_eq!(got, ["copy 0", "copy 1", "copy 2", "copy 3", "copy 4"]);
+}
+
+#[test]
+fn long_datagrams_are_flagged_as_cut_and_empty_sockets_do_not_block() {
+    let server = bound();
+    let client = bound();
+    let mut recv = RecvBatch::new(4, 16);
+    assert_eq!(recv.try_recv(&server).unwrap(), 0);
+    server
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let err = recv.recv(&server).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+
+    client.send_to(&message(0, 100), addr(&server)).unwrap();
+    client.send_to(b"short", addr(&server)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    while got.len() < 2 && Instant::now() < deadline {
+        recv.try_recv(&server).unwrap();
+        got.extend(recv.iter().map(|d| (d.bytes.to_vec(), d.meta.truncated)));
+    }
+    assert_eq!(got, [(message(0, 16), true), (b"short".to_vec(), false)]);
+    assert_eq!(recv.slot_len(), 16);
+    assert_eq!(recv.capacity(), 4);
+}
+
+#[test]
+fn the_poller_wakes_for_the_readable_socket_only() {
+    use std::os::fd::AsFd;
+    let a = bound();
+    let b = bound();
+    let mut poller = upcase_udp::Poller::new([a.as_fd(), b.as_fd()]);
+    assert_eq!(poller.wait(Duration::from_millis(1)).unwrap(), 0);
+    b.send_to(b"wake", addr(&b)).unwrap();
+    assert_eq!(poller.wait(Duration::from_secs(5)).unwrap(), 1);
+    assert!(!poller.is_readable(0));
+    assert!(poller.is_readable(1));
+}
