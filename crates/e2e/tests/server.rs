@@ -145,7 +145,8 @@ fn the_ready_line_names_the_bound_address() {
     let addr = server.addr();
     assert_eq!(
         server.ready_line,
-        format!("The server is ready to receive on {addr}")
+        // UDP and TCP by default, on the same address and port (issue 6).
+        format!("The server is ready to receive on udp {addr}, tcp {addr}")
     );
     assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
     assert_ne!(addr.port(), 0, "the chosen port, not 0");
@@ -223,7 +224,7 @@ fn a_reply_too_large_is_not_sent_and_is_reported() {
     let warnings: Vec<_> = stopped
         .stderr
         .lines()
-        .filter(|l| l.contains("WARN"))
+        .filter(|l| l.contains("WARN") && l.contains("not sent"))
         .collect();
     assert_eq!(warnings.len(), 1, "{}", stopped.stderr);
     assert!(
@@ -443,6 +444,9 @@ fn a_bad_command_line_is_one_error_line_and_status_2() {
         &["--port", "70000"][..],
         &["--nope"],
         &["--threads", "0"],
+        &["--recv-buffer", "0"],
+        &["--recv-buffer", "lots"],
+        &["--busy-poll", "yes"],
         &["--bind", "nowhere"],
         &["--port"],
         &["extra"],
@@ -526,5 +530,281 @@ fn a_flood_of_garbage_never_stops_it() {
     assert!(tally.invalid_utf8 > 0, "the flood held invalid UTF-8");
     let stopped = server.stop_with(libc::SIGINT);
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    tally.assert_matches(&stopped);
+}
+
+/// A client socket whose receive buffer holds a whole burst of replies.
+fn burst_client(server: SocketAddr) -> UdpSocket {
+    let socket = client_of(server);
+    upcase_udp::opts::set_recv_buffer(&socket, 4 << 20).expect("SO_RCVBUF");
+    socket
+}
+
+/// Sends every request at once, then gathers as many replies; checks that
+/// they are the requests' uppercase (in any order) and counts both.
+fn burst(socket: &UdpSocket, requests: &[Vec<u8>], tally: &mut Tally) {
+    for request in requests {
+        assert_eq!(socket.send(request).expect("send"), request.len());
+    }
+    let mut buf = vec![0; 65_536];
+    let mut replies: Vec<Vec<u8>> = (0..requests.len())
+        .map(|i| {
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("reply {i} of {}: {e}", requests.len()));
+            buf[..n].to_vec()
+        })
+        .collect();
+    let mut expected: Vec<Vec<u8>> = requests.iter().map(|r| uppercase(r)).collect();
+    replies.sort();
+    expected.sort();
+    assert!(
+        replies == expected,
+        "the replies are not the requests' uppercase"
+    );
+    for (request, reply) in requests.iter().zip(&expected) {
+        tally.received += 1;
+        tally.replied += 1;
+        tally.bytes_in += request.len() as u64;
+        tally.bytes_out += reply.len() as u64;
+    }
+}
+
+/// `len` bytes of lowercase text, different for each `tag`.
+fn lowercase_of_len(tag: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + ((i + tag) % 26) as u8).collect()
+}
+
+/// Bursts of `per_client` requests from `clients` sockets at once.
+fn bursts_from_several_sockets(addr: SocketAddr, clients: usize, per_client: usize) -> Tally {
+    let tallies: Vec<Tally> = thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                s.spawn(move || {
+                    let requests: Vec<Vec<u8>> = (0..per_client)
+                        .map(|i| match i % 4 {
+                            0 => format!("client {c} burst {i} straße").into_bytes(),
+                            1 => lowercase_of_len(c + i, 1 + i % 1400),
+                            2 => format!("c{c} #{i} ﬁ 안녕").into_bytes(),
+                            _ => format!("client {c} burst {i}").into_bytes(),
+                        })
+                        .collect();
+                    let mut tally = Tally::default();
+                    burst(&burst_client(addr), &requests, &mut tally);
+                    tally
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let mut total = Tally::default();
+    for tally in &tallies {
+        total.add(tally);
+    }
+    total
+}
+
+#[test]
+fn bursts_from_several_sockets_are_all_answered_by_two_threads() {
+    let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0", "--threads", "2"]);
+    let tally = bursts_from_several_sockets(server.addr(), 8, 200);
+    assert_eq!(tally.received, 1600);
+    let stopped = server.stop_with(libc::SIGTERM);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    tally.assert_matches(&stopped);
+}
+
+#[test]
+fn a_burst_of_every_size_is_answered_whole_over_both_families() {
+    let server = ServerProcess::start(&["--port", "0", "--threads", "2"]);
+    let port = server.addr().port();
+    let mut tally = Tally::default();
+    for (client, largest) in [
+        (
+            burst_client((Ipv4Addr::LOCALHOST, port).into()),
+            MAX_PAYLOAD_V4,
+        ),
+        (
+            burst_client((Ipv6Addr::LOCALHOST, port).into()),
+            MAX_PAYLOAD_V6,
+        ),
+    ] {
+        let requests: Vec<Vec<u8>> = [0, 1, 32, 1400, 1472, 9000, 32_768, largest]
+            .iter()
+            .enumerate()
+            .map(|(tag, &len)| lowercase_of_len(tag, len))
+            .collect();
+        burst(&client, &requests, &mut tally);
+    }
+    let stopped = server.stop_with(libc::SIGINT);
+    tally.assert_matches(&stopped);
+}
+
+/// Sends `train` as one UDP GSO send of `segment`-byte datagrams.
+fn send_train(socket: &UdpSocket, train: &[u8], segment: u16) {
+    let mut batch = upcase_udp::SendBatch::new(1);
+    let mut queue = batch.queue(socket);
+    queue.push(None, train, Some(segment)).expect("queue");
+    let report = queue.finish().expect("send");
+    assert_eq!((report.sent, report.failed), (1, 0), "{report:?}");
+}
+
+/// Receives `count` datagrams, a GRO buffer split into its segments, each
+/// with the segment size it arrived with.
+fn receive_segments(socket: &UdpSocket, count: usize) -> Vec<(Vec<u8>, Option<u16>)> {
+    let mut batch = upcase_udp::RecvBatch::default();
+    let mut got = Vec::new();
+    while got.len() < count {
+        batch.recv(socket).expect("a reply before the deadline");
+        for d in batch.iter() {
+            got.extend(d.segments().map(|s| (s.to_vec(), d.meta.segment_size)));
+        }
+    }
+    got
+}
+
+#[test]
+fn gso_trains_get_every_reply() {
+    if !upcase_udp::gso_supported() {
+        eprintln!("note: this kernel has no UDP GSO; test skipped");
+        return;
+    }
+    let server = start_on("127.0.0.1");
+    let mut tally = Tally::default();
+    let segments: Vec<Vec<u8>> = (0..20)
+        .map(|tag| lowercase_of_len(tag, 100))
+        .chain([lowercase_of_len(20, 37)])
+        .collect();
+    let train = segments.concat();
+    let expected: Vec<Vec<u8>> = segments.iter().map(|s| uppercase(s)).collect();
+    let count = |tally: &mut Tally, segments: &[Vec<u8>]| {
+        for s in segments {
+            tally.received += 1;
+            tally.replied += 1;
+            tally.bytes_in += s.len() as u64;
+            tally.bytes_out += uppercased_len(s) as u64;
+        }
+    };
+
+    // A client without GRO gets the replies as single datagrams.
+    let plain = burst_client(server.addr());
+    send_train(&plain, &train, 100);
+    let got: Vec<Vec<u8>> = receive_segments(&plain, 21)
+        .into_iter()
+        .map(|(bytes, _)| bytes)
+        .collect();
+    assert!(got == expected, "the train's replies differ");
+    count(&mut tally, &segments);
+
+    // One with GRO gets them as one train: the server replied with one GSO send.
+    let coalescing = burst_client(server.addr());
+    upcase_udp::enable_gro(&coalescing).expect("UDP_GRO");
+    send_train(&coalescing, &train, 100);
+    let got = receive_segments(&coalescing, 21);
+    assert!(
+        got.iter().map(|(bytes, _)| bytes).eq(expected.iter()),
+        "the train's replies differ"
+    );
+    let sizes: Vec<Option<u16>> = got.iter().map(|(_, size)| *size).collect();
+    assert!(sizes.iter().all(|&s| s == Some(100)), "{sizes:?}");
+    count(&mut tally, &segments);
+
+    // Segments that are not ASCII (ß keeps its length, ﬁ shrinks, U+0390
+    // grows) turn the train into replies segment by segment, still right.
+    let mixed: Vec<Vec<u8>> = ["abcdefgh", "ijkßmno", "ﬁfifif", "ab\u{390}cdef", "qrstuvwx"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    assert!(mixed.iter().all(|s| s.len() == 8));
+    send_train(&plain, &mixed.concat(), 8);
+    let got: Vec<Vec<u8>> = receive_segments(&plain, mixed.len())
+        .into_iter()
+        .map(|(bytes, _)| bytes)
+        .collect();
+    let mixed_expected: Vec<Vec<u8>> = mixed.iter().map(|s| uppercase(s)).collect();
+    assert_eq!(got, mixed_expected);
+    count(&mut tally, &mixed);
+
+    let stopped = server.stop_with(libc::SIGTERM);
+    tally.assert_matches(&stopped);
+}
+
+#[test]
+fn one_three_or_one_per_core_threads_all_serve() {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    for (threads, expected) in [(Some("1"), 1), (Some("3"), 3), (None, cores)] {
+        let mut args = vec!["--bind", "127.0.0.1", "--port", "0"];
+        args.extend(threads.iter().flat_map(|n| ["--threads", n]));
+        let server = ServerProcess::start(&args);
+        let tally = bursts_from_several_sockets(server.addr(), 6, 50);
+        let stopped = server.stop_with(libc::SIGINT);
+        assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+        tally.assert_matches(&stopped);
+        let plural = if expected == 1 { "" } else { "s" };
+        assert!(
+            stopped
+                .stderr
+                .contains(&format!("with {expected} worker thread{plural}")),
+            "{threads:?}: {}",
+            stopped.stderr
+        );
+    }
+}
+
+#[test]
+fn the_granted_receive_buffer_is_logged() {
+    let server = ServerProcess::start(&[
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--recv-buffer",
+        "1048576",
+    ]);
+    let mut tally = Tally::default();
+    exchange(&client_of(server.addr()), b"buffered", &mut tally);
+    let stopped = server.stop_with(libc::SIGINT);
+    tally.assert_matches(&stopped);
+    let line = stopped
+        .stderr
+        .lines()
+        .find(|l| l.contains("receive buffer of "))
+        .unwrap_or_else(|| panic!("no receive buffer line:\n{}", stopped.stderr));
+    // In full, or less with a warning that says what to raise.
+    assert!(
+        (line.contains("INFO") && line.contains("1048576 bytes per socket granted"))
+            || (line.contains("WARN") && line.contains("net.core.rmem_max")),
+        "{line}"
+    );
+}
+
+#[test]
+fn busy_polling_answers_and_stops_promptly_on_sigterm() {
+    let server = ServerProcess::start(&[
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--threads",
+        "1",
+        "--busy-poll",
+    ]);
+    let client = client_of(server.addr());
+    let mut tally = Tally::default();
+    for request in sample_requests() {
+        exchange(&client, &request, &mut tally);
+    }
+    burst(&burst_client(server.addr()), &sample_requests(), &mut tally);
+    let stopped = server.stop_with(libc::SIGTERM);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    assert!(
+        stopped.elapsed < Duration::from_secs(1),
+        "stopping took {:?}",
+        stopped.elapsed
+    );
+    tally.invalid_utf8 = 2;
     tally.assert_matches(&stopped);
 }

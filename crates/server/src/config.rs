@@ -13,13 +13,19 @@ pub struct Args {
     /// dual-stack socket on ::, or 0.0.0.0 where IPv6 is off]
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<IpAddr>,
-    /// UDP port to receive on; 0 lets the system choose one
+    /// Port to receive on, the same for UDP and TCP; 0 lets the system choose one
     #[arg(short, long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// Worker threads, each with its own socket on the same port (SO_REUSEPORT)
-    #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..))]
-    pub threads: u16,
+    /// [default: one per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    #[command(flatten)]
+    pub udp: crate::udp_tuning::UdpArgs,
+    #[command(flatten)]
+    pub transport: crate::transport::TransportArgs,
+    #[command(flatten)]
+    pub policy: crate::policy::PolicyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }
@@ -29,7 +35,10 @@ impl Args {
         Config {
             bind: self.bind.map_or(Bind::DualStack, Bind::Addr),
             port: self.port,
-            threads: usize::from(self.threads),
+            threads: self.threads.map_or_else(default_threads, usize::from),
+            udp: self.udp.into_config(),
+            transport: self.transport.into_config(),
+            policy: self.policy.into_config(),
         }
     }
 }
@@ -42,6 +51,12 @@ pub struct Config {
     pub port: u16,
     /// At least 1.
     pub threads: usize,
+    /// Receive buffer size and busy-polling of the UDP sockets.
+    pub udp: crate::udp_tuning::UdpConfig,
+    /// UDP, TCP or both, and TCP's limits.
+    pub transport: crate::transport::TransportConfig,
+    /// Opt-in abuse limits (rate per source, reply/request ratio).
+    pub policy: crate::policy::PolicyConfig,
 }
 
 impl Default for Config {
@@ -49,9 +64,17 @@ impl Default for Config {
         Config {
             bind: Bind::DualStack,
             port: DEFAULT_PORT,
-            threads: 1,
+            threads: default_threads(),
+            udp: crate::udp_tuning::UdpConfig::default(),
+            transport: crate::transport::TransportConfig::default(),
+            policy: crate::policy::PolicyConfig::default(),
         }
     }
+}
+
+/// One worker per core this process may run on.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// Which address the sockets bind.
@@ -88,7 +111,8 @@ mod tests {
             Config {
                 bind: Bind::Addr("::1".parse().expect("ip")),
                 port: 0,
-                threads: 3
+                threads: 3,
+                ..Config::default()
             }
         );
         let config = parse(&["--bind", "127.0.0.1", "-p", "4000", "-v"]).expect("valid");

@@ -23,6 +23,10 @@ pub struct Counters {
     pub send_errors: u64,
     /// Receive errors the server carried on after (ICMP errors, no buffers).
     pub recv_errors: u64,
+    /// Datagrams not answered because their source was over `--rate-limit`.
+    pub dropped_rate_limited: u64,
+    /// Replies not sent because they were over `--max-reply-ratio`.
+    pub dropped_ratio: u64,
 }
 
 impl AddAssign for Counters {
@@ -35,6 +39,8 @@ impl AddAssign for Counters {
         self.dropped_too_large += other.dropped_too_large;
         self.send_errors += other.send_errors;
         self.recv_errors += other.recv_errors;
+        self.dropped_rate_limited += other.dropped_rate_limited;
+        self.dropped_ratio += other.dropped_ratio;
     }
 }
 
@@ -49,20 +55,24 @@ impl std::iter::Sum for Counters {
 
 /// The `key=N ...` body of the summary line, whose form tests and scripts
 /// parse: `received=N replied=N bytes_in=N bytes_out=N invalid_utf8=N
-/// dropped_too_large=N send_errors=N`. Receive errors are not part of it;
+/// dropped_too_large=N send_errors=N dropped_rate_limited=N dropped_ratio=N`:
+/// every datagram received is replied or counted in one `dropped_*` or in
+/// `send_errors`. Receive errors are not part of it;
 /// the server reports them on a line of their own when there were any.
 impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} replied={} bytes_in={} bytes_out={} invalid_utf8={} dropped_too_large={} send_errors={}",
+            "received={} replied={} bytes_in={} bytes_out={} invalid_utf8={} dropped_too_large={} send_errors={} dropped_rate_limited={} dropped_ratio={}",
             self.received,
             self.replied,
             self.bytes_in,
             self.bytes_out,
             self.invalid_utf8,
             self.dropped_too_large,
-            self.send_errors
+            self.send_errors,
+            self.dropped_rate_limited,
+            self.dropped_ratio
         )
     }
 }
@@ -82,6 +92,8 @@ mod tests {
             dropped_too_large: 1,
             send_errors: 0,
             recv_errors: 4,
+            dropped_rate_limited: 2,
+            dropped_ratio: 1,
         };
         let b = Counters {
             received: 1,
@@ -103,6 +115,8 @@ mod tests {
                 dropped_too_large: 1,
                 send_errors: 1,
                 recv_errors: 4,
+                dropped_rate_limited: 2,
+                dropped_ratio: 1,
             }
         );
     }
@@ -118,10 +132,12 @@ mod tests {
             dropped_too_large: 6,
             send_errors: 7,
             recv_errors: 8,
+            dropped_rate_limited: 9,
+            dropped_ratio: 10,
         };
         assert_eq!(
             c.to_string(),
-            "received=1 replied=2 bytes_in=3 bytes_out=4 invalid_utf8=5 dropped_too_large=6 send_errors=7"
+            "received=1 replied=2 bytes_in=3 bytes_out=4 invalid_utf8=5 dropped_too_large=6 send_errors=7 dropped_rate_limited=9 dropped_ratio=10"
         );
     }
 }

@@ -6,11 +6,16 @@
 //! [`Server`] is the same without the signals and the printing, for tests
 //! and for programs that embed it.
 
+pub mod batch;
 pub mod config;
 pub mod counters;
+pub mod policy;
 pub mod server;
 pub mod shutdown;
 pub mod socket;
+pub mod tcp;
+pub mod transport;
+pub mod udp_tuning;
 pub mod warn_limit;
 pub mod worker;
 
@@ -28,19 +33,23 @@ pub use server::Server;
 pub fn run(config: Config) -> anyhow::Result<()> {
     // Before binding, so a signal right after the ready line is a clean stop.
     let stop = shutdown::on_signals()?;
-    let server = Server::bind(&config)?;
-    let addr = server.local_addr();
-    info!(
-        "receiving on {addr} with {} worker thread{}",
-        config.threads,
-        if config.threads == 1 { "" } else { "s" }
-    );
-    announce_ready(addr);
-    let totals = server.serve(&stop)?;
+    let bound = transport::Bound::bind(&config)?;
+    if let Some(addr) = bound.udp_addr() {
+        info!(
+            "receiving on {addr} with {} worker thread{}",
+            config.threads,
+            if config.threads == 1 { "" } else { "s" }
+        );
+    }
+    if let Some(limits) = config.policy.describe() {
+        info!("abuse limits: {limits}");
+    }
+    announce_ready(&bound.ready_line());
+    let (totals, tcp) = bound.serve(config.transport.tcp, &stop)?;
     if totals.recv_errors > 0 {
         info!("receive errors carried on after: {}", totals.recv_errors);
     }
-    info!("summary: {totals}");
+    info!("summary: {totals}{}", transport::tcp_summary(tcp));
     Ok(())
 }
 
@@ -50,10 +59,10 @@ pub fn ready_line(addr: SocketAddr) -> String {
     format!("The server is ready to receive on {addr}")
 }
 
-fn announce_ready(addr: SocketAddr) {
+fn announce_ready(line: &str) {
     let mut stdout = std::io::stdout().lock();
     // Serving matters more than being heard: a closed stdout is only logged.
-    if let Err(err) = writeln!(stdout, "{}", ready_line(addr)).and_then(|()| stdout.flush()) {
+    if let Err(err) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
         warn!("cannot print the ready line: {err}");
     }
 }

@@ -6,16 +6,18 @@ use std::thread;
 
 use anyhow::Context;
 
+use crate::batch::BatchWorker;
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::socket;
-use crate::worker::Worker;
 
 /// A server whose sockets are bound, not yet serving.
 #[derive(Debug)]
 pub struct Server {
     sockets: Vec<UdpSocket>,
     local_addr: SocketAddr,
+    policy: std::sync::Arc<crate::policy::Policy>,
+    busy_poll: bool,
 }
 
 impl Server {
@@ -23,12 +25,15 @@ impl Server {
     pub fn bind(config: &Config) -> anyhow::Result<Server> {
         anyhow::ensure!(config.threads >= 1, "the server needs at least one thread");
         let sockets = socket::bind_all(config.bind, config.port, config.threads)?;
+        crate::udp_tuning::tune(&sockets, &config.udp)?;
         let local_addr = sockets[0]
             .local_addr()
             .context("cannot read the bound address")?;
         Ok(Server {
             sockets,
             local_addr,
+            policy: std::sync::Arc::new(crate::policy::Policy::new(config.policy)),
+            busy_poll: config.udp.busy_poll,
         })
     }
 
@@ -42,12 +47,14 @@ impl Server {
     /// added up. A worker that fails sets `stop` too, so the others end and
     /// its error is returned.
     pub fn serve(self, stop: &AtomicBool) -> anyhow::Result<Counters> {
+        let policy = self.policy;
+        let busy_poll = self.busy_poll;
         let workers = self
             .sockets
             .into_iter()
-            .map(Worker::new)
+            .map(|socket| BatchWorker::new(socket, std::sync::Arc::clone(&policy), busy_poll))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        thread::scope(|scope| {
+        let served = thread::scope(|scope| {
             let mut handles = Vec::with_capacity(workers.len());
             let mut failure = None;
             for (index, worker) in workers.into_iter().enumerate() {
@@ -83,7 +90,11 @@ impl Server {
                 }
             }
             failure.map_or(Ok(total), Err)
-        })
+        });
+        if let Some(table) = policy.table_summary() {
+            tracing::info!("{table}");
+        }
+        served
     }
 }
 
@@ -100,6 +111,7 @@ mod tests {
             bind: Bind::Addr(Ipv4Addr::LOCALHOST.into()),
             port: 0,
             threads: 2,
+            ..Config::default()
         };
         let server = Server::bind(&config).expect("bind");
         let addr = server.local_addr();
@@ -133,6 +145,7 @@ mod tests {
             bind: Bind::Addr(Ipv4Addr::LOCALHOST.into()),
             port: 0,
             threads: 0,
+            ..Config::default()
         };
         assert!(Server::bind(&config).is_err());
     }

@@ -1,101 +1,17 @@
-//! One worker thread: its socket, its buffers, its counts, and what it does
-//! with each datagram.
+//! What a worker does with each datagram, whatever loop receives it: the
+//! reply (or the reason for none), counted; and how receive errors are told
+//! apart.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use anyhow::Context;
 use tracing::{debug, warn};
-use upcase_proto::{Family, Path, RECV_BUFFER_LEN, uppercase_datagram};
+use upcase_proto::{Family, Path, uppercase_datagram};
 
 use crate::counters::Counters;
+use crate::policy::Policy;
 use crate::warn_limit::{WarnLimiter, suppressed_note};
-
-/// Everything one thread needs, allocated once before it serves: the
-/// datagram buffer holds any datagram whole and the scratch vector keeps its
-/// capacity between Unicode replies, so answering allocates nothing in the
-/// steady state.
-pub struct Worker {
-    socket: UdpSocket,
-    local: SocketAddr,
-    buf: Box<[u8]>,
-    scratch: Vec<u8>,
-    counters: Counters,
-    warnings: WarnLimiter,
-}
-
-impl Worker {
-    pub fn new(socket: UdpSocket) -> anyhow::Result<Worker> {
-        let local = socket
-            .local_addr()
-            .context("cannot read the bound address")?;
-        Ok(Worker {
-            socket,
-            local,
-            buf: vec![0; RECV_BUFFER_LEN].into_boxed_slice(),
-            scratch: Vec::new(),
-            counters: Counters::default(),
-            warnings: WarnLimiter::default(),
-        })
-    }
-
-    /// Answers datagrams until `stop` is set, then returns what it counted.
-    ///
-    /// The socket's receive timeout bounds how long a quiet worker takes to
-    /// notice `stop`; a busy one sees it between two datagrams. Only a
-    /// receive error that cannot be a passing condition ends it early.
-    pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<Counters> {
-        // A relaxed load of a flag written once is a plain read of a cache
-        // line no one writes: it costs nothing per datagram.
-        while !stop.load(Ordering::Relaxed) {
-            match self.socket.recv_from(&mut self.buf) {
-                Ok((len, peer)) => {
-                    let reply = answer(
-                        &mut self.buf[..len],
-                        peer,
-                        &mut self.scratch,
-                        &mut self.counters,
-                        &mut self.warnings,
-                    );
-                    if let Some(reply) = reply {
-                        send(
-                            &self.socket,
-                            reply,
-                            peer,
-                            &mut self.counters,
-                            &mut self.warnings,
-                        );
-                    }
-                }
-                Err(err) => match classify_recv_error(&err) {
-                    RecvError::Idle => {}
-                    RecvError::Transient => {
-                        self.counters.recv_errors += 1;
-                        if let Some(suppressed) = self.warnings.allow(Instant::now()) {
-                            warn!(
-                                "receive error on {}, carrying on: {err}{}",
-                                self.local,
-                                suppressed_note(suppressed)
-                            );
-                        }
-                    }
-                    RecvError::Fatal => {
-                        return Err(anyhow::Error::new(err)
-                            .context(format!("cannot receive on {}", self.local)));
-                    }
-                },
-            }
-        }
-        let suppressed = self.warnings.take_suppressed();
-        if suppressed > 0 {
-            warn!("{suppressed} more warnings were suppressed before the stop");
-        }
-        debug!("worker on {} stops: {}", self.local, self.counters);
-        Ok(self.counters)
-    }
-}
 
 /// The reply to one received datagram, or `None` when it must not be sent.
 ///
@@ -109,15 +25,42 @@ pub fn answer<'a>(
     scratch: &'a mut Vec<u8>,
     counters: &mut Counters,
     warnings: &mut WarnLimiter,
+    policy: &Policy,
 ) -> Option<&'a [u8]> {
     let len = datagram.len();
     counters.received += 1;
     counters.bytes_in += len as u64;
+    // First, so a flood over the limit costs no transform.
+    if !policy.admits(peer.ip()) {
+        counters.dropped_rate_limited += 1;
+        if let Some(suppressed) = warnings.allow(Instant::now()) {
+            warn!(
+                "reply to {} not sent: its address is over the rate limit of {} replies per second{}",
+                shown(peer),
+                policy.rate_limit(),
+                suppressed_note(suppressed)
+            );
+        }
+        return None;
+    }
     let family = family_of(peer);
     match uppercase_datagram(datagram, scratch, family.max_payload()) {
         Ok(reply) => {
             if reply.path == Path::InvalidUtf8 {
                 counters.invalid_utf8 += 1;
+            }
+            if !policy.reply_allowed(len, reply.bytes.len()) {
+                counters.dropped_ratio += 1;
+                if let Some(suppressed) = warnings.allow(Instant::now()) {
+                    warn!(
+                        "reply to {} not sent: {} bytes is more than {} times the {len}-byte request{}",
+                        shown(peer),
+                        reply.bytes.len(),
+                        policy.max_reply_ratio().map_or(0.0, |r| r.get()),
+                        suppressed_note(suppressed)
+                    );
+                }
+                return None;
             }
             debug!(
                 "{}: {len} bytes in, {} out ({:?})",
@@ -147,44 +90,6 @@ pub fn answer<'a>(
     }
 }
 
-/// Sends one reply and counts the outcome; a refused send is counted and
-/// warned about, never an error of the server.
-pub fn send(
-    socket: &UdpSocket,
-    reply: &[u8],
-    peer: SocketAddr,
-    counters: &mut Counters,
-    warnings: &mut WarnLimiter,
-) {
-    // A signal arriving during the send interrupts it; the reply is still due.
-    let mut result = socket.send_to(reply, peer);
-    for _ in 0..3 {
-        match &result {
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {
-                result = socket.send_to(reply, peer);
-            }
-            _ => break,
-        }
-    }
-    match result {
-        Ok(sent) => {
-            counters.replied += 1;
-            counters.bytes_out += sent as u64;
-        }
-        Err(err) => {
-            counters.send_errors += 1;
-            if let Some(suppressed) = warnings.allow(Instant::now()) {
-                warn!(
-                    "cannot send {} bytes to {}: {err}{}",
-                    reply.len(),
-                    shown(peer),
-                    suppressed_note(suppressed)
-                );
-            }
-        }
-    }
-}
-
 /// The family a peer's datagrams travel over: an IPv4-mapped peer on the
 /// dual-stack socket is IPv4 on the wire, with IPv4's smaller limit.
 pub fn family_of(peer: SocketAddr) -> Family {
@@ -195,7 +100,7 @@ pub fn family_of(peer: SocketAddr) -> Family {
 }
 
 /// A peer as people write it: `127.0.0.1:5000`, not `[::ffff:127.0.0.1]:5000`.
-fn shown(peer: SocketAddr) -> SocketAddr {
+pub fn shown(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
@@ -255,7 +160,49 @@ mod tests {
         let mut buf = input.to_vec();
         let mut scratch = Vec::new();
         let mut warnings = WarnLimiter::default();
-        answer(&mut buf, peer, &mut scratch, counters, &mut warnings).map(<[u8]>::to_vec)
+        let policy = Policy::unlimited();
+        answer(
+            &mut buf,
+            peer,
+            &mut scratch,
+            counters,
+            &mut warnings,
+            &policy,
+        )
+        .map(<[u8]>::to_vec)
+    }
+
+    #[test]
+    fn the_policy_drops_and_counts_before_anything_is_sent() {
+        use crate::policy::{PolicyConfig, RateLimit, ReplyRatio};
+        let policy = Policy::new(PolicyConfig {
+            rate_limit: Some(RateLimit {
+                per_second: 2,
+                table: 4,
+            }),
+            max_reply_ratio: ReplyRatio::new(1.0),
+        });
+        let mut c = Counters::default();
+        let mut scratch = Vec::new();
+        let mut warnings = WarnLimiter::default();
+        let mut ask = |input: &[u8], c: &mut Counters| {
+            let mut buf = input.to_vec();
+            answer(&mut buf, v4_peer(), &mut scratch, c, &mut warnings, &policy).map(<[u8]>::to_vec)
+        };
+        // U+0390 is 2 bytes and its uppercase 6: over a ratio of 1.
+        assert_eq!(ask("\u{390}".as_bytes(), &mut c), None);
+        assert_eq!(ask("ß".as_bytes(), &mut c).as_deref(), Some(&b"SS"[..]));
+        assert_eq!(ask(b"abc", &mut c), None, "the burst of 2 is spent");
+        assert_eq!(
+            c,
+            Counters {
+                received: 3,
+                bytes_in: 2 + 2 + 3,
+                dropped_ratio: 1,
+                dropped_rate_limited: 1,
+                ..Counters::default()
+            }
+        );
     }
 
     #[test]
@@ -339,33 +286,5 @@ mod tests {
         );
         assert_eq!(classify_recv_error(&os(libc::EBADF)), RecvError::Fatal);
         assert_eq!(classify_recv_error(&os(libc::ENOTSOCK)), RecvError::Fatal);
-    }
-
-    #[test]
-    fn a_worker_answers_and_stops_on_the_flag() {
-        let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        server
-            .set_read_timeout(Some(crate::socket::RECV_TIMEOUT))
-            .expect("timeout");
-        let addr = server.local_addr().expect("addr");
-        let worker = Worker::new(server).expect("worker");
-        let stop = AtomicBool::new(false);
-        let counters = std::thread::scope(|s| {
-            let handle = s.spawn(|| worker.run(&stop));
-            let client = UdpSocket::bind("127.0.0.1:0").expect("client");
-            client
-                .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-                .expect("timeout");
-            client.send_to(b"hi there", addr).expect("send");
-            let mut buf = [0; 64];
-            let n = client.recv(&mut buf).expect("reply");
-            assert_eq!(&buf[..n], b"HI THERE");
-            stop.store(true, Ordering::Relaxed);
-            handle.join().expect("no panic")
-        })
-        .expect("clean stop");
-        assert_eq!(counters.received, 1);
-        assert_eq!(counters.replied, 1);
-        assert_eq!(counters.bytes_out, 8);
     }
 }

@@ -1,0 +1,223 @@
+//! `upcase-client bench` against the real server and against a server that
+//! answers wrongly: the JSON result counts what really came back.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use upcase_e2e::{ServerProcess, client};
+
+/// Runs `upcase-client bench` against `addr` with `args` and `--json`.
+fn bench(addr: SocketAddr, args: &[&str]) -> Output {
+    let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
+    let mut argv = vec!["bench", "--server", &ip, "--port", &port, "--json"];
+    argv.extend_from_slice(args);
+    client(&argv, b"")
+}
+
+/// The one JSON object on stdout, as text (checked to be a single line
+/// that is an object).
+fn json_of(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line expected, got {stdout:?}");
+    let line = lines[0].trim();
+    assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+    line.to_string()
+}
+
+/// The unsigned integer field `key` of a flat JSON object.
+fn count(json: &str, key: &str) -> u64 {
+    let pattern = format!("\"{key}\":");
+    let start = json
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + pattern.len();
+    let digits: String = json[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a count in {json}"))
+}
+
+fn number(json: &str, key: &str) -> f64 {
+    let pattern = format!("\"{key}\":");
+    let start = json
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + pattern.len();
+    let text: String = json[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+        .collect();
+    text.parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}
+
+fn assert_clean_run(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    // Not a terminal: no progress bar, no escape sequences.
+    assert!(
+        !stderr.contains('\x1b'),
+        "progress bar drawn into a pipe: {stderr:?}"
+    );
+    let json = json_of(out);
+    assert!(count(&json, "correct") > 0, "{json}");
+    assert_eq!(count(&json, "wrong"), 0, "{json}");
+    assert!(count(&json, "sent") >= count(&json, "correct"), "{json}");
+    assert!(number(&json, "replies_per_s") > 0.0, "{json}");
+    assert!(number(&json, "p50_us") <= number(&json, "p99_us"), "{json}");
+    assert!(number(&json, "p99_us") <= number(&json, "max_us"), "{json}");
+    json
+}
+
+#[test]
+fn ping_against_the_real_server() {
+    let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
+    let out = bench(
+        server.loopback_addr(),
+        &["--mode", "ping", "--duration", "300ms"],
+    );
+    let json = assert_clean_run(&out);
+    assert!(json.contains("\"mode\":\"ping\""), "{json}");
+    assert_eq!(count(&json, "window"), 1, "{json}");
+}
+
+#[test]
+fn flood_against_the_real_server() {
+    let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
+    let out = bench(
+        server.loopback_addr(),
+        &[
+            "--mode",
+            "flood",
+            "--window",
+            "16",
+            "--duration",
+            "300ms",
+            "--size",
+            "100",
+        ],
+    );
+    let json = assert_clean_run(&out);
+    assert_eq!(count(&json, "window"), 16, "{json}");
+    assert_eq!(count(&json, "size"), 100, "{json}");
+}
+
+#[test]
+fn paced_flood_over_several_sockets() {
+    let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
+    let out = bench(
+        server.loopback_addr(),
+        &[
+            "--window",
+            "8",
+            "--sockets",
+            "3",
+            "--rate",
+            "2000",
+            "--duration",
+            "250ms",
+        ],
+    );
+    let json = assert_clean_run(&out);
+    // Pacing allows the first request at once, then one per 0.5 ms: at most
+    // 501 in 0.25 s, however fast the server answers.
+    let sent = count(&json, "sent");
+    assert!((1..=501).contains(&sent), "{json}");
+}
+
+/// A server in a thread that echoes every datagram in lowercase, as a
+/// broken server might; stops when dropped.
+struct LowercaseServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl LowercaseServer {
+    fn start() -> LowercaseServer {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("read timeout");
+        let addr = socket.local_addr().expect("local address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                    buf[..n].make_ascii_lowercase();
+                    let _ = socket.send_to(&buf[..n], peer);
+                }
+            }
+        });
+        LowercaseServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LowercaseServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn wrong_replies_are_counted_and_fail_the_run() {
+    let server = LowercaseServer::start();
+    let out = bench(server.addr, &["--window", "4", "--duration", "200ms"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a wrong server must fail the run");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("error: ") && l.contains("wrong replies")),
+        "{stderr}"
+    );
+    // The result is still printed, with what came back.
+    let json = json_of(&out);
+    assert!(count(&json, "wrong") > 0, "{json}");
+    assert_eq!(count(&json, "correct"), 0, "{json}");
+    assert!(
+        json.contains("\"p50_us\":null"),
+        "no latency without a correct reply: {json}"
+    );
+}
+
+#[test]
+fn no_server_is_an_error_not_a_hang() {
+    // A port nobody listens on: every request is refused or lost.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let out = bench(addr, &["--duration", "200ms", "--loss-timeout", "50ms"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("error: no correct reply"), "{stderr}");
+    assert_eq!(count(&json_of(&out), "correct"), 0);
+}
+
+#[test]
+fn bad_options_are_one_line_errors() {
+    let out = client(&["bench", "--window", "0"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}

@@ -1,0 +1,387 @@
+//! The same service over TCP, the textbook's other half: a client connects,
+//! sends a stream of bytes, and reads back their uppercase on the same
+//! connection until it shuts down its sending side.
+//!
+//! **Why tokio, not a thread per connection.** A TCP connection lives as
+//! long as its client wants, and most of that time it waits: for a typist, a
+//! slow network, a reader that has stopped reading. A thread per connection
+//! spends a stack and a kernel thread on each of those waits, and thousands of
+//! them mean thousands of threads to schedule. Tokio's tasks wait for almost
+//! nothing (a few hundred bytes of task state plus the buffers below), one
+//! small pool of threads runs them all, and a task only runs when its socket
+//! is ready, so a slow or stuck client never holds up another. The runtime
+//! lives inside [`serve_tcp`], on the caller's thread plus a pool of one
+//! worker per core; the UDP server is unaffected by it.
+//!
+//! **Limits.**
+//! - At most [`TcpLimits::max_connections`] connections are served at once.
+//!   One more is accepted and closed at once with a reset (counted
+//!   `refused_over_limit`), so its client gets a clear "connection reset"
+//!   instead of waiting in the kernel's queue for a slot that may never come.
+//! - A client that sends nothing for [`TcpLimits::idle_timeout`] is closed
+//!   (counted `timed_out`); so is one that reads nothing of its reply for as
+//!   long (a write that makes no progress for `idle_timeout`).
+//! - Backpressure: a connection reads at most [`READ_BUFFER_LEN`] bytes, and
+//!   writes all of their uppercase before it reads again. A client that sends
+//!   without reading fills the socket buffers, after which the server stops
+//!   reading from it, so it cannot make the server buffer without bound.
+//!
+//! **Memory per connection**: the 16 KiB read buffer, plus the reply to one
+//! read, which uppercase makes at most 3 times as long (`ΐ`, 2 bytes, becomes
+//! 3 characters, 6 bytes), so at most 48 KiB + 3 bytes, held in a vector of
+//! at most 64 KiB capacity; plus the task itself, under 1 KiB. About 81 KiB
+//! at most, 16 KiB for an idle connection, whatever the client sends; the
+//! kernel's socket buffers come on top and are the kernel's to bound.
+//!
+//! **Stopping.** [`serve_tcp`] checks its stop flag every 100 ms; once set,
+//! it closes the listener, gives running connections [`TcpLimits::grace`] to
+//! finish, then closes the rest (counted `closed_at_stop`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+use upcase_proto::StreamUppercaser;
+
+use crate::warn_limit::{WarnLimiter, suppressed_note};
+
+/// How much a connection reads at once, and so the most it holds of a
+/// client's input.
+pub const READ_BUFFER_LEN: usize = 16 * 1024;
+
+/// Connections the kernel queues before the server accepts them.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// How long running connections may go on after a stop: short, so a
+/// signalled server still exits within a second.
+pub const DEFAULT_GRACE: Duration = Duration::from_millis(500);
+
+/// How often the accept loop looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// How long the accept loop rests after the system ran out of descriptors or
+/// memory, so it does not spin while none is freed.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How many connections, and for how long, the TCP service keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Connections served at once; more are reset at once.
+    pub max_connections: usize,
+    /// A connection that neither sends nor takes its reply for this long is closed.
+    pub idle_timeout: Duration,
+    /// After the stop flag, how long running connections may go on.
+    pub grace: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(30),
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+/// What the TCP service did, over its whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// Connections served (not counting those refused).
+    pub accepted: u64,
+    /// Connections reset at once because `max_connections` were open.
+    pub refused_over_limit: u64,
+    /// Connections closed because they stayed idle for `idle_timeout`.
+    pub timed_out: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Connections that ended in an error (a reset, say), and failed accepts.
+    pub errors: u64,
+    /// Connections still open after the grace period, closed by the stop.
+    pub closed_at_stop: u64,
+}
+
+impl TcpCounters {
+    /// The fields the server appends to its summary line, each after a space:
+    /// ` tcp_accepted=N tcp_refused=N tcp_timed_out=N tcp_bytes_in=N
+    /// tcp_bytes_out=N tcp_errors=N tcp_closed_at_stop=N`.
+    pub fn summary_fields(&self) -> String {
+        format!(
+            " tcp_accepted={} tcp_refused={} tcp_timed_out={} tcp_bytes_in={} tcp_bytes_out={} tcp_errors={} tcp_closed_at_stop={}",
+            self.accepted,
+            self.refused_over_limit,
+            self.timed_out,
+            self.bytes_in,
+            self.bytes_out,
+            self.errors,
+            self.closed_at_stop
+        )
+    }
+}
+
+/// The counters while the service runs: shared by every connection's task.
+#[derive(Debug, Default)]
+struct LiveCounters {
+    accepted: AtomicU64,
+    refused_over_limit: AtomicU64,
+    timed_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    errors: AtomicU64,
+    closed_at_stop: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: usize) {
+    counter.fetch_add(by as u64, Ordering::Relaxed);
+}
+
+impl LiveCounters {
+    fn snapshot(&self) -> TcpCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TcpCounters {
+            accepted: get(&self.accepted),
+            refused_over_limit: get(&self.refused_over_limit),
+            timed_out: get(&self.timed_out),
+            bytes_in: get(&self.bytes_in),
+            bytes_out: get(&self.bytes_out),
+            errors: get(&self.errors),
+            closed_at_stop: get(&self.closed_at_stop),
+        }
+    }
+}
+
+/// A listening TCP socket on `addr`: address reuse, so a restarted server
+/// can listen at once while old connections linger in TIME_WAIT; both IPv4
+/// and IPv6 when `addr` is `[::]`; a backlog of [`LISTEN_BACKLOG`].
+pub fn bind_tcp(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    listen_tcp(addr).map_err(|err| listen_error(err, addr))
+}
+
+/// [`bind_tcp`] without the context, so a caller can tell "address in use"
+/// (worth another port) from the rest.
+pub fn listen_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The error [`bind_tcp`] gives: the address, then the cause.
+pub fn listen_error(err: io::Error, addr: SocketAddr) -> anyhow::Error {
+    anyhow::Error::new(err).context(format!("cannot listen on TCP {addr}"))
+}
+
+/// Serves connections from `listener` until `stop` is set, then lets running
+/// connections finish for `limits.grace`, closes the rest and returns what
+/// it counted. Blocks: the caller runs it on a thread of its own (not inside
+/// a tokio runtime). `Err` only when the service cannot start.
+pub fn serve_tcp(
+    listener: std::net::TcpListener,
+    limits: TcpLimits,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<TcpCounters> {
+    let live = Arc::new(LiveCounters::default());
+    serve_counting(listener, limits, stop, Arc::clone(&live))?;
+    Ok(live.snapshot())
+}
+
+fn serve_counting(
+    listener: std::net::TcpListener,
+    limits: TcpLimits,
+    stop: Arc<AtomicBool>,
+    live: Arc<LiveCounters>,
+) -> anyhow::Result<()> {
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the TCP listener non-blocking")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("upcase-tcp")
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("cannot start the TCP runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .context("cannot register the TCP listener")?;
+        let mut connections = accept_until_stopped(listener, limits, &stop, &live).await;
+        finish_within_grace(&mut connections, limits.grace, &live).await;
+        Ok(())
+    })
+}
+
+/// The accept loop; returns the connections still running when `stop` is
+/// set, after closing the listener.
+async fn accept_until_stopped(
+    listener: tokio::net::TcpListener,
+    limits: TcpLimits,
+    stop: &AtomicBool,
+    live: &Arc<LiveCounters>,
+) -> JoinSet<()> {
+    let mut connections = JoinSet::new();
+    let mut warnings = WarnLimiter::default();
+    let mut tick = tokio::time::interval(STOP_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.load(Ordering::Relaxed) {
+        tokio::select! {
+            _ = tick.tick() => while connections.try_join_next().is_some() {},
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Finished connections leave the set only when joined:
+                    // join them now, so its length is the number still open.
+                    while connections.try_join_next().is_some() {}
+                    if connections.len() >= limits.max_connections {
+                        refuse(&stream, peer);
+                        bump(&live.refused_over_limit, 1);
+                    } else {
+                        bump(&live.accepted, 1);
+                        connections.spawn(serve_connection(stream, peer, limits.idle_timeout, Arc::clone(live)));
+                    }
+                }
+                Err(err) => {
+                    bump(&live.errors, 1);
+                    if let Some(suppressed) = warnings.allow(Instant::now()) {
+                        warn!("cannot accept a TCP connection: {err}{}", suppressed_note(suppressed));
+                    }
+                    if is_resource_exhaustion(&err) {
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    let suppressed = warnings.take_suppressed();
+    if suppressed > 0 {
+        warn!("{suppressed} more TCP accept errors were not logged");
+    }
+    connections
+}
+
+async fn finish_within_grace(connections: &mut JoinSet<()>, grace: Duration, live: &LiveCounters) {
+    let all_done = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_done).await.is_err() {
+        bump(&live.closed_at_stop, connections.len());
+        debug!(
+            "closing {} TCP connections still open after the grace period",
+            connections.len()
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// Closes a connection over the limit with a reset, which its client sees
+/// as an error rather than as an empty reply.
+fn refuse(stream: &TcpStream, peer: SocketAddr) {
+    if let Err(err) = SockRef::from(stream).set_linger(Some(Duration::ZERO)) {
+        debug!(%peer, "cannot set linger on a refused TCP connection: {err}");
+    }
+    debug!(%peer, "TCP connection refused: too many open");
+}
+
+fn is_resource_exhaustion(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// How a connection ended other than by its client's end of stream.
+enum Ended {
+    TimedOut(&'static str),
+    Failed(io::Error),
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    idle_timeout: Duration,
+    live: Arc<LiveCounters>,
+) {
+    // Replies go out as soon as they are ready: an interactive client
+    // should not wait for Nagle's algorithm to gather more.
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(%peer, "cannot set TCP_NODELAY: {err}");
+    }
+    match uppercase_stream(&mut stream, idle_timeout, &live).await {
+        Ok(()) => debug!(%peer, "TCP connection done"),
+        Err(Ended::TimedOut(waiting)) => {
+            bump(&live.timed_out, 1);
+            debug!(%peer, "TCP connection closed: idle while {waiting}");
+        }
+        Err(Ended::Failed(err)) => {
+            bump(&live.errors, 1);
+            debug!(%peer, "TCP connection failed: {err}");
+        }
+    }
+}
+
+/// Reads, uppercases and writes back until the client's end of stream, then
+/// sends the rest and ends the server's side too.
+async fn uppercase_stream(
+    stream: &mut TcpStream,
+    idle_timeout: Duration,
+    live: &LiveCounters,
+) -> Result<(), Ended> {
+    let mut input = vec![0u8; READ_BUFFER_LEN];
+    let mut reply = Vec::new();
+    let mut uppercaser = StreamUppercaser::new();
+    loop {
+        let read = tokio::time::timeout(idle_timeout, stream.read(&mut input))
+            .await
+            .map_err(|_| Ended::TimedOut("waiting for input"))?
+            .map_err(Ended::Failed)?;
+        if read == 0 {
+            break;
+        }
+        bump(&live.bytes_in, read);
+        reply.clear();
+        uppercaser.feed(&input[..read], &mut reply);
+        write_all(stream, &reply, idle_timeout, live).await?;
+    }
+    reply.clear();
+    uppercaser.finish(&mut reply);
+    write_all(stream, &reply, idle_timeout, live).await?;
+    tokio::time::timeout(idle_timeout, stream.shutdown())
+        .await
+        .map_err(|_| Ended::TimedOut("closing"))?
+        .map_err(Ended::Failed)
+}
+
+/// Writes all of `bytes`; the timeout is on progress, so a slow reader is
+/// served as long as it keeps taking something.
+async fn write_all(
+    stream: &mut TcpStream,
+    mut bytes: &[u8],
+    idle_timeout: Duration,
+    live: &LiveCounters,
+) -> Result<(), Ended> {
+    while !bytes.is_empty() {
+        let written = tokio::time::timeout(idle_timeout, stream.write(bytes))
+            .await
+            .map_err(|_| Ended::TimedOut("the client read nothing"))?
+            .map_err(Ended::Failed)?;
+        if written == 0 {
+            return Err(Ended::Failed(io::ErrorKind::WriteZero.into()));
+        }
+        bump(&live.bytes_out, written);
+        bytes = &bytes[written..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,414 @@
+//! The TCP service on loopback listeners with ephemeral ports, driven by
+//! plain blocking std clients.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Barrier;
+use std::thread;
+
+use upcase_proto::uppercase;
+
+use super::*;
+
+/// How long a test waits for something that should happen before it fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A service in a thread, stopped when dropped.
+struct Service {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    live: Arc<LiveCounters>,
+    thread: Option<thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Service {
+    fn start(limits: TcpLimits) -> Service {
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), limits)
+    }
+
+    fn start_on(addr: SocketAddr, limits: TcpLimits) -> Service {
+        let listener = bind_tcp(addr).expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(LiveCounters::default());
+        let thread = {
+            let (stop, live) = (Arc::clone(&stop), Arc::clone(&live));
+            thread::spawn(move || serve_counting(listener, limits, stop, live))
+        };
+        Service {
+            addr,
+            stop,
+            live,
+            thread: Some(thread),
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        stream.set_write_timeout(Some(PATIENCE)).expect("timeout");
+        stream
+    }
+
+    fn counters(&self) -> TcpCounters {
+        self.live.snapshot()
+    }
+
+    /// Sets the stop flag and waits for the service to return.
+    fn stop(mut self) -> (TcpCounters, Duration) {
+        let started = Instant::now();
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("running");
+        thread.join().expect("no panic").expect("served");
+        (self.live.snapshot(), started.elapsed())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after [`PATIENCE`].
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads until `len` bytes have arrived (or end of stream).
+fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut got = vec![0; len];
+    stream.read_exact(&mut got).expect("reply");
+    got
+}
+
+fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).expect("read to end");
+    got
+}
+
+/// Whether the server closed the connection: end of stream or a reset.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(err) => matches!(
+            err.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+        ),
+    }
+}
+
+#[test]
+fn a_stream_comes_back_uppercased_piece_by_piece() {
+    let service = Service::start(TcpLimits::default());
+    let mut stream = service.connect();
+    stream.write_all(b"hello world\n").expect("send");
+    assert_eq!(read_exactly(&mut stream, 12), b"HELLO WORLD\n");
+    let second = "straße ﬁ 안녕 ΐ\n";
+    stream.write_all(second.as_bytes()).expect("send");
+    let expected = uppercase(second.as_bytes());
+    assert_eq!(read_exactly(&mut stream, expected.len()), expected);
+    let last = b"no newline \xff\xfe end";
+    stream.write_all(last).expect("send");
+    stream.shutdown(Shutdown::Write).expect("shutdown");
+    assert_eq!(read_to_end(&mut stream), b"NO NEWLINE \xff\xfe END");
+    drop(stream);
+    wait_until("the connection is done", || {
+        service.counters().bytes_out > 0
+    });
+    let (counters, _) = service.stop();
+    assert_eq!(counters.accepted, 1);
+    assert_eq!(counters.bytes_in, (12 + second.len() + last.len()) as u64);
+    assert_eq!(
+        counters.bytes_out,
+        (12 + expected.len() + last.len()) as u64
+    );
+    assert_eq!(counters.errors, 0);
+    assert_eq!(counters.timed_out, 0);
+}
+
+#[test]
+fn an_empty_stream_gets_an_empty_reply() {
+    let service = Service::start(TcpLimits::default());
+    let mut stream = service.connect();
+    stream.shutdown(Shutdown::Write).expect("shutdown");
+    assert_eq!(read_to_end(&mut stream), b"");
+}
+
+#[test]
+fn a_character_split_across_writes_is_uppercased_whole() {
+    let service = Service::start(TcpLimits::default());
+    let mut stream = service.connect();
+    stream.write_all(b"caf\xc3").expect("send");
+    assert_eq!(read_exactly(&mut stream, 3), b"CAF");
+    // The first half of `é` is held back: nothing more comes until the rest.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    let early = stream.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "the held byte came back on its own: {early:?} {byte:?}"
+    );
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream.write_all(b"\xa9!").expect("send");
+    stream.shutdown(Shutdown::Write).expect("shutdown");
+    assert_eq!(read_to_end(&mut stream), "É!".as_bytes());
+}
+
+#[test]
+fn an_unfinished_character_at_the_end_passes_through() {
+    let service = Service::start(TcpLimits::default());
+    let mut stream = service.connect();
+    stream.write_all(b"x\xe2\x82").expect("send");
+    stream.shutdown(Shutdown::Write).expect("shutdown");
+    assert_eq!(read_to_end(&mut stream), b"X\xe2\x82");
+}
+
+/// Several reads' worth, different for every connection, longer once
+/// uppercased (`ΐ`, 2 bytes, becomes 6).
+fn stream_of(client: usize) -> Vec<u8> {
+    (0..600)
+        .flat_map(|line| format!("client {client} line {line}: straße é ΐ\n").into_bytes())
+        .collect()
+}
+
+#[test]
+fn two_hundred_connections_at_once_each_get_their_own_stream() {
+    const CLIENTS: usize = 200;
+    let service = Service::start(TcpLimits::default());
+    let all_connected = Barrier::new(CLIENTS);
+    thread::scope(|scope| {
+        for i in 0..CLIENTS {
+            let (service, all_connected) = (&service, &all_connected);
+            scope.spawn(move || {
+                let mut stream = service.connect();
+                all_connected.wait();
+                let sent = stream_of(i);
+                let reader = {
+                    let mut stream = stream.try_clone().expect("clone");
+                    thread::spawn(move || read_to_end(&mut stream))
+                };
+                stream.write_all(&sent).expect("send");
+                stream.shutdown(Shutdown::Write).expect("shutdown");
+                let got = reader.join().expect("reader");
+                assert!(got == uppercase(&sent), "client {i} got another stream");
+            });
+        }
+    });
+    let sent: u64 = (0..CLIENTS).map(|i| stream_of(i).len() as u64).sum();
+    let expected: u64 = (0..CLIENTS)
+        .map(|i| uppercase(&stream_of(i)).len() as u64)
+        .sum();
+    assert_ne!(sent, expected, "the streams change length when uppercased");
+    wait_until("every connection is done", || {
+        let c = service.counters();
+        c.accepted == CLIENTS as u64 && c.bytes_in == sent && c.bytes_out == expected
+    });
+    let (counters, _) = service.stop();
+    assert_eq!(counters.refused_over_limit, 0);
+    assert_eq!(counters.errors, 0);
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_make_the_server_buffer() {
+    const CAP: usize = 512 << 20;
+    let idle_timeout = Duration::from_millis(1500);
+    let service = Service::start(TcpLimits {
+        idle_timeout,
+        ..TcpLimits::default()
+    });
+    let mut stream = service.connect();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut written = 0usize;
+    // Sends until the kernel's buffers are full and the server stops reading.
+    let stalled = loop {
+        match stream.write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break true;
+            }
+            Err(e) => panic!("send failed after {written} bytes: {e}"),
+        }
+        if written >= CAP {
+            break false;
+        }
+    };
+    assert!(
+        stalled,
+        "the server took {written} bytes without any being read"
+    );
+    let held = |c: TcpCounters| c.bytes_in - c.bytes_out;
+    let at_stall = service.counters();
+    assert!(at_stall.bytes_in <= written as u64);
+    assert!(
+        held(at_stall) <= READ_BUFFER_LEN as u64,
+        "server holds {} bytes",
+        held(at_stall)
+    );
+    // Stuck, the connection reads no more, and its stuck write times out.
+    wait_until("the stuck connection times out", || {
+        service.counters().timed_out == 1
+    });
+    let (counters, _) = service.stop();
+    assert_eq!(counters.bytes_in, at_stall.bytes_in, "read on while stuck");
+    assert!(held(counters) <= READ_BUFFER_LEN as u64);
+}
+
+#[test]
+fn an_idle_connection_is_closed_and_counted() {
+    let service = Service::start(TcpLimits {
+        idle_timeout: Duration::from_millis(200),
+        ..TcpLimits::default()
+    });
+    let mut stream = service.connect();
+    stream.write_all(b"one").expect("send");
+    assert_eq!(read_exactly(&mut stream, 3), b"ONE");
+    assert!(closed_by_server(&mut stream));
+    wait_until("the timeout is counted", || {
+        service.counters().timed_out == 1
+    });
+    assert_eq!(service.counters().errors, 0);
+}
+
+#[test]
+fn connections_over_the_limit_are_reset_and_counted() {
+    let service = Service::start(TcpLimits {
+        max_connections: 2,
+        ..TcpLimits::default()
+    });
+    let mut first = service.connect();
+    let mut second = service.connect();
+    for stream in [&mut first, &mut second] {
+        stream.write_all(b"x").expect("send");
+        assert_eq!(
+            read_exactly(stream, 1),
+            b"X",
+            "served while under the limit"
+        );
+    }
+    let mut third = service.connect();
+    assert!(closed_by_server(&mut third), "a third connection is closed");
+    assert_eq!(service.counters().refused_over_limit, 1);
+    // The two served connections are unaffected; once one ends, there is room again.
+    first.shutdown(Shutdown::Write).expect("shutdown");
+    assert_eq!(read_to_end(&mut first), b"");
+    second.write_all(b"y").expect("send");
+    assert_eq!(read_exactly(&mut second, 1), b"Y");
+    wait_until("the first connection is done", || {
+        let mut probe = service.connect();
+        probe.write_all(b"z").expect("send");
+        let mut byte = [0u8; 1];
+        matches!(probe.read(&mut byte), Ok(1)) && byte == *b"Z"
+    });
+    let (counters, _) = service.stop();
+    assert!(counters.refused_over_limit >= 1);
+    // first, second, and the probe that got in
+    assert!(counters.accepted >= 3);
+}
+
+#[test]
+fn stop_lets_running_connections_finish_then_closes_the_rest() {
+    let grace = Duration::from_millis(600);
+    let service = Service::start(TcpLimits {
+        grace,
+        ..TcpLimits::default()
+    });
+    let mut finishing = service.connect();
+    let mut lingering = service.connect();
+    for stream in [&mut finishing, &mut lingering] {
+        stream.write_all(b"a").expect("send");
+        assert_eq!(read_exactly(stream, 1), b"A");
+    }
+    let addr = service.addr;
+    service.stop.store(true, Ordering::Relaxed);
+    // The listener closes: new connections are refused.
+    wait_until("the listener is closed", || {
+        TcpStream::connect(addr).is_err()
+    });
+    // A connection still running finishes within the grace period.
+    finishing.write_all(b"bye").expect("send");
+    finishing.shutdown(Shutdown::Write).expect("shutdown");
+    assert_eq!(read_to_end(&mut finishing), b"BYE");
+    // One that stays open is closed when the grace period is over.
+    assert!(closed_by_server(&mut lingering));
+    let (counters, _) = service.stop();
+    // The probes that found the listener still open were accepted too, and
+    // ended at once.
+    assert!(counters.accepted >= 2);
+    assert_eq!(counters.closed_at_stop, 1);
+}
+
+#[test]
+fn the_stop_flag_is_seen_without_any_traffic() {
+    let service = Service::start(TcpLimits::default());
+    let (counters, took) = service.stop();
+    assert_eq!(counters, TcpCounters::default());
+    assert!(took < PATIENCE);
+}
+
+#[test]
+fn a_dual_stack_listener_takes_ipv4_and_ipv6() {
+    let listener = match bind_tcp("[::]:0".parse().expect("addr")) {
+        Ok(listener) => listener,
+        // A machine without IPv6 cannot have a dual-stack socket.
+        Err(_) if std::net::TcpListener::bind("[::1]:0").is_err() => return,
+        Err(err) => panic!("{err:#}"),
+    };
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let service = Service::start_on(
+        format!("[::]:{port}").parse().expect("addr"),
+        TcpLimits::default(),
+    );
+    for host in ["127.0.0.1", "[::1]"] {
+        let mut stream = TcpStream::connect(format!("{host}:{port}")).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        stream.write_all(b"dual").expect("send");
+        stream.shutdown(Shutdown::Write).expect("shutdown");
+        assert_eq!(read_to_end(&mut stream), b"DUAL", "over {host}");
+    }
+    drop(service);
+}
+
+#[test]
+fn a_taken_address_is_named_in_the_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let err = bind_tcp(addr).expect_err("address in use");
+    assert!(
+        format!("{err:#}").starts_with(&format!("cannot listen on TCP {addr}: ")),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn the_summary_fields_name_every_counter() {
+    let counters = TcpCounters {
+        accepted: 1,
+        refused_over_limit: 2,
+        timed_out: 3,
+        bytes_in: 4,
+        bytes_out: 5,
+        errors: 6,
+        closed_at_stop: 7,
+    };
+    assert_eq!(
+        counters.summary_fields(),
+        " tcp_accepted=1 tcp_refused=2 tcp_timed_out=3 tcp_bytes_in=4 tcp_bytes_out=5 tcp_errors=6 tcp_closed_at_stop=7"
+    );
+}
