@@ -20,6 +20,10 @@ use upcase_cli::Verbosity;
 pub struct Args {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Use TCP instead: one connection, each line sent with its newline and
+    /// its reply printed as it streams back (--retries does not apply).
+    #[arg(long)]
+    pub tcp: bool,
     #[command(flatten)]
     pub verbosity: Verbosity,
     /// Words to send as one message instead of reading standard input.
@@ -28,10 +32,16 @@ pub struct Args {
     pub command: Option<Command>,
 }
 
-/// Subcommands (none yet; `bench` is planned). Empty, so `None` is the only
-/// value today, but the parser already keeps subcommands and MESSAGE apart.
+/// Subcommands, kept apart from MESSAGE words by the parser.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Measure a server: replies per second and round-trip percentiles, with
+    /// every reply checked (`--mode ping` or `--mode flood --window W`).
+    ///
+    /// Takes its own --server and --port (same meaning as above; options
+    /// before the subcommand are refused).
+    Bench(upcase_load::BenchArgs),
+}
 
 /// Where the server is and how long to wait for it: shared by every way of
 /// talking to a server, so a subcommand can flatten it too.

@@ -11,6 +11,7 @@ mod input;
 mod resolve;
 mod route;
 mod session;
+pub mod tcp;
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -42,9 +43,14 @@ pub fn run(
 /// system resolver.
 pub fn run_cli(args: Args) -> anyhow::Result<()> {
     if let Some(command) = args.command {
-        match command {}
+        return match command {
+            Command::Bench(bench) => upcase_load::run_cli(&bench),
+        };
     }
     let config = Config::from(&args);
+    if args.tcp {
+        return tcp::run_cli(&config);
+    }
     let stdin = std::io::stdin();
     let is_terminal = stdin.is_terminal();
     run(

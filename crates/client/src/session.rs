@@ -18,6 +18,10 @@ use crate::route::{Miss, Route};
 /// is typing.
 pub const PROMPT: &[u8] = b"Input lowercase sentence:";
 
+/// The most datagrams discarded before each message: more than a default
+/// receive buffer holds, so only an ongoing flood reaches it.
+const MAX_DRAINED: usize = 4096;
+
 /// Whether printing went through; a closed output (`| head -1`) ends the
 /// session quietly, as the reader wants nothing more.
 #[derive(Debug, PartialEq, Eq)]
@@ -221,7 +225,14 @@ impl<'c, W: Write> Session<'c, W> {
         link.socket
             .set_nonblocking(true)
             .context("cannot make the socket non-blocking")?;
+        // A flood can refill the queue as fast as it is read: stop after a
+        // full receive buffer's worth, or this loop would never end.
+        let mut budget = MAX_DRAINED;
         let drained = loop {
+            if budget == 0 {
+                break Ok(());
+            }
+            budget -= 1;
             match link.socket.recv(&mut self.buf) {
                 Ok(len) => debug!(
                     "discarding a {len}-byte datagram received after the reply ({:?})",

@@ -1,0 +1,270 @@
+//! The options of `upcase-client bench`, and the plan they make.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::payload::SEQ_LEN;
+
+/// How many requests are in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One request at a time: the latency of a lone request.
+    Ping,
+    /// `--window` requests in flight: the throughput of the server.
+    Flood,
+}
+
+/// Measures a server of the upcase protocol (this project's, the C
+/// reference, the textbook's Python one): replies per second and latency.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Server host: a name, or an IPv4 or IPv6 address (`::1` or `[::1]`); a
+    /// name with both kinds of address is reached over IPv4.
+    #[arg(long, default_value = "localhost", value_name = "HOST")]
+    pub server: String,
+    /// Server UDP port.
+    #[arg(long, default_value_t = upcase_proto::DEFAULT_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// ping: one request in flight; flood: --window requests in flight.
+    #[arg(long, value_enum, default_value_t = Mode::Flood)]
+    pub mode: Mode,
+    /// Requests in flight in flood mode, over all sockets.
+    #[arg(long, default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub window: u32,
+    /// Connected sockets the flood is spread over (each its own source port).
+    #[arg(long, default_value_t = 1, value_name = "K",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub sockets: u32,
+    /// Bytes per request: lowercase text starting with its sequence number.
+    #[arg(long, default_value_t = 32, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(SEQ_LEN as i64..=upcase_proto::MAX_PAYLOAD_V6 as i64))]
+    pub size: u32,
+    /// How long to measure (`500ms`, `5s`, `1m`).
+    #[arg(long, default_value = "5s", value_parser = parse_positive, value_name = "DURATION")]
+    pub duration: Duration,
+    /// Traffic before the measurement starts, not counted.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub warmup: Duration,
+    /// A request unanswered for this long is lost; a reply after it is late.
+    #[arg(long, default_value = "200ms", value_parser = parse_positive, value_name = "DURATION")]
+    pub loss_timeout: Duration,
+    /// Send at most N requests in all (the run still ends after --duration).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Send at most R requests per second, paced (latency under a fixed load).
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
+    /// Messages per sendmmsg/recvmmsg call.
+    #[arg(long, default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch: u32,
+    /// Send requests as UDP GSO trains and receive replies with UDP GRO,
+    /// where the kernel has them.
+    #[arg(long)]
+    pub gso: bool,
+    /// Spin on non-blocking receives instead of sleeping (a whole core).
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Print one JSON object at the end instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        BenchArgs {
+            server: "localhost".to_string(),
+            port: upcase_proto::DEFAULT_PORT,
+            mode: Mode::Flood,
+            window: 64,
+            sockets: 1,
+            size: 32,
+            duration: Duration::from_secs(5),
+            warmup: Duration::ZERO,
+            loss_timeout: Duration::from_millis(200),
+            count: None,
+            rate: None,
+            batch: 64,
+            gso: false,
+            busy_poll: false,
+            json: false,
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn parse_positive(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err("must be more than zero".to_string());
+    }
+    Ok(duration)
+}
+
+/// The arguments checked, resolved and made consistent.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub server: SocketAddr,
+    pub mode: Mode,
+    pub size: usize,
+    pub window: usize,
+    pub sockets: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub loss_timeout: Duration,
+    pub count: Option<u64>,
+    pub rate: Option<u64>,
+    pub batch: usize,
+    pub gso: bool,
+    pub busy_poll: bool,
+}
+
+impl Plan {
+    pub fn new(args: &BenchArgs) -> anyhow::Result<Plan> {
+        let server = resolve(&args.server, args.port)?;
+        let family = match server {
+            SocketAddr::V4(_) => upcase_proto::Family::V4,
+            SocketAddr::V6(_) => upcase_proto::Family::V6,
+        };
+        let size = args.size as usize;
+        if size > family.max_payload() {
+            bail!(
+                "--size {size} does not fit in one {} datagram (at most {} bytes)",
+                family.name(),
+                family.max_payload()
+            );
+        }
+        if !(SEQ_LEN..=upcase_proto::MAX_PAYLOAD).contains(&size) {
+            bail!(
+                "--size must be between {SEQ_LEN} and {} bytes",
+                family.max_payload()
+            );
+        }
+        let (window, sockets) = match args.mode {
+            Mode::Ping => (1, 1),
+            // Every socket keeps at least one request in flight.
+            Mode::Flood => (
+                args.window as usize,
+                (args.sockets.min(args.window)) as usize,
+            ),
+        };
+        Ok(Plan {
+            server,
+            mode: args.mode,
+            size,
+            window,
+            sockets,
+            duration: args.duration,
+            warmup: args.warmup,
+            loss_timeout: args.loss_timeout,
+            count: args.count,
+            rate: args.rate,
+            batch: (args.batch as usize).clamp(1, upcase_udp::MAX_BATCH),
+            gso: args.gso,
+            busy_poll: args.busy_poll,
+        })
+    }
+
+    /// Requests in flight allowed on socket `i`: the window shared out.
+    pub fn window_of(&self, i: usize) -> usize {
+        self.window / self.sockets + usize::from(i < self.window % self.sockets)
+    }
+}
+
+fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addrs: Vec<SocketAddr> = (bare, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve server {host:?}"))?
+        .collect();
+    // Servers on loopback (the C references, `localhost` names) most often
+    // listen on IPv4 only, and one run measures one address.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .with_context(|| format!("server {host:?} has no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<BenchArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.bench)
+    }
+
+    #[test]
+    fn defaults_match_the_default_impl() {
+        let parsed = parse(&[]).unwrap();
+        let default = BenchArgs::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn options_parse_and_bad_values_are_refused() {
+        let a = parse(&[
+            "--mode",
+            "ping",
+            "--size",
+            "100",
+            "--duration",
+            "300ms",
+            "--rate",
+            "1000",
+            "--server",
+            "[::1]",
+        ])
+        .unwrap();
+        assert_eq!(a.mode, Mode::Ping);
+        assert_eq!(a.duration, Duration::from_millis(300));
+        let plan = Plan::new(&a).unwrap();
+        assert_eq!(plan.server, "[::1]:12000".parse().unwrap());
+        assert_eq!((plan.window, plan.sockets), (1, 1));
+        for bad in [
+            &["--size", "7"][..],
+            &["--size", "65528"],
+            &["--window", "0"],
+            &["--sockets", "65"],
+            &["--duration", "0s"],
+            &["--loss-timeout", "soon"],
+            &["--mode", "storm"],
+            &["--rate", "0"],
+            &["--port", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let v4_too_big = parse(&["--size", "65508"]).unwrap();
+        let err = Plan::new(&v4_too_big).unwrap_err().to_string();
+        assert!(err.contains("65507"), "{err}");
+    }
+
+    #[test]
+    fn the_window_is_shared_out_over_the_sockets() {
+        let a = parse(&["--window", "10", "--sockets", "4"]).unwrap();
+        let plan = Plan::new(&a).unwrap();
+        let shares: Vec<usize> = (0..plan.sockets).map(|i| plan.window_of(i)).collect();
+        assert_eq!(shares, [3, 3, 2, 2]);
+        let few = Plan::new(&parse(&["--window", "2", "--sockets", "8"]).unwrap()).unwrap();
+        assert_eq!(few.sockets, 2, "no socket without a request in flight");
+    }
+}

@@ -1,0 +1,420 @@
+//! The load loop: one thread keeps every socket's share of the window in
+//! flight with `sendmmsg` (or GSO trains), takes replies with `recvmmsg`
+//! (or GRO), checks each one and declares the overdue ones lost.
+//!
+//! One thread on purpose: the server under test gets the other cores, and a
+//! batch of 64 datagrams per system call costs the client less per reply
+//! than any server spends on it.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use upcase_udp::opts::MAX_GSO_SEGMENTS;
+use upcase_udp::{Poller, RecvBatch, SendBatch};
+
+use crate::args::Plan;
+use crate::inflight::Inflight;
+use crate::payload::Payload;
+use crate::progress::Progress;
+use crate::tally::{Tally, classify};
+
+/// Receive buffer asked for each socket, so that a burst of replies to a
+/// whole window is queued rather than dropped while the loop is sending.
+const RECV_BUFFER: usize = 4 << 20;
+/// Longest one wait lasts: the loop then looks at the clock, for the end of
+/// the run, overdue requests and the progress bar.
+const TICK: Duration = Duration::from_millis(5);
+/// Pause when nothing is in flight because sends fail (no server yet):
+/// keeps a failing run from spinning a core.
+const IDLE: Duration = Duration::from_millis(1);
+/// Most request bytes stamped for one flush, to bound the buffer of a large
+/// window of large requests.
+const FLUSH_BYTES: usize = 1 << 20;
+/// Most bytes of one GSO train: one UDP datagram's payload, with slack.
+const TRAIN_BYTES: usize = 65_000;
+/// Requests remembered per run (shared out over the sockets): a reply must
+/// be recognised as late until well after its request timed out.
+const RING: usize = 1 << 18;
+
+/// What a run measured, and how it actually sent and received.
+pub(crate) struct Run {
+    pub tally: Tally,
+    pub gso: bool,
+    pub gro: bool,
+    pub notes: Vec<String>,
+}
+
+/// Nanoseconds since the run began, plus one (0 means "no time" to
+/// [`Inflight`]).
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX / 4)
+}
+
+/// One socket's requests.
+struct Lane {
+    inflight: Inflight,
+    /// Requests this socket keeps in flight.
+    window: usize,
+    /// Preformatted requests, restamped with their sequence numbers per send.
+    tx: Vec<u8>,
+}
+
+impl Lane {
+    fn free(&self) -> usize {
+        self.window
+            .saturating_sub(self.inflight.outstanding())
+            .min(self.inflight.room())
+    }
+}
+
+struct Sender {
+    batch: SendBatch,
+    payload: Payload,
+    /// Requests per pushed message: a GSO train's length, or 1.
+    per_push: usize,
+    /// Most requests per flush.
+    per_flush: usize,
+}
+
+impl Sender {
+    /// Sends up to `budget` requests on `socket`, as many as its window has
+    /// room for; returns how many the kernel took.
+    fn fill(
+        &mut self,
+        socket: &UdpSocket,
+        lane: &mut Lane,
+        budget: u64,
+        clock: &Clock,
+        tally: &mut Tally,
+        counting: bool,
+    ) -> anyhow::Result<u64> {
+        let size = self.payload.size();
+        let mut left = budget;
+        let mut total = 0;
+        loop {
+            let k = lane
+                .free()
+                .min(self.per_flush)
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            if k == 0 {
+                return Ok(total);
+            }
+            let first = lane.inflight.next_seq();
+            for (j, request) in lane.tx.chunks_exact_mut(size).take(k).enumerate() {
+                self.payload.stamp(request, first.wrapping_add(j as u32));
+            }
+            lane.inflight.sent(k, clock.now());
+            let mut queue = self.batch.queue(socket);
+            for train in lane.tx[..k * size].chunks(self.per_push * size) {
+                // A lone request is an ordinary datagram, never a one-segment train.
+                let segment = (train.len() > size).then_some(size as u16);
+                queue
+                    .push(None, train, segment)
+                    .context("cannot send requests")?;
+            }
+            queue.flush().context("cannot send requests")?;
+            let mut unsent = 0;
+            for &message in queue.failed() {
+                let from = message * self.per_push;
+                for index in from..(from + self.per_push).min(k) {
+                    lane.inflight.unsend(k, index);
+                    unsent += 1;
+                }
+            }
+            if let Some(err) = &queue.report().first_error {
+                tally.refused += u64::from(err.kind() == io::ErrorKind::ConnectionRefused);
+            }
+            tally.send_errors += unsent as u64;
+            let sent = (k - unsent) as u64;
+            if counting {
+                tally.sent += sent;
+            }
+            total += sent;
+            left -= k as u64;
+            if unsent > 0 {
+                // The kernel refuses for now: let replies drain first.
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// Paces sending at `rate` requests per second from the start of the run.
+struct Pacer {
+    rate: u64,
+}
+
+impl Pacer {
+    /// How many requests may have been sent by `now`.
+    fn allowed(&self, now: u64) -> u64 {
+        let due = u128::from(now) * u128::from(self.rate) / 1_000_000_000;
+        u64::try_from(due).unwrap_or(u64::MAX).saturating_add(1)
+    }
+
+    /// When request number `sent` (counting from 0) is due.
+    fn due_at(&self, sent: u64) -> u64 {
+        let at = u128::from(sent) * 1_000_000_000 / u128::from(self.rate);
+        u64::try_from(at).unwrap_or(u64::MAX)
+    }
+}
+
+fn open(server: SocketAddr, buffer: usize) -> anyhow::Result<UdpSocket> {
+    let local = match server {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let socket = UdpSocket::bind(local).context("cannot open a UDP socket")?;
+    socket
+        .connect(server)
+        .with_context(|| format!("cannot reach {server}"))?;
+    // A smaller buffer than asked only risks losses, which are counted.
+    let _ = upcase_udp::opts::set_recv_buffer(&socket, buffer);
+    Ok(socket)
+}
+
+/// Counts a receive: `Ok(0)` when nothing was there or the server's port
+/// is closed (counted as refused); an error only for a broken socket.
+fn received(result: io::Result<usize>, tally: &mut Tally) -> anyhow::Result<usize> {
+    match result {
+        Ok(n) => Ok(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(0)
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tally.refused += 1;
+            Ok(0)
+        }
+        Err(e) => Err(e).context("cannot receive replies"),
+    }
+}
+
+/// Checks every datagram of the last receive (each datagram of a GRO train
+/// on its own).
+fn check_batch(
+    recv: &RecvBatch,
+    payload: &Payload,
+    lane: &mut Lane,
+    tally: &mut Tally,
+    now: u64,
+    counting: bool,
+    in_time: bool,
+) {
+    for datagram in recv.iter() {
+        let end = datagram.bytes.as_ptr_range().end;
+        for reply in datagram.segments() {
+            // Only the last datagram of a train can have been cut.
+            let cut = datagram.meta.truncated && reply.as_ptr_range().end == end;
+            let outcome = classify(payload, &mut lane.inflight, reply, cut, now);
+            if counting {
+                tally.record(outcome, in_time);
+            }
+        }
+    }
+}
+
+pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
+    let mut notes = Vec::new();
+    let payload = Payload::new(plan.size);
+    let size = payload.size();
+    let sockets = (0..plan.sockets)
+        .map(|_| open(plan.server, RECV_BUFFER))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let mut gso = plan.gso;
+    let mut gro = false;
+    if plan.gso {
+        if !upcase_udp::gso_supported() {
+            notes.push(
+                "UDP GSO is not available here: requests are sent in ordinary batches".into(),
+            );
+            gso = false;
+        } else if 2 * size > TRAIN_BYTES {
+            notes.push(format!(
+                "a GSO train cannot hold two {size}-byte requests: they are sent in ordinary batches"
+            ));
+            gso = false;
+        }
+        match sockets.iter().try_for_each(upcase_udp::enable_gro) {
+            Ok(()) => gro = true,
+            Err(e) => notes.push(format!(
+                "UDP GRO is not available here ({e}): replies are received one by one"
+            )),
+        }
+    }
+    let per_push = if gso {
+        (TRAIN_BYTES / size).min(MAX_GSO_SEGMENTS)
+    } else {
+        1
+    };
+    let per_flush = (plan.batch * per_push).min((FLUSH_BYTES / size).max(1));
+
+    // One socket without pacing waits in the receive itself: one system call
+    // per wake-up, as few as a blocking client can make.
+    let blocking = sockets.len() == 1 && plan.rate.is_none() && !plan.busy_poll;
+    if blocking {
+        sockets[0]
+            .set_read_timeout(Some(TICK))
+            .context("cannot set the receive timeout")?;
+    }
+
+    let mut lanes: Vec<Lane> = (0..sockets.len())
+        .map(|i| {
+            let window = plan.window_of(i);
+            Lane {
+                inflight: Inflight::new((RING / sockets.len()).max(window * 2)),
+                window,
+                tx: payload.template().repeat(per_flush.min(window)),
+            }
+        })
+        .collect();
+    let mut sender = Sender {
+        batch: SendBatch::new(plan.batch),
+        payload: payload.clone(),
+        per_push,
+        per_flush,
+    };
+    let slot_len = if gro {
+        upcase_proto::RECV_BUFFER_LEN
+    } else {
+        size
+    };
+    let mut recv = RecvBatch::new(plan.batch, slot_len);
+    let mut poller = Poller::new(sockets.iter().map(|s| s.as_fd()));
+    let mut tally = Tally::new()?;
+    let pacer = plan.rate.map(|rate| Pacer { rate });
+
+    let measure_start = nanos(plan.warmup) + 1;
+    let measure_end = measure_start.saturating_add(nanos(plan.duration));
+    let timeout = nanos(plan.loss_timeout);
+    let drain_end = measure_end.saturating_add(timeout);
+    let mut progress = Progress::new(show_progress, plan.warmup + plan.duration);
+    let mut sent_total: u64 = 0;
+    let clock = Clock(Instant::now());
+
+    loop {
+        let now = clock.now();
+        let sending = now < measure_end && plan.count.is_none_or(|c| sent_total < c);
+        let outstanding: usize = lanes.iter().map(|l| l.inflight.outstanding()).sum();
+        if !sending && (outstanding == 0 || now >= drain_end) {
+            break;
+        }
+        let counting = now >= measure_start;
+        let mut next_send = None;
+        if sending {
+            let mut budget = plan.count.map_or(u64::MAX, |c| c - sent_total);
+            if let Some(pacer) = &pacer {
+                budget = budget.min(pacer.allowed(now).saturating_sub(sent_total));
+                if budget == 0 {
+                    next_send = Some(pacer.due_at(sent_total));
+                }
+            }
+            for (socket, lane) in sockets.iter().zip(&mut lanes) {
+                if budget == 0 {
+                    break;
+                }
+                let sent = sender.fill(socket, lane, budget, &clock, &mut tally, counting)?;
+                sent_total += sent;
+                budget -= sent;
+            }
+        }
+        let outstanding: usize = lanes.iter().map(|l| l.inflight.outstanding()).sum();
+
+        let mut got = 0;
+        if blocking {
+            if outstanding > 0 {
+                got = received(recv.recv(&sockets[0]), &mut tally)?;
+                if got > 0 {
+                    let now = clock.now();
+                    let (counting, in_time) = (now >= measure_start, now <= measure_end);
+                    check_batch(
+                        &recv,
+                        &payload,
+                        &mut lanes[0],
+                        &mut tally,
+                        now,
+                        counting,
+                        in_time,
+                    );
+                }
+            } else {
+                std::thread::sleep(IDLE);
+            }
+        } else {
+            for (socket, lane) in sockets.iter().zip(&mut lanes) {
+                if lane.inflight.outstanding() == 0 {
+                    continue;
+                }
+                let n = received(recv.try_recv(socket), &mut tally)?;
+                if n > 0 {
+                    let now = clock.now();
+                    let (counting, in_time) = (now >= measure_start, now <= measure_end);
+                    check_batch(&recv, &payload, lane, &mut tally, now, counting, in_time);
+                    got += n;
+                }
+            }
+            if got == 0 && !plan.busy_poll {
+                if outstanding > 0 || next_send.is_some() {
+                    let now = clock.now();
+                    let until_send = next_send.map_or(TICK, |at| {
+                        Duration::from_nanos(at.saturating_sub(now)).min(TICK)
+                    });
+                    poller.wait(until_send).context("cannot wait for replies")?;
+                } else {
+                    std::thread::sleep(IDLE);
+                }
+            }
+        }
+
+        let now = clock.now();
+        for lane in &mut lanes {
+            let (lost, _) = lane.inflight.expire(now, timeout);
+            if now >= measure_start {
+                tally.lost += lost as u64;
+            }
+        }
+        progress.update(now, tally.correct);
+    }
+    // Whatever is still unanswered after the drain is lost.
+    for lane in &mut lanes {
+        tally.lost += lane.inflight.expire_all() as u64;
+    }
+    progress.finish();
+    Ok(Run {
+        tally,
+        gso,
+        gro,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_spreads_requests_evenly() {
+        let pacer = Pacer { rate: 1_000 };
+        assert_eq!(pacer.allowed(1), 1, "the first request goes at once");
+        assert_eq!(pacer.allowed(999_999), 1);
+        assert_eq!(pacer.allowed(1_000_000), 2);
+        assert_eq!(pacer.allowed(1_000_000_000), 1_001);
+        assert_eq!(pacer.due_at(1), 1_000_000);
+        assert_eq!(pacer.due_at(1_000), 1_000_000_000);
+    }
+}

@@ -1,0 +1,202 @@
+//! Which requests of one socket are waiting for a reply, and since when.
+//!
+//! A ring indexed by sequence number holds each request's send time, or says
+//! it was answered or declared lost. Requests are sent in sequence order and
+//! so time out in that order: expiring is a walk from the oldest one.
+
+/// Slot value of a request that was answered (or never sent).
+const ANSWERED: u64 = 0;
+/// Slot value of a request declared lost: a reply to it is late.
+const EXPIRED: u64 = u64::MAX;
+
+/// What a reply's sequence number says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The first reply to a request still waited for, sent at this time.
+    OnTime(u64),
+    /// A reply to a request already declared lost.
+    Late,
+    /// A second reply to a request already answered.
+    Duplicate,
+    /// No request with this number was sent recently enough to remember.
+    Unknown,
+}
+
+#[derive(Debug)]
+pub struct Inflight {
+    /// Send time of each request (`ANSWERED` and `EXPIRED` aside): times are
+    /// nanoseconds since the run began plus one, so never `ANSWERED`.
+    sent_at: Vec<u64>,
+    /// Requests sent so far; the next one's number is `next as u32`.
+    next: u64,
+    /// Every request before this one is answered or expired.
+    oldest: u64,
+    outstanding: usize,
+}
+
+impl Inflight {
+    /// Tracks up to `capacity` requests between the oldest waited for and
+    /// the newest (rounded up to a power of two).
+    pub fn new(capacity: usize) -> Inflight {
+        Inflight {
+            sent_at: vec![ANSWERED; capacity.max(1).next_power_of_two()],
+            next: 0,
+            oldest: 0,
+            outstanding: 0,
+        }
+    }
+
+    fn slot(&self, seq: u64) -> usize {
+        (seq as usize) & (self.sent_at.len() - 1)
+    }
+
+    /// The sequence number of the next request.
+    pub fn next_seq(&self) -> u32 {
+        self.next as u32
+    }
+
+    /// How many requests may be sent before the ring would overwrite one
+    /// still waited for.
+    pub fn room(&self) -> usize {
+        self.sent_at.len() - (self.next - self.oldest) as usize
+    }
+
+    /// Requests waiting for a reply.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// Records that the next `count` requests were sent at `now`; `count`
+    /// must not exceed [`Inflight::room`].
+    pub fn sent(&mut self, count: usize, now: u64) {
+        debug_assert!(count <= self.room());
+        for seq in self.next..self.next + count as u64 {
+            let slot = self.slot(seq);
+            self.sent_at[slot] = now.clamp(1, EXPIRED - 1);
+        }
+        self.next += count as u64;
+        self.outstanding += count;
+    }
+
+    /// Forgets the `index`th of the last `count` requests recorded by
+    /// [`Inflight::sent`]: it never left (the kernel refused to send it).
+    pub fn unsend(&mut self, count: usize, index: usize) {
+        let seq = self.next - count as u64 + index as u64;
+        let slot = self.slot(seq);
+        if self.sent_at[slot] != ANSWERED && self.sent_at[slot] != EXPIRED {
+            self.sent_at[slot] = ANSWERED;
+            self.outstanding -= 1;
+        }
+    }
+
+    /// Classifies a reply carrying `seq`, and takes an on-time one off the
+    /// outstanding list.
+    pub fn answer(&mut self, seq: u32) -> Answer {
+        let age = u64::from((self.next as u32).wrapping_sub(seq));
+        if age == 0 || age > self.next || age > self.sent_at.len() as u64 {
+            return Answer::Unknown;
+        }
+        let slot = self.slot(self.next - age);
+        match self.sent_at[slot] {
+            ANSWERED => Answer::Duplicate,
+            EXPIRED => Answer::Late,
+            at => {
+                self.sent_at[slot] = ANSWERED;
+                self.outstanding -= 1;
+                Answer::OnTime(at)
+            }
+        }
+    }
+
+    /// Declares lost every request sent at or before `now - timeout`; returns
+    /// how many, and when the oldest one still waited for will time out.
+    pub fn expire(&mut self, now: u64, timeout: u64) -> (usize, Option<u64>) {
+        let mut expired = 0;
+        while self.oldest < self.next {
+            let slot = self.slot(self.oldest);
+            let at = self.sent_at[slot];
+            if at != ANSWERED && at != EXPIRED {
+                let deadline = at.saturating_add(timeout);
+                if deadline > now {
+                    return (expired, Some(deadline));
+                }
+                self.sent_at[slot] = EXPIRED;
+                self.outstanding -= 1;
+                expired += 1;
+            }
+            self.oldest += 1;
+        }
+        (expired, None)
+    }
+
+    /// Declares lost every request still waited for; returns how many.
+    pub fn expire_all(&mut self) -> usize {
+        self.expire(u64::MAX, 0).0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_on_time_late_duplicate_or_unknown() {
+        let mut inflight = Inflight::new(8);
+        assert_eq!(inflight.answer(0), Answer::Unknown, "nothing sent yet");
+        assert_eq!(inflight.answer(u32::MAX), Answer::Unknown);
+        inflight.sent(3, 100); // 0, 1, 2
+        assert_eq!(inflight.outstanding(), 3);
+        assert_eq!(inflight.answer(1), Answer::OnTime(100));
+        assert_eq!(inflight.answer(1), Answer::Duplicate);
+        assert_eq!(inflight.answer(3), Answer::Unknown, "not sent yet");
+        assert_eq!(inflight.expire(150, 100), (0, Some(200)));
+        inflight.sent(1, 180); // 3
+        assert_eq!(
+            inflight.expire(200, 100),
+            (2, Some(280)),
+            "0 and 2 time out"
+        );
+        assert_eq!(inflight.answer(0), Answer::Late);
+        assert_eq!(inflight.answer(3), Answer::OnTime(180));
+        assert_eq!(inflight.outstanding(), 0);
+        assert_eq!(inflight.expire(1000, 100), (0, None));
+    }
+
+    #[test]
+    fn the_ring_never_overwrites_a_request_still_waited_for() {
+        let mut inflight = Inflight::new(4);
+        inflight.sent(4, 10);
+        assert_eq!(inflight.room(), 0);
+        for seq in 1..4 {
+            assert_eq!(inflight.answer(seq), Answer::OnTime(10));
+        }
+        assert_eq!(inflight.room(), 0, "request 0 still holds the oldest slot");
+        assert_eq!(inflight.expire(20, 5), (1, None));
+        assert_eq!(inflight.room(), 4);
+        inflight.sent(4, 30); // 4..8 reuse the slots of 0..4
+        assert_eq!(inflight.answer(0), Answer::Unknown, "too old to remember");
+        assert_eq!(inflight.answer(5), Answer::OnTime(30));
+        assert_eq!(inflight.expire_all(), 3);
+    }
+
+    #[test]
+    fn refused_sends_are_forgotten() {
+        let mut inflight = Inflight::new(8);
+        inflight.sent(4, 10);
+        inflight.unsend(4, 2);
+        assert_eq!(inflight.outstanding(), 3);
+        assert_eq!(inflight.expire_all(), 3);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut inflight = Inflight::new(4);
+        inflight.next = u64::from(u32::MAX) - 1;
+        inflight.oldest = inflight.next;
+        inflight.sent(4, 10); // u32::MAX - 1, u32::MAX, 0, 1
+        assert_eq!(inflight.answer(u32::MAX), Answer::OnTime(10));
+        assert_eq!(inflight.answer(0), Answer::OnTime(10));
+        assert_eq!(inflight.answer(2), Answer::Unknown);
+        assert_eq!(inflight.next_seq(), 2);
+    }
+}
