@@ -43,6 +43,9 @@ const STEPS: &[Step] = &[
     // for a package's own tests: build them all first.
     Step::cargo(&["build", "--workspace", "--bins"]),
     Step::cargo(&["test", "--workspace"]),
+    Step::cargo(&["xtask", "fuzz", "--seconds", "20"]),
+    Step::cargo(&["xtask", "soak", "--seconds", "10"]),
+    Step::cargo(&["xtask", "bench", "--quick"]),
     Step {
         args: &["doc", "--workspace", "--no-deps"],
         env: &[("RUSTDOCFLAGS", "-D warnings")],

@@ -1,7 +1,9 @@
 //! `cargo xtask demo`: the whole round trip on this machine. Builds the
-//! release binaries, starts the server on an ephemeral loopback port, sends
-//! it a few lines with the client, checks every reply against the expected
-//! uppercase, and stops the server with SIGINT to show its summary.
+//! release binaries, starts the server on an ephemeral loopback port (UDP
+//! and TCP on the same port), sends it the same lines with the client over
+//! each transport, shows the replies side by side and checks every one
+//! against the expected uppercase, and stops the server with SIGINT to show
+//! its summary.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,7 +18,7 @@ use anyhow::{Context, bail};
 
 use crate::workspace;
 
-/// One datagram per line: plain ASCII, a character whose uppercase is
+/// One datagram per line over UDP, one line of the stream over TCP: plain ASCII, a character whose uppercase is
 /// longer (ß -> SS), a script without case, an emoji next to a ligature
 /// (ﬁ -> FI), bytes that are not UTF-8 (returned unchanged), and nothing.
 const LINES: [&[u8]; 6] = [
@@ -28,7 +30,8 @@ const LINES: [&[u8]; 6] = [
     b"",
 ];
 
-/// Sent as MESSAGE arguments, which the client joins into one datagram.
+/// Sent as MESSAGE arguments, which the client joins into one datagram (or
+/// one line over TCP).
 const WORDS: [&str; 5] = ["hello", "from", "the", "command", "line"];
 
 /// How long any one step may take before the demo gives up; generous,
@@ -42,47 +45,55 @@ pub fn run() -> anyhow::Result<()> {
     let bin = target.join("release");
 
     let server_args = ["--bind", "127.0.0.1", "--port", "0"];
-    heading(&format!("Server: upcase-server {}", server_args.join(" ")));
+    heading(&format!(
+        "Server, UDP and TCP on one port: upcase-server {}",
+        server_args.join(" ")
+    ));
     let server = Server::start(&bin.join("upcase-server"), &server_args)?;
     println!("   {}", server.ready_line);
 
     let port = server.addr.port().to_string();
     let client = bin.join("upcase-client");
-    let connect = ["--server", "127.0.0.1", "--port", port.as_str()];
+    let udp = ["--server", "127.0.0.1", "--port", port.as_str()];
+    let tcp = ["--tcp", "--server", "127.0.0.1", "--port", port.as_str()];
     let mut mismatches = 0;
 
     heading(&format!(
-        "Client, one datagram per line of stdin: upcase-client {}",
-        connect.join(" ")
+        "Client, each line of stdin: upcase-client {} (one datagram per line) | upcase-client {} (one connection, a stream of lines)",
+        udp.join(" "),
+        tcp.join(" ")
     ));
     let mut input = Vec::new();
     for line in LINES {
         input.extend_from_slice(line);
         input.push(b'\n');
     }
-    let replies = run_client(&client, &connect, &input)?;
-    mismatches += show_exchanges(&LINES, &replies);
+    let over_udp = run_client(&client, &udp, &input)?;
+    let over_tcp = run_client(&client, &tcp, &input)?;
+    mismatches += show_exchanges(&LINES, &over_udp, &over_tcp);
 
     heading(&format!(
-        "Client, words as arguments: upcase-client {} {}",
-        connect.join(" "),
+        "Client, words as arguments: upcase-client [--tcp] {} {}",
+        udp.join(" "),
         WORDS.join(" ")
     ));
-    let args: Vec<&str> = connect.iter().chain(WORDS.iter()).copied().collect();
-    let replies = run_client(&client, &args, b"")?;
+    let udp_words: Vec<&str> = udp.iter().chain(WORDS.iter()).copied().collect();
+    let tcp_words: Vec<&str> = tcp.iter().chain(WORDS.iter()).copied().collect();
+    let over_udp = run_client(&client, &udp_words, b"")?;
+    let over_tcp = run_client(&client, &tcp_words, b"")?;
     let message = WORDS.join(" ");
-    mismatches += show_exchanges(&[message.as_bytes()], &replies);
+    mismatches += show_exchanges(&[message.as_bytes()], &over_udp, &over_tcp);
 
     heading("Stop: SIGINT to the server");
     let summary = server.interrupt()?;
     println!("   {summary}");
 
-    let sent = LINES.len() + 1;
+    let sent = 2 * (LINES.len() + 1);
     if mismatches > 0 {
         bail!("{mismatches} of {sent} replies were not the expected uppercase");
     }
     heading(&format!(
-        "Demo OK: {sent} replies, each the uppercase of what was sent"
+        "Demo OK: {sent} replies, half over UDP and half over TCP, each the uppercase of what was sent"
     ));
     Ok(())
 }
@@ -113,34 +124,66 @@ fn build(target: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints each message and its reply, and counts the replies that are not the
-/// message's uppercase (a missing or extra reply counts too).
-fn show_exchanges(sent: &[&[u8]], replies: &[Vec<u8>]) -> usize {
+/// Prints each message beside its reply over UDP and over TCP, and counts
+/// the replies that are not the message's uppercase (a missing or extra
+/// reply counts too).
+fn show_exchanges(sent: &[&[u8]], over_udp: &[Vec<u8>], over_tcp: &[Vec<u8>]) -> usize {
     let mut mismatches = 0;
+    let mut rows = Vec::with_capacity(sent.len());
     for (i, message) in sent.iter().enumerate() {
         let expected = upcase_proto::uppercase(message);
-        match replies.get(i) {
-            Some(reply) if *reply == expected => {
-                println!("   {} -> {}", shown(message), shown(reply));
-            }
-            Some(reply) => {
-                mismatches += 1;
-                println!(
-                    "   {} -> {}   MISMATCH, expected {}",
-                    shown(message),
-                    shown(reply),
-                    shown(&expected)
-                );
-            }
-            None => {
-                mismatches += 1;
-                println!("   {} -> (no reply)   MISMATCH", shown(message));
-            }
+        let mut row = vec![shown(message)];
+        let mut wrong = false;
+        for (transport, replies) in [("udp", over_udp), ("tcp", over_tcp)] {
+            row.push(match replies.get(i) {
+                Some(reply) if *reply == expected => format!("{transport} {}", shown(reply)),
+                Some(reply) => {
+                    wrong = true;
+                    format!("{transport} {} MISMATCH", shown(reply))
+                }
+                None => {
+                    wrong = true;
+                    format!("{transport} (no reply) MISMATCH")
+                }
+            });
         }
+        mismatches += row.iter().filter(|c| c.ends_with("MISMATCH")).count();
+        if wrong {
+            row.push(format!("expected {}", shown(&expected)));
+        }
+        rows.push(row);
     }
-    for extra in replies.iter().skip(sent.len()) {
-        mismatches += 1;
-        println!("   (nothing sent) -> {}   MISMATCH", shown(extra));
+    let width = |column: usize| {
+        rows.iter()
+            .filter_map(|row| row.get(column))
+            .map(|cell| cell.chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1)];
+    for row in &rows {
+        let mut line = String::from("  ");
+        for (column, cell) in row.iter().enumerate() {
+            let pad = widths
+                .get(column)
+                .map_or(0, |w| w.saturating_sub(cell.chars().count()));
+            let separator = match column {
+                0 => " ",
+                1 => " -> ",
+                _ => "   ",
+            };
+            let _ = write!(line, "{separator}{cell}{:pad$}", "");
+        }
+        println!("{}", line.trim_end());
+    }
+    for (transport, replies) in [("udp", over_udp), ("tcp", over_tcp)] {
+        for extra in replies.iter().skip(sent.len()) {
+            mismatches += 1;
+            println!(
+                "   (nothing sent) -> {transport} {}   MISMATCH",
+                shown(extra)
+            );
+        }
     }
     mismatches
 }
@@ -246,6 +289,16 @@ impl Drop for Guard {
     }
 }
 
+/// The address in a ready line of the form `... on udp A, tcp A`: both
+/// transports on the same address and port, or `None`.
+fn shared_port(line: &str) -> Option<SocketAddr> {
+    let named = line.strip_prefix("The server is ready to receive on ")?;
+    let (udp, tcp) = named.split_once(", ")?;
+    let udp: SocketAddr = udp.strip_prefix("udp ")?.parse().ok()?;
+    let tcp: SocketAddr = tcp.strip_prefix("tcp ")?.parse().ok()?;
+    (udp == tcp).then_some(udp)
+}
+
 /// The running server, with what it writes to stderr gathered in the
 /// background so it never blocks on a full pipe.
 struct Server {
@@ -279,15 +332,9 @@ impl Server {
             .ok()
             .map(|line| line.trim_end().to_string())
             .filter(|line| !line.is_empty());
-        let parsed = ready_line.as_deref().and_then(|line| {
-            let addr = line
-                .strip_prefix("The server is ready to receive on ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()?;
-            Some((line.to_string(), addr))
-        });
+        let parsed = ready_line
+            .as_deref()
+            .and_then(|line| Some((line.to_string(), shared_port(line)?)));
         let Some((ready_line, addr)) = parsed else {
             drop(child);
             let log = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
@@ -352,10 +399,28 @@ mod tests {
     }
 
     #[test]
-    fn a_mismatch_is_counted() {
-        let replies = vec![b"HELLO".to_vec(), b"world".to_vec()];
-        assert_eq!(show_exchanges(&[b"hello", b"world"], &replies), 1);
-        assert_eq!(show_exchanges(&[b"hello", b"x"], &replies[..1]), 1);
-        assert_eq!(show_exchanges(&[b"hello"], &replies), 1);
+    fn a_mismatch_is_counted_on_either_side() {
+        let right = vec![b"HELLO".to_vec(), b"WORLD".to_vec()];
+        let wrong = vec![b"HELLO".to_vec(), b"world".to_vec()];
+        let sent: [&[u8]; 2] = [b"hello", b"world"];
+        assert_eq!(show_exchanges(&sent, &right, &right), 0);
+        assert_eq!(show_exchanges(&sent, &wrong, &right), 1);
+        assert_eq!(show_exchanges(&sent, &right, &wrong), 1);
+        assert_eq!(show_exchanges(&sent, &right[..1], &right), 1, "missing");
+        assert_eq!(show_exchanges(&sent[..1], &right, &right), 2, "extra");
+    }
+
+    #[test]
+    fn the_ready_line_gives_one_port_for_both_transports() {
+        let port = |line: &str| shared_port(line).map(|a| a.port());
+        assert_eq!(
+            port("The server is ready to receive on udp 127.0.0.1:5, tcp 127.0.0.1:5"),
+            Some(5)
+        );
+        assert_eq!(
+            port("The server is ready to receive on udp 127.0.0.1:5, tcp 127.0.0.1:6"),
+            None
+        );
+        assert_eq!(port("The server is ready to receive on 127.0.0.1:5"), None);
     }
 }

@@ -4,8 +4,11 @@
 //! Each task lives in its own module with a `run` function; adding one is a
 //! variant in [`Task`] and a line in `main`.
 
+mod bench;
 mod ci;
 mod demo;
+mod fuzz;
+mod soak;
 mod workspace;
 
 use std::process::ExitCode;
@@ -26,6 +29,14 @@ enum Task {
     Demo,
     /// Run every check CI runs, in order, stopping at the first failure.
     Ci,
+    /// Run every cargo-fuzz target (nightly) for N seconds each; fail on a crash.
+    Fuzz(fuzz::FuzzArgs),
+    /// Flood the release server on loopback and check that nothing is lost,
+    /// memory stays bounded and SIGTERM still stops it.
+    Soak(soak::SoakArgs),
+    /// Measure upcase-server against the C references and the Python
+    /// original on loopback; write target/bench/report.{md,json,svg}.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +44,9 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
+        Task::Fuzz(args) => fuzz::run(&args),
+        Task::Soak(args) => soak::run(&args),
+        Task::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,49 @@
+//! The transform on arbitrary bytes equals the plain reference, on every
+//! path: the in-place ASCII prefix, the Unicode path and invalid bytes.
+#![no_main]
+
+mod reference;
+
+use libfuzzer_sys::fuzz_target;
+use upcase_proto::{
+    Path, uppercase, uppercase_ascii_prefix_in_place, uppercase_datagram, uppercase_into,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let expected = reference::uppercase(data);
+    assert_eq!(uppercase(data), expected);
+
+    let mut datagram = data.to_vec();
+    let mut scratch = Vec::new();
+    let reply = uppercase_datagram(&mut datagram, &mut scratch, usize::MAX)
+        .expect("no reply is over usize::MAX");
+    assert_eq!(reply.bytes, expected.as_slice());
+    let path = if data.is_ascii() {
+        Path::Ascii
+    } else if std::str::from_utf8(data).is_ok() {
+        Path::Unicode
+    } else {
+        Path::InvalidUtf8
+    };
+    assert_eq!(reply.path, path);
+
+    // The prefix uppercased in place stops exactly at the first non-ASCII
+    // byte and leaves the rest untouched.
+    let mut in_place = data.to_vec();
+    let done = uppercase_ascii_prefix_in_place(&mut in_place);
+    assert_eq!(
+        done,
+        data.iter()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(data.len())
+    );
+    assert_eq!(in_place[..done], expected[..done]);
+    assert_eq!(in_place[done..], data[done..]);
+
+    // Appending keeps what the vector held and reports invalid input.
+    let mut appended = b"kept".to_vec();
+    let invalid = uppercase_into(data, &mut appended);
+    assert_eq!(invalid, std::str::from_utf8(data).is_err());
+    assert_eq!(&appended[..4], b"kept");
+    assert_eq!(appended[4..], expected[..]);
+});

@@ -1,0 +1,191 @@
+//! Everything the benchmark runs, built or found: our release binaries, the
+//! C references compiled from `../shared/anchors`, and Python. What is
+//! missing outside the workspace is skipped with a note, not an error.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+pub struct Tools {
+    pub server: PathBuf,
+    /// `upcase-client`, when it has the `bench` subcommand.
+    pub client: Option<PathBuf>,
+    pub limit_server: Option<PathBuf>,
+    pub loadgen: Option<PathBuf>,
+    pub python: Option<PathBuf>,
+    /// The textbook server, `seed_udp_server.py`.
+    pub seed_server: Option<PathBuf>,
+}
+
+/// Cargo's target directory for this workspace (honours CARGO_TARGET_DIR).
+pub fn target_dir(cargo: &OsStr, root: &Path) -> anyhow::Result<PathBuf> {
+    let out = Command::new(cargo)
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed ({})", out.status);
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("cargo metadata printed no JSON")?;
+    let dir = meta["target_directory"]
+        .as_str()
+        .context("cargo metadata names no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+/// `cargo build [--release] -p upcase-server -p upcase-client`; returns the
+/// paths cargo reports for the two executables. Without `release` it reuses
+/// the debug build CI has already made: a smoke run checks that everything
+/// works, not how fast.
+pub fn build_bins(cargo: &OsStr, root: &Path, release: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let profile = if release { "release" } else { "dev" };
+    eprintln!("bench: building upcase-server and upcase-client ({profile} profile)");
+    let out = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--profile",
+            profile,
+            "-p",
+            "upcase-server",
+            "-p",
+            "upcase-client",
+        ])
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo build")?;
+    if !out.status.success() {
+        bail!("cargo build --profile {profile} failed ({})", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let server = executable_named(&stdout, "upcase-server")?;
+    let client = executable_named(&stdout, "upcase-client")?;
+    Ok((server, client))
+}
+
+/// The executable of target `name` among cargo's JSON messages.
+pub fn executable_named(messages: &str, name: &str) -> anyhow::Result<PathBuf> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == name)
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo reported no executable for {name}"))
+}
+
+/// Compiles `limit_server` and `loadgen` into `bin`; `None` (with a note)
+/// for each that cannot be built here.
+pub fn build_c(
+    anchors: &Path,
+    bin: &Path,
+    notes: &mut Vec<String>,
+) -> (Option<PathBuf>, Option<PathBuf>) {
+    if !anchors.is_dir() {
+        notes.push(format!(
+            "{} not found: the C references and the C load generator are skipped",
+            anchors.display()
+        ));
+        return (None, None);
+    }
+    let compiler = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let mut build = |name: &str| -> Option<PathBuf> {
+        let source = anchors.join(format!("{name}.c"));
+        let exe = bin.join(name);
+        let result = Command::new(&compiler)
+            .args(["-O2", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(&source)
+            .stdout(Stdio::null())
+            .output();
+        match result {
+            Ok(out) if out.status.success() => Some(exe),
+            Ok(out) => {
+                let why = String::from_utf8_lossy(&out.stderr);
+                let first = why.lines().next().unwrap_or("no message");
+                notes.push(format!(
+                    "could not compile {} ({}): {first}; skipped",
+                    source.display(),
+                    out.status
+                ));
+                None
+            }
+            Err(err) => {
+                notes.push(format!(
+                    "no C compiler ({}: {err}): {name} skipped",
+                    compiler.to_string_lossy()
+                ));
+                None
+            }
+        }
+    };
+    let limit_server = build("limit_server");
+    let loadgen = build("loadgen");
+    (limit_server, loadgen)
+}
+
+/// The real Python 3 executable (not a shim script, so that the pid we
+/// watch is Python's own and no wrapper costs start-up time).
+pub fn find_python(notes: &mut Vec<String>) -> Option<PathBuf> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            Some(PathBuf::from(if path.is_empty() {
+                "python3".into()
+            } else {
+                path
+            }))
+        }
+        _ => {
+            notes.push(
+                "python3 not found: the Python server and transform baseline are skipped".into(),
+            );
+            None
+        }
+    }
+}
+
+/// Whether `upcase-client bench --help` describes the load options we use.
+pub fn client_has_bench(client: &Path) -> bool {
+    Command::new(client)
+        .args(["bench", "--help"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| {
+            let help = String::from_utf8_lossy(&out.stdout);
+            out.status.success() && help.contains("--window") && help.contains("--json")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executables_are_found_in_cargo_messages() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","target":{"name":"upcase-proto"},"executable":null}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"name":"upcase-server"},"executable":"/t/release/upcase-server"}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+            "\n"
+        );
+        assert_eq!(
+            executable_named(messages, "upcase-server").unwrap(),
+            PathBuf::from("/t/release/upcase-server")
+        );
+        assert!(executable_named(messages, "upcase-proto").is_err());
+        assert!(executable_named(messages, "upcase-client").is_err());
+    }
+}

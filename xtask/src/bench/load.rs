@@ -1,0 +1,389 @@
+//! What is measured: the rows of the table, the servers and load tools, their
+//! command lines, and the parsing of what the load tools print.
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+/// One line of the comparison: a load pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Row {
+    Ping,
+    Flood64,
+    Flood256,
+    Flood64Large,
+    Gso,
+    ClientVsLoadgen,
+}
+
+impl Row {
+    /// Display order.
+    pub const ALL: [Row; 6] = [
+        Row::Ping,
+        Row::Flood64,
+        Row::Flood256,
+        Row::Flood64Large,
+        Row::Gso,
+        Row::ClientVsLoadgen,
+    ];
+
+    /// Order within one server's session: our client right after the
+    /// loadgen run it is compared with, so both see the same conditions.
+    pub const RUN_ORDER: [Row; 6] = [
+        Row::Ping,
+        Row::Flood64,
+        Row::ClientVsLoadgen,
+        Row::Flood256,
+        Row::Flood64Large,
+        Row::Gso,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Row::Ping => "ping, 32 B",
+            Row::Flood64 => "flood W=64, 32 B",
+            Row::Flood256 => "flood W=256, 32 B",
+            Row::Flood64Large => "flood W=64, 1400 B",
+            Row::Gso => "flood W=64, 32 B, GSO send + GRO receive",
+            Row::ClientVsLoadgen => "client vs loadgen: flood W=64, 32 B",
+        }
+    }
+
+    pub fn spec(self) -> LoadSpec {
+        let flood = |window, size, gso| LoadSpec {
+            ping: false,
+            window,
+            size,
+            gso,
+        };
+        match self {
+            Row::Ping => LoadSpec {
+                ping: true,
+                window: 1,
+                size: 32,
+                gso: false,
+            },
+            Row::Flood64 | Row::ClientVsLoadgen => flood(64, 32, false),
+            Row::Flood256 => flood(256, 32, false),
+            Row::Flood64Large => flood(64, 1400, false),
+            Row::Gso => flood(64, 32, true),
+        }
+    }
+
+    pub fn servers(self) -> &'static [Server] {
+        const CLASSIC: &[Server] = &[
+            Server::Upcase,
+            Server::CRecvmmsg,
+            Server::CPlain,
+            Server::Python,
+        ];
+        match self {
+            Row::Ping | Row::Flood64 | Row::Flood256 | Row::Flood64Large => CLASSIC,
+            // Only servers with a GSO/GRO path, plus the reference without it.
+            Row::Gso => &[Server::Upcase, Server::CGro, Server::CRecvmmsg],
+            Row::ClientVsLoadgen => &[Server::CRecvmmsg],
+        }
+    }
+}
+
+/// The shape of the load of one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadSpec {
+    pub ping: bool,
+    pub window: u32,
+    pub size: u32,
+    /// Send with UDP GSO and receive with UDP GRO.
+    pub gso: bool,
+}
+
+/// A server under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Server {
+    Upcase,
+    CRecvmmsg,
+    CPlain,
+    Python,
+    CGro,
+}
+
+impl Server {
+    /// Start order within a run.
+    pub const ALL: [Server; 5] = [
+        Server::Upcase,
+        Server::CRecvmmsg,
+        Server::CPlain,
+        Server::Python,
+        Server::CGro,
+    ];
+
+    /// The reference every ratio is taken against.
+    pub const REFERENCE: Server = Server::CRecvmmsg;
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Upcase => "upcase-server",
+            Server::CRecvmmsg => "C recvmmsg",
+            Server::CPlain => "C plain",
+            Server::Python => "Python seed",
+            Server::CGro => "C GRO/GSO",
+        }
+    }
+
+    /// How it is started, for the report (`PORT` stands for the port).
+    pub fn command_line(self) -> &'static str {
+        match self {
+            Server::Upcase => "upcase-server --bind 127.0.0.1 --port 0 --threads 1",
+            Server::CRecvmmsg => "limit_server -a 127.0.0.1 -p PORT -r 4194304",
+            Server::CPlain => "limit_server -a 127.0.0.1 -p PORT -n",
+            Server::Python => "python3 seed_udp_server.py PORT",
+            Server::CGro => "limit_server -a 127.0.0.1 -p PORT -g -r 4194304",
+        }
+    }
+
+    /// Arguments after the program; `None` for our server, which picks its
+    /// own port and says which in its ready line.
+    pub fn args(self, port: u16) -> Vec<String> {
+        let port = port.to_string();
+        let words: Vec<&str> = match self {
+            Server::Upcase => vec!["--bind", "127.0.0.1", "--port", "0", "--threads", "1"],
+            Server::CRecvmmsg => vec!["-a", "127.0.0.1", "-p", &port, "-r", "4194304"],
+            Server::CPlain => vec!["-a", "127.0.0.1", "-p", &port, "-n"],
+            Server::Python => vec![&port],
+            Server::CGro => vec!["-a", "127.0.0.1", "-p", &port, "-g", "-r", "4194304"],
+        };
+        words.into_iter().map(String::from).collect()
+    }
+}
+
+/// What generates the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Load {
+    /// The C reference load generator.
+    Loadgen,
+    /// `upcase-client bench`.
+    Client,
+}
+
+impl Load {
+    pub fn name(self) -> &'static str {
+        match self {
+            Load::Loadgen => "loadgen",
+            Load::Client => "upcase-client",
+        }
+    }
+
+    /// Arguments for one run against `port` for `seconds`.
+    pub fn args(self, spec: LoadSpec, port: u16, seconds: f64) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        let mut push = |words: &[&str]| args.extend(words.iter().map(|w| w.to_string()));
+        let (window, size) = (spec.window.to_string(), spec.size.to_string());
+        let mode = if spec.ping { "ping" } else { "flood" };
+        match self {
+            Load::Loadgen => {
+                let (port, seconds) = (port.to_string(), format!("{seconds}"));
+                push(&["-a", "127.0.0.1", "-p", &port, "-d", &seconds, "-m", mode]);
+                if !spec.ping {
+                    push(&["-w", &window]);
+                }
+                push(&["-s", &size]);
+                if spec.gso {
+                    push(&["-G", "-g"]);
+                }
+            }
+            Load::Client => {
+                let millis = format!("{}ms", (seconds * 1000.0).round());
+                push(&[
+                    "bench",
+                    "--mode",
+                    mode,
+                    "--window",
+                    &window,
+                    "--sockets",
+                    "1",
+                ]);
+                push(&["--size", &size, "--duration", &millis]);
+                if spec.gso {
+                    push(&["--gso"]);
+                }
+                push(&[
+                    "--server",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--json",
+                ]);
+            }
+        }
+        args
+    }
+
+    pub fn parse(self, stdout: &str) -> anyhow::Result<Sample> {
+        match self {
+            Load::Loadgen => parse_loadgen(stdout),
+            Load::Client => parse_client_json(stdout),
+        }
+    }
+}
+
+/// What one load run measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    pub replies_per_s: f64,
+    pub lost: u64,
+    /// `None` when no reply came back, so there is no latency to speak of.
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    /// Replies that were not the uppercase of their request.
+    pub mismatches: u64,
+}
+
+/// Reads loadgen's `RESULT key=value ...` line.
+pub fn parse_loadgen(stdout: &str) -> anyhow::Result<Sample> {
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .context("loadgen printed no RESULT line")?;
+    let field = |key: &str| -> anyhow::Result<&str> {
+        line.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+            .with_context(|| format!("loadgen's RESULT line has no {key}="))
+    };
+    let number = |key: &str| -> anyhow::Result<f64> {
+        let text = field(key)?;
+        text.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .with_context(|| format!("loadgen's {key}={text} is not a number"))
+    };
+    let count = |key: &str| -> anyhow::Result<u64> {
+        let text = field(key)?;
+        text.parse::<u64>()
+            .with_context(|| format!("loadgen's {key}={text} is not a count"))
+    };
+    Ok(Sample {
+        replies_per_s: number("replies_per_s")?,
+        lost: count("lost")?,
+        // loadgen prints -1 when it has no latency sample.
+        p50_us: Some(number("p50_us")?).filter(|v| *v >= 0.0),
+        p99_us: Some(number("p99_us")?).filter(|v| *v >= 0.0),
+        mismatches: count("mismatches").unwrap_or(0),
+    })
+}
+
+/// Reads the JSON object `upcase-client bench --json` prints (its last line
+/// that starts with `{`).
+pub fn parse_client_json(stdout: &str) -> anyhow::Result<Sample> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.trim_start().starts_with('{'))
+        .context("upcase-client printed no JSON object")?;
+    let value: serde_json::Value =
+        serde_json::from_str(line).context("upcase-client's JSON does not parse")?;
+    let number = |key: &str| -> anyhow::Result<Option<f64>> {
+        match value.get(key) {
+            None => bail!("upcase-client's JSON has no {key:?}"),
+            Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .with_context(|| format!("upcase-client's {key:?} is not a number: {v}")),
+        }
+    };
+    let count = |key: &str| -> anyhow::Result<u64> {
+        match value.get(key) {
+            None => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .with_context(|| format!("upcase-client's {key:?} is not a count: {v}")),
+        }
+    };
+    if value.get("lost").is_none() {
+        bail!("upcase-client's JSON has no \"lost\"");
+    }
+    Ok(Sample {
+        replies_per_s: number("replies_per_s")?.context("upcase-client's replies_per_s is null")?,
+        lost: count("lost")?,
+        p50_us: number("p50_us")?.filter(|v| *v >= 0.0),
+        p99_us: number("p99_us")?.filter(|v| *v >= 0.0),
+        mismatches: count("wrong")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RESULT: &str = "RESULT mode=flood host=127.0.0.1 port=4000 size=32 window=64 \
+        sockets=1 batch=64 duration_s=5.000 sent=1500064 replies=1500000 \
+        replies_per_s=300000 lost=64 late=0 mismatches=0 errors=0 refused=0 \
+        p50_us=201.50 p90_us=250.00 p99_us=390.25 p999_us=500.00 max_us=900.00 \
+        loadgen_cpu_pct=99.0 syscalls_per_reply=0.05 spin=0 extra_ns=0 gso=0 gro=0 \
+        payload_MBps=9.60 rx_bufs=1500000 coalesced_rx_bufs=0 replies_per_rx_buf=1.00 \
+        requests_per_send=8.00\n";
+
+    #[test]
+    fn loadgen_result_line_is_read() {
+        let sample = parse_loadgen(&format!("warming up\n{RESULT}")).unwrap();
+        assert_eq!(
+            sample,
+            Sample {
+                replies_per_s: 300000.0,
+                lost: 64,
+                p50_us: Some(201.5),
+                p99_us: Some(390.25),
+                mismatches: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn loadgen_without_replies_has_no_latency() {
+        let line = RESULT
+            .replace("p50_us=201.50", "p50_us=-1.00")
+            .replace("p99_us=390.25", "p99_us=-1.00");
+        let sample = parse_loadgen(&line).unwrap();
+        assert_eq!((sample.p50_us, sample.p99_us), (None, None));
+    }
+
+    #[test]
+    fn loadgen_keys_are_matched_whole() {
+        // `p999_us` must not be taken for `p99_us`, wherever it stands.
+        let line = "RESULT p999_us=7 replies_per_s=1 lost=0 p50_us=2 p99_us=3";
+        assert_eq!(parse_loadgen(line).unwrap().p99_us, Some(3.0));
+    }
+
+    #[test]
+    fn bad_loadgen_output_is_an_error() {
+        assert!(parse_loadgen("usage: loadgen -p port").is_err());
+        assert!(parse_loadgen("RESULT replies_per_s=12 p50_us=1 p99_us=2").is_err());
+        assert!(parse_loadgen("RESULT replies_per_s=x lost=0 p50_us=1 p99_us=2").is_err());
+    }
+
+    #[test]
+    fn client_json_is_read() {
+        let out = "note\n{\"replies_per_s\": 250000.5, \"lost\": 3, \"p50_us\": 40.0, \
+                   \"p99_us\": null, \"wrong\": 2, \"extra\": \"ignored\"}\n";
+        let sample = parse_client_json(out).unwrap();
+        assert_eq!(sample.replies_per_s, 250000.5);
+        assert_eq!(sample.lost, 3);
+        assert_eq!(sample.mismatches, 2);
+        assert_eq!((sample.p50_us, sample.p99_us), (Some(40.0), None));
+        assert!(parse_client_json("{\"lost\": 0}").is_err());
+        assert!(parse_client_json("{\"replies_per_s\": 1}").is_err());
+        assert!(parse_client_json("no json").is_err());
+    }
+
+    #[test]
+    fn load_arguments_follow_the_row() {
+        let args = Load::Loadgen.args(Row::Gso.spec(), 4000, 1.0).join(" ");
+        assert_eq!(args, "-a 127.0.0.1 -p 4000 -d 1 -m flood -w 64 -s 32 -G -g");
+        let args = Load::Loadgen.args(Row::Ping.spec(), 4000, 5.0).join(" ");
+        assert_eq!(args, "-a 127.0.0.1 -p 4000 -d 5 -m ping -s 32");
+        let args = Load::Client.args(Row::Flood64Large.spec(), 4000, 2.5);
+        assert!(args.windows(2).any(|w| w == ["--size", "1400"]));
+        assert!(args.windows(2).any(|w| w == ["--duration", "2500ms"]));
+    }
+}

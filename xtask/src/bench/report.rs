@@ -1,0 +1,634 @@
+//! From raw samples to the report: medians, ratios, targets, and the
+//! Markdown and JSON renderings.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::load::{Load, Row, Sample, Server};
+use super::procs::Memory;
+
+/// Everything one server/load pair measured in one row, over all runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub row: Row,
+    pub server: Server,
+    pub load: Load,
+    pub samples: Vec<Sample>,
+    pub errors: Vec<String>,
+}
+
+/// One line of the table: medians over the successful runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Line {
+    pub row: Row,
+    pub row_title: &'static str,
+    pub server: Server,
+    pub server_name: &'static str,
+    pub load: Load,
+    pub replies_per_s: Option<f64>,
+    /// Against the C recvmmsg reference (driven by the same load tool as the
+    /// row's reference line) in the same row.
+    pub ratio: Option<f64>,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub lost: Option<u64>,
+    pub mismatches: u64,
+    pub samples: Vec<Sample>,
+    pub errors: Vec<String>,
+}
+
+/// Median; the mean of the middle two for an even count.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    Some(if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    })
+}
+
+pub fn ratio(value: Option<f64>, reference: Option<f64>) -> Option<f64> {
+    match (value, reference) {
+        (Some(v), Some(r)) if r > 0.0 => Some(v / r),
+        _ => None,
+    }
+}
+
+/// The table in display order. The client-vs-loadgen row repeats the
+/// loadgen line of flood W=64 on the reference server as its own reference:
+/// the client ran right after it, in the same server session.
+pub fn lines(entries: &[Entry]) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for row in Row::ALL {
+        let mut in_row: Vec<&Entry> = Vec::new();
+        if row == Row::ClientVsLoadgen && entries.iter().any(|e| e.row == row) {
+            in_row.extend(entries.iter().filter(|e| {
+                e.row == Row::Flood64 && e.server == Server::REFERENCE && e.load == Load::Loadgen
+            }));
+        }
+        in_row.extend(entries.iter().filter(|e| e.row == row));
+        let start = lines.len();
+        for entry in in_row {
+            lines.push(summarize(row, entry));
+        }
+        // Against the reference under the same load tool, so a row measured
+        // with two tools compares each with its own; the client-vs-loadgen
+        // row compares with loadgen.
+        let reference = |load: Load, lines: &[Line]| {
+            let want = if row == Row::ClientVsLoadgen {
+                Load::Loadgen
+            } else {
+                load
+            };
+            lines
+                .iter()
+                .find(|line| line.server == Server::REFERENCE && line.load == want)
+                .and_then(|line| line.replies_per_s)
+        };
+        for i in start..lines.len() {
+            let reference = reference(lines[i].load, &lines[start..]);
+            lines[i].ratio = ratio(lines[i].replies_per_s, reference);
+        }
+    }
+    lines
+}
+
+fn summarize(row: Row, entry: &Entry) -> Line {
+    let of = |f: fn(&Sample) -> Option<f64>| {
+        median(&entry.samples.iter().filter_map(f).collect::<Vec<_>>())
+    };
+    Line {
+        row,
+        row_title: row.title(),
+        server: entry.server,
+        server_name: entry.server.name(),
+        load: entry.load,
+        replies_per_s: of(|s| Some(s.replies_per_s)),
+        ratio: None,
+        p50_us: of(|s| s.p50_us),
+        p99_us: of(|s| s.p99_us),
+        lost: of(|s| Some(s.lost as f64)).map(|v| v.round() as u64),
+        mismatches: entry.samples.iter().map(|s| s.mismatches).sum(),
+        samples: entry.samples.clone(),
+        errors: entry.errors.clone(),
+    }
+}
+
+/// Peak memory of one server over its sessions.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemoryLine {
+    pub server: Server,
+    pub server_name: &'static str,
+    pub vm_hwm_kib: u64,
+    pub vm_rss_kib: u64,
+    pub threads: u64,
+    pub hwm_per_thread_kib: u64,
+}
+
+pub fn memory_lines(readings: &[(Server, Memory)]) -> Vec<MemoryLine> {
+    let mut lines = Vec::new();
+    for server in Server::ALL {
+        let mine: Vec<&Memory> = readings
+            .iter()
+            .filter(|(s, _)| *s == server)
+            .map(|(_, m)| m)
+            .collect();
+        let Some(peak) = mine.iter().max_by_key(|m| m.vm_hwm_kib) else {
+            continue;
+        };
+        lines.push(MemoryLine {
+            server,
+            server_name: server.name(),
+            vm_hwm_kib: peak.vm_hwm_kib,
+            vm_rss_kib: mine.iter().map(|m| m.vm_rss_kib).max().unwrap_or(0),
+            threads: peak.threads,
+            hwm_per_thread_kib: peak.vm_hwm_kib / peak.threads.max(1),
+        });
+    }
+    lines
+}
+
+/// Throughput of the transform alone on one input.
+#[derive(Clone, Debug, Serialize)]
+pub struct TransformLine {
+    pub input: String,
+    pub bytes: u64,
+    pub rust_gbps: f64,
+    pub python_gbps: Option<f64>,
+    pub ratio: Option<f64>,
+}
+
+/// A goal from the issue, and whether this run met it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub goal: String,
+    pub measured: String,
+    pub met: Option<bool>,
+}
+
+pub fn targets(lines: &[Line], memory: &[MemoryLine], transform: &[TransformLine]) -> Vec<Target> {
+    let client = lines
+        .iter()
+        .find(|l| l.row == Row::ClientVsLoadgen && l.load == Load::Client)
+        .and_then(|l| l.ratio);
+    let ascii = transform
+        .iter()
+        .find(|t| t.input == "ascii")
+        .and_then(|t| t.ratio);
+    let ours = memory.iter().find(|m| m.server == Server::Upcase);
+    let (mem_value, mem_met) = match ours {
+        Some(m) => (
+            format!("{:.1} MiB per thread", m.hwm_per_thread_kib as f64 / 1024.0),
+            Some(m.hwm_per_thread_kib <= 16 * 1024),
+        ),
+        None => ("–".into(), None),
+    };
+    let mut all = server_targets(lines);
+    all.extend([
+        Target {
+            what: "upcase-client load vs loadgen (flood W=64)".into(),
+            goal: ">= 0.95x".into(),
+            measured: fmt_ratio(client),
+            met: client.map(|r| r >= 0.95),
+        },
+        Target {
+            what: "transform on 64 KiB ASCII vs Python".into(),
+            goal: ">= 10x".into(),
+            measured: fmt_ratio(ascii),
+            met: ascii.map(|r| r >= 10.0),
+        },
+        Target {
+            what: "upcase-server peak memory (VmHWM)".into(),
+            goal: "<= 16 MiB per thread".into(),
+            measured: mem_value,
+            met: mem_met,
+        },
+    ]);
+    all
+}
+
+/// The server targets of the issue, as ratios inside this run.
+fn server_targets(lines: &[Line]) -> Vec<Target> {
+    let find = |row: Row, server: Server, load: Load| {
+        lines
+            .iter()
+            .find(|l| l.row == row && l.server == server && l.load == load)
+    };
+    let versus = |row: Row, server: Server, load: Load, f: fn(&Line) -> Option<f64>| {
+        ratio(
+            find(row, Server::Upcase, load).and_then(f),
+            find(row, server, load).and_then(f),
+        )
+    };
+    let rate = |l: &Line| l.replies_per_s;
+    let p50 = |l: &Line| l.p50_us;
+    let at_least = |what: &str, goal: f64, value: Option<f64>| Target {
+        what: what.into(),
+        goal: format!(">= {goal:.2}x"),
+        measured: fmt_ratio(value),
+        met: value.map(|r| r >= goal),
+    };
+    let flood = versus(Row::Flood64, Server::CRecvmmsg, Load::Loadgen, rate);
+    let gso = versus(Row::Gso, Server::CGro, Load::Loadgen, rate);
+    let gso_client = versus(Row::Gso, Server::CGro, Load::Client, rate);
+    let ping = versus(Row::Ping, Server::CPlain, Load::Loadgen, p50);
+    let lost_256 = find(Row::Flood256, Server::Upcase, Load::Loadgen).and_then(|l| l.lost);
+    vec![
+        at_least("upcase-server flood W=64 vs C recvmmsg", 1.0, flood),
+        Target {
+            what: "upcase-server flood W=256: lost".into(),
+            goal: "0".into(),
+            measured: lost_256.map_or("–".into(), |l| l.to_string()),
+            met: lost_256.map(|l| l == 0),
+        },
+        at_least(
+            "upcase-server GSO+GRO (loadgen -G -g) vs C GRO/GSO",
+            1.0,
+            gso,
+        ),
+        at_least(
+            "upcase-server GSO+GRO (upcase-client --gso) vs C GRO/GSO",
+            1.0,
+            gso_client,
+        ),
+        Target {
+            what: "upcase-server ping p50 vs C plain".into(),
+            goal: "<= 1.05x".into(),
+            measured: fmt_ratio(ping),
+            met: ping.map(|r| r <= 1.05),
+        },
+    ]
+}
+
+/// Where and how the figures were taken.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub kernel: String,
+    pub date: String,
+    pub rustc: String,
+    pub commit: String,
+    pub command: String,
+}
+
+impl Machine {
+    pub fn collect(root: &Path, command: String) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|x| x.1))
+            .map_or("unknown".into(), |m| m.trim().to_string());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or("unknown".into(), |k| k.trim().to_string());
+        Machine {
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu,
+            kernel,
+            date: output_of(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])),
+            rustc: output_of(Command::new("rustc").arg("--version")),
+            commit: output_of(Command::new("git").arg("-C").arg(root).args([
+                "rev-parse",
+                "--short",
+                "HEAD",
+            ])),
+            command,
+        }
+    }
+}
+
+fn output_of(command: &mut Command) -> String {
+    match command.output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => "unknown".into(),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    pub runs: u32,
+    pub seconds: f64,
+    pub quick: bool,
+    pub pinned: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub settings: Settings,
+    pub lines: Vec<Line>,
+    pub memory: Vec<MemoryLine>,
+    pub transform: Vec<TransformLine>,
+    pub targets: Vec<Target>,
+    pub notes: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+pub fn fmt_count(value: Option<f64>) -> String {
+    let Some(value) = value else {
+        return "–".into();
+    };
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn fmt_ratio(value: Option<f64>) -> String {
+    value.map_or("–".into(), |r| format!("{r:.2}x"))
+}
+
+pub fn fmt_us(value: Option<f64>) -> String {
+    value.map_or("–".into(), |v| format!("{v:.1}"))
+}
+
+fn fmt_met(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
+pub fn render_markdown(report: &Report) -> String {
+    let m = &report.machine;
+    let s = &report.settings;
+    let mut md = String::new();
+    let _ = writeln!(md, "# upcase benchmark\n");
+    let _ = writeln!(md, "- command: `{}`", m.command);
+    let _ = writeln!(md, "- date: {}; commit {}; {}", m.date, m.commit, m.rustc);
+    let _ = writeln!(
+        md,
+        "- machine: {} cores, {}; Linux {}",
+        m.cores, m.cpu, m.kernel
+    );
+    let pinning = if s.pinned {
+        "server on core 0, load on core 1 (taskset)"
+    } else {
+        "unpinned"
+    };
+    let _ = writeln!(
+        md,
+        "- {} run(s) of {} s per row, servers interleaved run by run; {pinning}\n",
+        s.runs, s.seconds
+    );
+    let _ = writeln!(
+        md,
+        "Medians over the runs. \"vs C\" is replies/s over the C recvmmsg reference's in the same \
+         row (in the last row: over the C load generator's). RTT in µs; lost per run.\n"
+    );
+    md.push_str("| row | server | load | replies/s | vs C | p50 µs | p99 µs | lost |\n");
+    md.push_str("|---|---|---|--:|--:|--:|--:|--:|\n");
+    for line in &report.lines {
+        let mut lost = line.lost.map_or("–".into(), |l| fmt_count(Some(l as f64)));
+        if line.mismatches > 0 {
+            let _ = write!(lost, " ({} wrong)", line.mismatches);
+        }
+        if !line.errors.is_empty() {
+            let _ = write!(lost, " ({} failed)", line.errors.len());
+        }
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            line.row_title,
+            line.server_name,
+            line.load.name(),
+            fmt_count(line.replies_per_s),
+            fmt_ratio(line.ratio),
+            fmt_us(line.p50_us),
+            fmt_us(line.p99_us),
+            lost
+        );
+    }
+    if !report.memory.is_empty() {
+        md.push_str("\n## Server memory (peak over the session, after the flood rows)\n\n");
+        md.push_str(
+            "| server | threads | VmHWM | VmRSS | VmHWM per thread |\n|---|--:|--:|--:|--:|\n",
+        );
+        for mem in &report.memory {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+                mem.server_name,
+                mem.threads,
+                mem.vm_hwm_kib as f64 / 1024.0,
+                mem.vm_rss_kib as f64 / 1024.0,
+                mem.hwm_per_thread_kib as f64 / 1024.0
+            );
+        }
+    }
+    if !report.transform.is_empty() {
+        md.push_str("\n## The transform alone, one 64 KiB datagram\n\n");
+        md.push_str(
+            "`upcase_proto::uppercase_datagram` against Python's \
+             `data.decode().upper().encode()` on the same bytes.\n\n",
+        );
+        md.push_str("| input | upcase_proto GB/s | Python GB/s | ratio |\n|---|--:|--:|--:|\n");
+        for t in &report.transform {
+            let _ = writeln!(
+                md,
+                "| {} ({} B) | {:.3} | {} | {} |",
+                t.input,
+                t.bytes,
+                t.rust_gbps,
+                t.python_gbps.map_or("–".into(), |g| format!("{g:.3}")),
+                fmt_ratio(t.ratio)
+            );
+        }
+    }
+    md.push_str("\n## Targets\n\n| what | goal | measured | |\n|---|---|---|---|\n");
+    for t in &report.targets {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            t.what,
+            t.goal,
+            t.measured,
+            fmt_met(t.met)
+        );
+    }
+    md.push_str("\n## Servers\n\n");
+    for server in Server::ALL {
+        let _ = writeln!(md, "- {}: `{}`", server.name(), server.command_line());
+    }
+    if !report.notes.is_empty() {
+        md.push_str("\n## Notes\n\n");
+        for note in &report.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+    }
+    if !report.errors.is_empty() {
+        md.push_str("\n## Errors\n\n");
+        for error in &report.errors {
+            let _ = writeln!(md, "- {error}");
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(replies_per_s: f64, lost: u64) -> Sample {
+        Sample {
+            replies_per_s,
+            lost,
+            p50_us: Some(50.0),
+            p99_us: Some(90.0),
+            mismatches: 0,
+        }
+    }
+
+    fn entry(row: Row, server: Server, load: Load, rates: &[f64]) -> Entry {
+        Entry {
+            row,
+            server,
+            load,
+            samples: rates.iter().map(|&r| sample(r, 2)).collect(),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, 7.0]), Some(7.0));
+    }
+
+    #[test]
+    fn ratio_needs_a_positive_reference() {
+        assert_eq!(ratio(Some(3.0), Some(2.0)), Some(1.5));
+        assert_eq!(ratio(Some(3.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(2.0)), None);
+    }
+
+    #[test]
+    fn lines_take_ratios_against_the_reference_of_their_row() {
+        let entries = vec![
+            entry(
+                Row::Flood64,
+                Server::Upcase,
+                Load::Loadgen,
+                &[300.0, 100.0, 200.0],
+            ),
+            entry(Row::Flood64, Server::CRecvmmsg, Load::Loadgen, &[100.0]),
+            entry(
+                Row::ClientVsLoadgen,
+                Server::CRecvmmsg,
+                Load::Client,
+                &[95.0],
+            ),
+        ];
+        let lines = lines(&entries);
+        assert_eq!(lines.len(), 4, "the client row repeats the loadgen line");
+        assert_eq!(lines[0].replies_per_s, Some(200.0));
+        assert_eq!(lines[0].ratio, Some(2.0));
+        assert_eq!(lines[1].ratio, Some(1.0));
+        assert_eq!(
+            (lines[2].row, lines[2].load, lines[2].ratio),
+            (Row::ClientVsLoadgen, Load::Loadgen, Some(1.0))
+        );
+        assert_eq!((lines[3].load, lines[3].ratio), (Load::Client, Some(0.95)));
+        let targets = targets(&lines, &[], &[]);
+        assert_eq!(targets[0].met, Some(true));
+        assert_eq!(targets[1].met, None);
+    }
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(fmt_count(Some(1234567.4)), "1,234,567");
+        assert_eq!(fmt_count(Some(999.0)), "999");
+        assert_eq!(fmt_count(Some(1000.0)), "1,000");
+        assert_eq!(fmt_count(None), "–");
+    }
+
+    #[test]
+    fn markdown_table_has_one_line_per_measurement() {
+        let mut failed = entry(Row::Ping, Server::Python, Load::Loadgen, &[]);
+        failed.errors.push("Python seed did not answer".into());
+        let entries = vec![
+            entry(Row::Ping, Server::Upcase, Load::Loadgen, &[15000.0]),
+            entry(Row::Ping, Server::CRecvmmsg, Load::Loadgen, &[12000.0]),
+            failed,
+        ];
+        let lines = lines(&entries);
+        let report = Report {
+            machine: Machine {
+                cores: 2,
+                cpu: "Test CPU".into(),
+                kernel: "6.1".into(),
+                date: "today".into(),
+                rustc: "rustc".into(),
+                commit: "abc".into(),
+                command: "cargo xtask bench --quick".into(),
+            },
+            settings: Settings {
+                runs: 1,
+                seconds: 1.0,
+                quick: true,
+                pinned: true,
+            },
+            targets: targets(&lines, &[], &[]),
+            lines,
+            memory: memory_lines(&[(
+                Server::Upcase,
+                Memory {
+                    vm_hwm_kib: 8192,
+                    vm_rss_kib: 4096,
+                    threads: 2,
+                },
+            )]),
+            transform: vec![TransformLine {
+                input: "ascii".into(),
+                bytes: 65536,
+                rust_gbps: 20.0,
+                python_gbps: Some(2.0),
+                ratio: Some(10.0),
+            }],
+            notes: vec!["a note".into()],
+            errors: vec!["an error".into()],
+        };
+        let md = render_markdown(&report);
+        assert!(md.contains("`cargo xtask bench --quick`"), "{md}");
+        assert!(
+            md.contains(
+                "| ping, 32 B | upcase-server | loadgen | 15,000 | 1.25x | 50.0 | 90.0 | 2 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ping, 32 B | Python seed | loadgen | – | – | – | – | – (1 failed) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| upcase-server | 2 | 8.0 MiB | 4.0 MiB | 4.0 MiB |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ascii (65536 B) | 20.000 | 2.000 | 10.00x |"),
+            "{md}"
+        );
+        assert!(md.contains("- a note") && md.contains("- an error"), "{md}");
+        let table_rows = md.lines().filter(|l| l.starts_with("| ping")).count();
+        assert_eq!(table_rows, 3);
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.contains("\"replies_per_s\":15000.0"), "{json}");
+    }
+}

@@ -1,0 +1,367 @@
+//! The report as a picture, written by hand as SVG text so that no plotting
+//! tool is needed: one panel of replies/s bars per row (each with its own
+//! scale, since rows differ by 20x), then the ping row's p50/p99 RTT.
+
+use std::fmt::Write as _;
+
+use super::load::{Load, Row, Server};
+use super::report::{Line, fmt_count, fmt_ratio, fmt_us};
+
+const WIDTH: u32 = 980;
+const LABEL_RIGHT: u32 = 270;
+const BAR_LEFT: u32 = 280;
+const BAR_MAX: f64 = 520.0;
+const BAR_HEIGHT: u32 = 18;
+const BAR_STEP: u32 = 24;
+
+fn color(server: Server) -> &'static str {
+    match server {
+        Server::Upcase => "#d9480f",
+        Server::CRecvmmsg => "#1c7ed6",
+        Server::CPlain => "#74c0fc",
+        Server::Python => "#37b24d",
+        Server::CGro => "#7048e8",
+    }
+}
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn label(line: &Line) -> String {
+    match line.load {
+        Load::Loadgen if line.row != Row::ClientVsLoadgen => line.server_name.to_string(),
+        load => format!("{} ← {}", line.server_name, load.name()),
+    }
+}
+
+fn text(svg: &mut String, x: u32, y: u32, anchor: &str, style: &str, content: &str) {
+    let _ = writeln!(
+        svg,
+        r#"<text x="{x}" y="{y}" text-anchor="{anchor}" {style}>{}</text>"#,
+        escape(content)
+    );
+}
+
+fn bar(svg: &mut String, y: u32, width: f64, fill: &str, opacity: f64) {
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{BAR_LEFT}" y="{y}" width="{:.1}" height="{BAR_HEIGHT}" fill="{fill}" fill-opacity="{opacity}"/>"#,
+        width.max(1.0)
+    );
+}
+
+/// The whole picture; `subtitle` says where and how it was measured.
+pub fn render(lines: &[Line], subtitle: &str) -> String {
+    let mut body = String::new();
+    let mut y = 70;
+    let bold = r#"font-weight="bold""#;
+    for row in Row::ALL {
+        let in_row: Vec<&Line> = lines.iter().filter(|l| l.row == row).collect();
+        if in_row.is_empty() {
+            continue;
+        }
+        text(
+            &mut body,
+            20,
+            y,
+            "start",
+            bold,
+            &format!("{}: replies/s", row.title()),
+        );
+        y += 10;
+        let max = in_row
+            .iter()
+            .filter_map(|l| l.replies_per_s)
+            .fold(0.0, f64::max);
+        for line in in_row {
+            let label_y = y + BAR_HEIGHT - 5;
+            text(&mut body, LABEL_RIGHT, label_y, "end", "", &label(line));
+            match line.replies_per_s {
+                Some(value) if max > 0.0 => {
+                    let width = value / max * BAR_MAX;
+                    let opacity = if line.load == Load::Client { 0.6 } else { 1.0 };
+                    bar(&mut body, y, width, color(line.server), opacity);
+                    let value_x = BAR_LEFT + width as u32 + 6;
+                    let caption = format!(
+                        "{} ({} of C)",
+                        fmt_count(Some(value)),
+                        fmt_ratio(line.ratio)
+                    );
+                    text(&mut body, value_x, label_y, "start", "", &caption);
+                }
+                _ => text(
+                    &mut body,
+                    BAR_LEFT,
+                    label_y,
+                    "start",
+                    r##"fill="#c92a2a""##,
+                    "failed",
+                ),
+            }
+            y += BAR_STEP;
+        }
+        y += 22;
+    }
+    let ping: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.row == Row::Ping && (l.p50_us.is_some() || l.p99_us.is_some()))
+        .collect();
+    if !ping.is_empty() {
+        text(
+            &mut body,
+            20,
+            y,
+            "start",
+            bold,
+            "ping RTT, µs: p50 (solid), p99 (light)",
+        );
+        y += 10;
+        let max = ping
+            .iter()
+            .filter_map(|l| l.p99_us.or(l.p50_us))
+            .fold(0.0, f64::max);
+        for line in ping {
+            for (name, value, opacity) in [("p50", line.p50_us, 1.0), ("p99", line.p99_us, 0.45)] {
+                let label_y = y + BAR_HEIGHT - 5;
+                let caption = format!("{} {name}", line.server_name);
+                text(&mut body, LABEL_RIGHT, label_y, "end", "", &caption);
+                if let Some(v) = value.filter(|_| max > 0.0) {
+                    let width = v / max * BAR_MAX;
+                    bar(&mut body, y, width, color(line.server), opacity);
+                    let value_x = BAR_LEFT + width as u32 + 6;
+                    text(
+                        &mut body,
+                        value_x,
+                        label_y,
+                        "start",
+                        "",
+                        &format!("{} µs", fmt_us(Some(v))),
+                    );
+                }
+                y += BAR_STEP;
+            }
+        }
+        y += 12;
+    }
+    let height = y + 10;
+    let mut svg = String::new();
+    let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="{WIDTH}" height="{height}" fill="white"/>"#
+    );
+    text(
+        &mut svg,
+        20,
+        28,
+        "start",
+        r#"font-size="18" font-weight="bold""#,
+        "upcase benchmark",
+    );
+    text(&mut svg, 20, 48, "start", r##"fill="#555""##, subtitle);
+    svg.push_str(&body);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Checks that `xml` is well-formed as far as this file's SVG needs: one
+/// root element, tags nested and closed, quoted attributes, and `&` only in
+/// entities. A stand-in for a renderer when none is installed.
+pub fn check_well_formed(xml: &str) -> Result<(), String> {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut roots = 0;
+    let mut rest = xml;
+    while let Some(open) = rest.find('<') {
+        check_text(&rest[..open])?;
+        if stack.is_empty() && !rest[..open].trim().is_empty() {
+            return Err("text outside the root element".into());
+        }
+        rest = &rest[open..];
+        if let Some(after) = rest.strip_prefix("<?") {
+            let end = after.find("?>").ok_or("unterminated <?...?>")?;
+            rest = &after[end + 2..];
+            continue;
+        }
+        if let Some(after) = rest.strip_prefix("<!--") {
+            let end = after.find("-->").ok_or("unterminated comment")?;
+            rest = &after[end + 3..];
+            continue;
+        }
+        let end = tag_end(rest).ok_or("unterminated tag")?;
+        let tag = &rest[1..end];
+        rest = &rest[end + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            let name = name.trim();
+            match stack.pop() {
+                Some(open) if open == name => {}
+                Some(open) => return Err(format!("</{name}> closes <{open}>")),
+                None => return Err(format!("</{name}> closes nothing")),
+            }
+            continue;
+        }
+        let self_closing = tag.ends_with('/');
+        let tag = tag.trim_end_matches('/');
+        let name = tag.split_whitespace().next().ok_or("empty tag")?;
+        check_attributes(&tag[name.len()..])?;
+        if stack.is_empty() {
+            roots += 1;
+        }
+        if !self_closing {
+            stack.push(name);
+        }
+    }
+    check_text(rest)?;
+    if !rest.trim().is_empty() {
+        return Err("text after the root element".into());
+    }
+    match (stack.last(), roots) {
+        (Some(open), _) => Err(format!("<{open}> is never closed")),
+        (None, 1) => Ok(()),
+        (None, n) => Err(format!("{n} root elements")),
+    }
+}
+
+/// Index of the `>` that ends the tag at the start of `s`, skipping quotes.
+fn tag_end(s: &str) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in s.char_indices().skip(1) {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '>') => return Some(i),
+            (None, '<') => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn check_attributes(mut attrs: &str) -> Result<(), String> {
+    loop {
+        attrs = attrs.trim_start();
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        let eq = attrs
+            .find('=')
+            .ok_or(format!("attribute without value: {attrs}"))?;
+        let name = attrs[..eq].trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!("bad attribute name {name:?}"));
+        }
+        let value = attrs[eq + 1..].trim_start();
+        let quote = value.chars().next().filter(|c| *c == '"' || *c == '\'');
+        let quote = quote.ok_or(format!("attribute {name} is not quoted"))?;
+        let close = value[1..]
+            .find(quote)
+            .ok_or(format!("attribute {name} is not closed"))?;
+        let inner = &value[1..1 + close];
+        if inner.contains('<') {
+            return Err(format!("'<' in attribute {name}"));
+        }
+        check_text(inner)?;
+        attrs = &value[close + 2..];
+    }
+}
+
+fn check_text(text: &str) -> Result<(), String> {
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        let after = &rest[amp + 1..];
+        let end = after.find(';').ok_or("'&' without ';'")?;
+        let entity = &after[..end];
+        let ok = matches!(entity, "amp" | "lt" | "gt" | "quot" | "apos")
+            || entity
+                .strip_prefix('#')
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric()));
+        if !ok {
+            return Err(format!("unknown entity &{entity};"));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::load::Sample;
+
+    fn line(row: Row, server: Server, load: Load, rate: Option<f64>) -> Line {
+        Line {
+            row,
+            row_title: row.title(),
+            server,
+            server_name: server.name(),
+            load,
+            replies_per_s: rate,
+            ratio: rate.map(|r| r / 100_000.0),
+            p50_us: rate.map(|_| 55.0),
+            p99_us: rate.map(|_| 99.0),
+            lost: Some(0),
+            mismatches: 0,
+            samples: Vec::<Sample>::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn picture_is_well_formed_and_names_every_server() {
+        let mut lines = Vec::new();
+        for server in Server::ALL {
+            lines.push(line(Row::Ping, server, Load::Loadgen, Some(20_000.0)));
+            lines.push(line(Row::Flood64, server, Load::Loadgen, Some(300_000.0)));
+        }
+        lines.push(line(Row::Flood256, Server::Python, Load::Loadgen, None));
+        lines.push(line(
+            Row::ClientVsLoadgen,
+            Server::CRecvmmsg,
+            Load::Client,
+            Some(1.0),
+        ));
+        let svg = render(&lines, "2 cores <test> & \"quotes\"");
+        check_well_formed(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+        for server in Server::ALL {
+            assert!(
+                svg.contains(&escape(server.name())),
+                "{} missing",
+                server.name()
+            );
+        }
+        assert!(svg.contains("2 cores &lt;test&gt; &amp; &quot;quotes&quot;"));
+        assert!(svg.contains("C recvmmsg ← upcase-client"));
+        assert!(svg.contains(">failed<"));
+        assert!(svg.contains("20,000"));
+    }
+
+    #[test]
+    fn empty_report_still_renders() {
+        check_well_formed(&render(&[], "nothing")).unwrap();
+    }
+
+    #[test]
+    fn checker_rejects_broken_xml() {
+        assert!(check_well_formed("<svg><g></svg>").is_err());
+        assert!(check_well_formed("<svg><g/></svg><svg/>").is_err());
+        assert!(check_well_formed("<svg a=b/>").is_err());
+        assert!(check_well_formed("<svg>a & b</svg>").is_err());
+        assert!(check_well_formed("<svg><text>x</text>").is_err());
+        assert!(check_well_formed("<?xml version=\"1.0\"?><svg a=\"1\"><g/>&amp;</svg>").is_ok());
+    }
+}
