@@ -266,6 +266,16 @@ pub fn run_with_input(command: &mut Command, stdin: &[u8]) -> Output {
     }
 }
 
+/// Fails the test, with `who`'s stderr, unless the run succeeded.
+pub fn assert_success(out: &Output, who: &str) {
+    assert!(
+        out.status.success(),
+        "{who} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `upcase-client` with `args`, run to completion with `stdin`.
 pub fn client(args: &[&str], stdin: &[u8]) -> Output {
     run_with_input(Command::new(binary("upcase-client")).args(args), stdin)

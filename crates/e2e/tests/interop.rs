@@ -3,9 +3,9 @@
 //! UDPClient.py's shape against our server. The wire format is just the bytes,
 //! so any difference in what comes back is a bug on one side.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use upcase_e2e::{ServerProcess, client, crate_file, python3, run_with_input};
+use upcase_e2e::{ServerProcess, assert_success, client, crate_file, python3, run_with_input};
 use upcase_proto::uppercase;
 
 /// Lines that exercise every path: ASCII, a longer uppercase, a caseless
@@ -32,15 +32,6 @@ fn expected_output() -> Vec<u8> {
         .iter()
         .flat_map(|line| [uppercase(line), b"\n".to_vec()].concat())
         .collect()
-}
-
-fn assert_success(out: &Output, who: &str) {
-    assert!(
-        out.status.success(),
-        "{who} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn python_server(bind: &str) -> ServerProcess {

@@ -9,7 +9,9 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use upcase_e2e::{PATIENCE, ServerProcess, Stopped, client, crate_file, python3, run_with_input};
+use upcase_e2e::{
+    PATIENCE, ServerProcess, Stopped, assert_success, client, crate_file, python3, run_with_input,
+};
 use upcase_proto::uppercase;
 
 /// Lines that exercise every path: ASCII, a longer uppercase, a caseless
@@ -110,15 +112,6 @@ fn stop(server: ServerProcess) -> Stopped {
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
     assert!(!stopped.stderr.contains("panicked"), "{}", stopped.stderr);
     stopped
-}
-
-fn assert_success(out: &Output, who: &str) {
-    assert!(
-        out.status.success(),
-        "{who} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The one `error: ...` line of a failed run.
