@@ -21,10 +21,19 @@ pub const RECV_TIMEOUT: Duration = Duration::from_millis(100);
 /// bind that port.
 pub fn bind_all(bind: Bind, port: u16, count: usize) -> anyhow::Result<Vec<UdpSocket>> {
     let share = count > 1;
-    let first = match bind {
-        Bind::Addr(ip) => bind_one(SocketAddr::new(ip, port), share)?,
-        Bind::DualStack => bind_dual_stack(port, share)?,
+    let bind_first = |share| match bind {
+        Bind::Addr(ip) => bind_one(SocketAddr::new(ip, port), share),
+        Bind::DualStack => bind_dual_stack(port, share),
     };
+    if share && port != 0 {
+        // SO_REUSEPORT lets a process of the same user join a group already
+        // bound to the port, which would silently split another server's
+        // traffic. An exclusive bind first fails on a taken port, as a
+        // single socket does. (A port bound between this probe and the group
+        // is a race we accept; with port 0 the system picks a free one.)
+        drop(bind_first(false)?);
+    }
+    let first = bind_first(share)?;
     let addr = first
         .local_addr()
         .context("cannot read the bound address")?;
@@ -109,6 +118,17 @@ mod tests {
         assert!(
             message.starts_with(&format!("cannot bind UDP socket to 127.0.0.1:{port}: ")),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_group_never_joins_another_servers_port() {
+        let taken = bind_all(Bind::Addr(Ipv4Addr::LOCALHOST.into()), 0, 2).expect("bind");
+        let port = taken[0].local_addr().expect("addr").port();
+        let err = bind_all(Bind::Addr(Ipv4Addr::LOCALHOST.into()), port, 2).expect_err("in use");
+        assert!(
+            format!("{err:#}").contains("Address already in use"),
+            "{err:#}"
         );
     }
 
