@@ -290,29 +290,15 @@ fn the_default_bind_answers_ipv4_and_ipv6_clients() {
 fn many_datagrams_from_several_sockets_are_all_answered() {
     let server = start_on("127.0.0.1");
     let addr = server.addr();
-    let tallies: Vec<Tally> = thread::scope(|s| {
-        let handles: Vec<_> = (0..4)
-            .map(|c| {
-                s.spawn(move || {
-                    let client = client_of(addr);
-                    let mut tally = Tally::default();
-                    for i in 0..250 {
-                        let request = format!("client {c} straße {i} {}", "x".repeat(i));
-                        exchange(&client, request.as_bytes(), &mut tally);
-                    }
-                    tally
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client thread"))
-            .collect()
+    let total = from_clients_at_once(4, |c| {
+        let client = client_of(addr);
+        let mut tally = Tally::default();
+        for i in 0..250 {
+            let request = format!("client {c} straße {i} {}", "x".repeat(i));
+            exchange(&client, request.as_bytes(), &mut tally);
+        }
+        tally
     });
-    let mut total = Tally::default();
-    for tally in &tallies {
-        total.add(tally);
-    }
     assert_eq!(total.received, 1000);
     let stopped = server.stop_with(libc::SIGINT);
     total.assert_matches(&stopped);
@@ -577,22 +563,29 @@ fn lowercase_of_len(tag: usize, len: usize) -> Vec<u8> {
 
 /// Bursts of `per_client` requests from `clients` sockets at once.
 fn bursts_from_several_sockets(addr: SocketAddr, clients: usize, per_client: usize) -> Tally {
+    from_clients_at_once(clients, |c| {
+        let requests: Vec<Vec<u8>> = (0..per_client)
+            .map(|i| match i % 4 {
+                0 => format!("client {c} burst {i} straße").into_bytes(),
+                1 => lowercase_of_len(c + i, 1 + i % 1400),
+                2 => format!("c{c} #{i} ﬁ 안녕").into_bytes(),
+                _ => format!("client {c} burst {i}").into_bytes(),
+            })
+            .collect();
+        let mut tally = Tally::default();
+        burst(&burst_client(addr), &requests, &mut tally);
+        tally
+    })
+}
+
+/// Runs `client(c)` for `c` in `0..clients` on threads at once and adds up
+/// their tallies.
+fn from_clients_at_once(clients: usize, client: impl Fn(usize) -> Tally + Sync) -> Tally {
     let tallies: Vec<Tally> = thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
-                s.spawn(move || {
-                    let requests: Vec<Vec<u8>> = (0..per_client)
-                        .map(|i| match i % 4 {
-                            0 => format!("client {c} burst {i} straße").into_bytes(),
-                            1 => lowercase_of_len(c + i, 1 + i % 1400),
-                            2 => format!("c{c} #{i} ﬁ 안녕").into_bytes(),
-                            _ => format!("client {c} burst {i}").into_bytes(),
-                        })
-                        .collect();
-                    let mut tally = Tally::default();
-                    burst(&burst_client(addr), &requests, &mut tally);
-                    tally
-                })
+                let client = &client;
+                s.spawn(move || client(c))
             })
             .collect();
         handles
