@@ -7,7 +7,7 @@
 //! valid UTF-8 copied unchanged. Nothing here opens a socket: the binaries own
 //! the I/O, this crate owns the rules, so every rule is tested without a
 //! network.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod limits;
 pub mod ratelimit;
