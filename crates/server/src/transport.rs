@@ -247,11 +247,20 @@ pub fn tcp_summary(tcp: Option<TcpCounters>) -> String {
 /// UDP first, then TCP on the address and port UDP got. With port 0, a port
 /// that turns out to be taken for TCP means binding both again.
 fn bind_pair(config: &Config) -> anyhow::Result<Bound> {
+    bind_pair_with(config, listen_tcp)
+}
+
+/// [`bind_pair`] with the TCP listen step given, so that a test can take
+/// the port from under it.
+fn bind_pair_with(
+    config: &Config,
+    mut listen: impl FnMut(SocketAddr) -> io::Result<TcpListener>,
+) -> anyhow::Result<Bound> {
     let mut attempt = 1;
     loop {
         let udp = Server::bind(config)?;
         let addr = udp.local_addr();
-        match listen_tcp(addr) {
+        match listen(addr) {
             Ok(tcp) => {
                 return Ok(Bound {
                     udp: Some(udp),
@@ -403,6 +412,43 @@ mod tests {
         let err = Bound::bind(&config(Transports::BOTH, "127.0.0.1", port)).expect_err("taken");
         assert!(
             format!("{err:#}").starts_with(&format!("cannot listen on TCP 127.0.0.1:{port}: ")),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_system_chosen_port_taken_for_tcp_is_chosen_again() {
+        let mut tried = Vec::new();
+        let mut squatters = Vec::new();
+        let bound = bind_pair_with(&config(Transports::BOTH, "127.0.0.1", 0), |addr| {
+            tried.push(addr.port());
+            if tried.len() == 1 {
+                // Someone else takes the TCP side of the port UDP just got.
+                squatters.extend(TcpListener::bind(addr).ok());
+            }
+            listen_tcp(addr)
+        })
+        .expect("a second port");
+        assert_eq!(tried.len(), 2, "ports tried: {tried:?}");
+        let udp = bound.udp_addr().expect("udp");
+        assert_eq!(bound.tcp_addr(), Some(udp));
+        assert_ne!(udp.port(), tried[0]);
+        assert_eq!(udp.port(), tried[1]);
+    }
+
+    #[test]
+    fn a_system_chosen_port_always_taken_for_tcp_ends_in_an_error() {
+        let mut tried = 0;
+        let mut squatters = Vec::new();
+        let err = bind_pair_with(&config(Transports::BOTH, "127.0.0.1", 0), |addr| {
+            tried += 1;
+            squatters.extend(TcpListener::bind(addr).ok());
+            listen_tcp(addr)
+        })
+        .expect_err("every port taken");
+        assert_eq!(tried, PORT_PAIR_ATTEMPTS);
+        assert!(
+            format!("{err:#}").contains("cannot listen on TCP 127.0.0.1:"),
             "{err:#}"
         );
     }
