@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::process::{self, Guard, Memory};
 use build::Tools;
 use load::{Load, Row, Sample, Server};
-use procs::{Guard, Memory, Pinning, Role};
+use procs::{Pinning, Role};
 use report::{Entry, Report, Settings, fmt_count, fmt_us};
 
 #[derive(Debug, clap::Args)]
@@ -314,7 +315,7 @@ fn measure(
                     }
                 }
             }
-            match procs::memory_of(guard.pid()) {
+            match process::memory_of(guard.pid()) {
                 Ok(reading) => memory.push((server, reading)),
                 Err(err) => errors.push(format!("run {run}, {} memory: {err:#}", server.name())),
             }
@@ -369,7 +370,11 @@ fn start_server(bench: &Bench, server: Server, label: &str) -> anyhow::Result<(G
     command.args(args);
     let mut guard = Guard::spawn(command, label, &bench.logs)?;
     let addr = match server {
-        Server::Upcase => procs::wait_ready_line(&mut guard, procs::STARTUP_LIMIT)?,
+        Server::Upcase => process::wait_ready_line(
+            &mut guard,
+            procs::STARTUP_LIMIT,
+            process::ready_line_address,
+        )?,
         _ => SocketAddr::from(([127, 0, 0, 1], port)),
     };
     procs::wait_answering(&mut guard, addr, procs::STARTUP_LIMIT)?;

@@ -6,16 +6,14 @@
 //! its summary.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::process::{self, Guard};
 use crate::workspace;
 
 /// One datagram per line over UDP, one line of the stream over TCP: plain ASCII, a character whose uppercase is
@@ -43,13 +41,16 @@ pub fn run() -> anyhow::Result<()> {
     heading("Build: cargo build --release -p upcase-server -p upcase-client");
     build(&target)?;
     let bin = target.join("release");
+    // What every process read and wrote, for a look after a failure.
+    let logs = target.join("demo");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
 
     let server_args = ["--bind", "127.0.0.1", "--port", "0"];
     heading(&format!(
         "Server, UDP and TCP on one port: upcase-server {}",
         server_args.join(" ")
     ));
-    let server = Server::start(&bin.join("upcase-server"), &server_args)?;
+    let server = Server::start(&bin.join("upcase-server"), &server_args, &logs)?;
     println!("   {}", server.ready_line);
 
     let port = server.addr.port().to_string();
@@ -68,8 +69,8 @@ pub fn run() -> anyhow::Result<()> {
         input.extend_from_slice(line);
         input.push(b'\n');
     }
-    let over_udp = run_client(&client, &udp, &input)?;
-    let over_tcp = run_client(&client, &tcp, &input)?;
+    let over_udp = run_client(&client, &udp, &input, "client-udp-lines", &logs)?;
+    let over_tcp = run_client(&client, &tcp, &input, "client-tcp-lines", &logs)?;
     mismatches += show_exchanges(&LINES, &over_udp, &over_tcp);
 
     heading(&format!(
@@ -79,8 +80,8 @@ pub fn run() -> anyhow::Result<()> {
     ));
     let udp_words: Vec<&str> = udp.iter().chain(WORDS.iter()).copied().collect();
     let tcp_words: Vec<&str> = tcp.iter().chain(WORDS.iter()).copied().collect();
-    let over_udp = run_client(&client, &udp_words, b"")?;
-    let over_tcp = run_client(&client, &tcp_words, b"")?;
+    let over_udp = run_client(&client, &udp_words, b"", "client-udp-words", &logs)?;
+    let over_tcp = run_client(&client, &tcp_words, b"", "client-tcp-words", &logs)?;
     let message = WORDS.join(" ");
     mismatches += show_exchanges(&[message.as_bytes()], &over_udp, &over_tcp);
 
@@ -214,79 +215,25 @@ fn reply_lines(stdout: &[u8]) -> Vec<Vec<u8>> {
 
 /// Runs the client to completion with `input` on its stdin and returns its
 /// replies; any failure of the client fails the demo, with its stderr.
-fn run_client(program: &Path, args: &[&str], input: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut child = Guard::spawn(
-        Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )?;
-    let mut stdin = child.0.stdin.take().context("client stdin")?;
-    let input = input.to_vec();
-    // A thread, so a client that stops reading cannot block the demo.
-    let writer = thread::spawn(move || stdin.write_all(&input));
-    let stdout = collect(child.0.stdout.take().context("client stdout")?);
-    let stderr = collect(child.0.stderr.take().context("client stderr")?);
+fn run_client(
+    program: &Path,
+    args: &[&str],
+    input: &[u8],
+    label: &str,
+    logs: &Path,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut command = Command::new(program);
+    command.args(args);
+    let mut child = Guard::spawn_with_input(command, label, logs, input)?;
     let status = child.wait_within(PATIENCE).context("the client")?;
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+    let stderr = child.stderr();
     if !status.success() {
         bail!("the client failed ({status}): {}", stderr.trim_end());
     }
-    writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("stdin writer panicked"))?
-        .context("cannot write to the client's stdin")?;
     for line in stderr.lines() {
         println!("   client: {line}");
     }
-    Ok(reply_lines(&stdout))
-}
-
-fn collect(mut source: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = source.read_to_end(&mut bytes);
-        bytes
-    })
-}
-
-/// A child process that is killed and reaped when dropped, so no way out of
-/// the demo (an error, a panic) leaves it running.
-struct Guard(Child);
-
-impl Guard {
-    fn spawn(command: &mut Command) -> anyhow::Result<Guard> {
-        let program = command.get_program().to_string_lossy().into_owned();
-        command
-            .spawn()
-            .map(Guard)
-            .with_context(|| format!("cannot start {program}"))
-    }
-
-    /// Waits for the exit, polling, for at most `limit`.
-    fn wait_within(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().context("cannot wait")? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("did not exit within {} s", limit.as_secs());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    Ok(reply_lines(&child.stdout_bytes()?))
 }
 
 /// The address in a ready line of the form `... on udp A, tcp A`: both
@@ -299,74 +246,37 @@ fn shared_port(line: &str) -> Option<SocketAddr> {
     (udp == tcp).then_some(udp)
 }
 
-/// The running server, with what it writes to stderr gathered in the
-/// background so it never blocks on a full pipe.
+/// The running server and its ready line.
 struct Server {
     child: Guard,
     ready_line: String,
     addr: SocketAddr,
-    stderr: JoinHandle<Vec<u8>>,
 }
 
 impl Server {
-    fn start(program: &Path, args: &[&str]) -> anyhow::Result<Server> {
-        let mut child = Guard::spawn(
-            Command::new(program)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-        )?;
-        let stdout = child.0.stdout.take().context("server stdout")?;
-        let stderr = collect(child.0.stderr.take().context("server stderr")?);
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let ready_line = rx
-            .recv_timeout(PATIENCE)
-            .ok()
-            .map(|line| line.trim_end().to_string())
-            .filter(|line| !line.is_empty());
-        let parsed = ready_line
-            .as_deref()
-            .and_then(|line| Some((line.to_string(), shared_port(line)?)));
-        let Some((ready_line, addr)) = parsed else {
-            drop(child);
-            let log = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-            bail!(
-                "the server printed no ready line within {} s (stdout: {:?}); its stderr:\n{}",
-                PATIENCE.as_secs(),
-                ready_line.unwrap_or_default(),
-                log.trim_end()
-            );
-        };
+    fn start(program: &Path, args: &[&str], logs: &Path) -> anyhow::Result<Server> {
+        let mut command = Command::new(program);
+        command.args(args);
+        let mut child = Guard::spawn(command, "server", logs)?;
+        let (ready_line, addr) = process::wait_ready_line(&mut child, PATIENCE, |line| {
+            Some((line.to_string(), shared_port(line)?))
+        })?;
         Ok(Server {
             child,
             ready_line,
             addr,
-            stderr,
         })
     }
 
     /// Sends SIGINT, waits for a clean exit and returns the summary line
     /// the server logged, from `summary:` on.
     fn interrupt(mut self) -> anyhow::Result<String> {
-        let pid = i32::try_from(self.child.0.id()).context("pid out of range")?;
-        // SAFETY: kill(2) on our own child, which has not been reaped yet
-        // (the guard only reaps on drop), so the pid cannot have been reused.
-        if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("cannot signal the server");
-        }
+        self.child.signal(libc::SIGINT)?;
         let status = self
             .child
             .wait_within(PATIENCE)
             .context("the server, after SIGINT")?;
-        let log = String::from_utf8_lossy(&self.stderr.join().unwrap_or_default()).into_owned();
+        let log = self.child.stderr();
         if !status.success() {
             bail!(
                 "the server exited with {status} after SIGINT; its stderr:\n{}",

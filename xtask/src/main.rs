@@ -8,6 +8,7 @@ mod bench;
 mod ci;
 mod demo;
 mod fuzz;
+mod process;
 mod soak;
 mod workspace;
 

@@ -16,18 +16,18 @@
 //! checks any reply, late or reordered, by rebuilding the request it answers.
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use upcase_proto::{MAX_PAYLOAD_V4, uppercase};
 
+use crate::process::{self, Guard};
 use crate::workspace;
 
 /// The bound on the server's resident memory, whatever the run's length:
@@ -263,120 +263,46 @@ fn is_passing(e: &io::Error) -> bool {
     ) || e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
-/// The server process, killed and reaped when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Option<thread::JoinHandle<String>>,
+/// Starts the server on an ephemeral loopback port, its output in `logs`;
+/// returns it with the address its ready line names.
+fn start_server(program: &Path, threads: u16, logs: &Path) -> anyhow::Result<(Guard, SocketAddr)> {
+    let mut command = Command::new(program);
+    command
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--transport",
+            "udp",
+            "--threads",
+        ])
+        .arg(threads.to_string());
+    let mut server = Guard::spawn(command, "server", logs)?;
+    let addr = process::wait_ready_line(&mut server, PATIENCE, process::ready_line_address)?;
+    Ok((server, addr))
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl ServerProcess {
-    fn start(program: &Path, threads: u16) -> anyhow::Result<ServerProcess> {
-        let mut child = Command::new(program)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--transport",
-                "udp",
-                "--threads",
-            ])
-            .arg(threads.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
-        let stderr = child.stderr.take().map(|mut pipe| {
-            thread::spawn(move || {
-                let mut bytes = Vec::new();
-                let _ = pipe.read_to_end(&mut bytes);
-                String::from_utf8_lossy(&bytes).into_owned()
-            })
-        });
-        let stdout = child.stdout.take().context("server stdout")?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = io::copy(&mut reader, &mut io::sink());
-        });
-        let mut server = ServerProcess {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            stderr,
-        };
-        let line = rx.recv_timeout(PATIENCE).unwrap_or_default();
-        server.addr = line
-            .split(|c: char| c.is_whitespace() || c == ',')
-            .find_map(|word| word.parse().ok())
-            .with_context(|| format!("no address in the server's ready line {line:?}"))?;
-        Ok(server)
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap_or(0)
-    }
-
-    /// SIGTERM; the time to exit and the stderr, or an error if it takes
-    /// longer than [`PATIENCE`] or fails.
-    fn terminate(mut self) -> anyhow::Result<(Duration, String)> {
-        let started = Instant::now();
-        // SAFETY: kill(2) on our own child, not yet reaped (only the drop
-        // reaps it), so the pid cannot belong to another process.
-        if unsafe { libc::kill(self.pid(), libc::SIGTERM) } != 0 {
-            return Err(io::Error::last_os_error()).context("cannot signal the server");
-        }
-        let status = loop {
-            if let Some(status) = self.child.try_wait().context("cannot wait")? {
-                break status;
-            }
-            if started.elapsed() > PATIENCE {
-                bail!(
-                    "the server did not exit within {} s of SIGTERM",
-                    PATIENCE.as_secs()
-                );
-            }
-            thread::sleep(Duration::from_millis(2));
-        };
-        let elapsed = started.elapsed();
-        let log = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        ensure!(
-            status.success(),
-            "the server exited with {status}; its stderr:\n{log}"
-        );
-        Ok((elapsed, log))
-    }
-}
-
-/// VmRSS of `pid` in KiB, from /proc.
-fn rss_kib(pid: i32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+/// SIGTERM; the time to exit and the stderr, or an error if it takes
+/// longer than [`PATIENCE`] or fails.
+fn terminate(mut server: Guard) -> anyhow::Result<(Duration, String)> {
+    let started = Instant::now();
+    server.signal(libc::SIGTERM)?;
+    let status = server
+        .wait_within(PATIENCE)
+        .context("the server, after SIGTERM")?;
+    let elapsed = started.elapsed();
+    let log = server.stderr();
+    ensure!(
+        status.success(),
+        "the server exited with {status}; its stderr:\n{log}"
+    );
+    Ok((elapsed, log))
 }
 
 /// Datagrams the kernel dropped for the server's sockets (receive buffer
 /// full), from the `drops` column of /proc/PID/net/udp.
-fn kernel_drops(pid: i32, port: u16) -> Option<u64> {
+fn kernel_drops(pid: u32, port: u16) -> Option<u64> {
     let table = fs::read_to_string(format!("/proc/{pid}/net/udp")).ok()?;
     let local = format!(":{port:04X}");
     let drops = table
@@ -457,9 +383,14 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         .status()
         .context("cannot run cargo")?;
     ensure!(status.success(), "cargo build failed ({status})");
+    let logs = target.join("soak");
+    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let threads = 2;
-    let server = ServerProcess::start(&target.join("release").join("upcase-server"), threads)?;
-    let addr = server.addr;
+    let (server, addr) = start_server(
+        &target.join("release").join("upcase-server"),
+        threads,
+        &logs,
+    )?;
     let pid = server.pid();
     let run_for = Duration::from_secs(args.seconds);
     println!(
@@ -478,8 +409,8 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         let sampler = s.spawn(|| {
             let mut samples = Vec::new();
             while !stop_sampler.load(Ordering::Relaxed) {
-                if let Some(kib) = rss_kib(pid) {
-                    samples.push((started.elapsed(), kib));
+                if let Ok(memory) = process::memory_of(pid) {
+                    samples.push((started.elapsed(), memory.vm_rss_kib));
                 }
                 if let Some(drops) = kernel_drops(pid, addr.port()) {
                     last_drops.store(drops, Ordering::Relaxed);
@@ -500,7 +431,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         // SIGTERM in time.
         let probed = probe(addr);
         let drops = last_drops.load(Ordering::Relaxed);
-        let terminated = server.terminate();
+        let terminated = terminate(server);
         stop_senders.store(true, Ordering::Relaxed);
         let mut sent = Vec::new();
         for handle in senders {

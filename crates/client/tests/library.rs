@@ -4,80 +4,11 @@
 use std::io::{self, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use upcase_client::{Config, EXIT_NO_REPLY, NoReply, PROMPT, exit_code, run};
-
-/// A fake server: a thread answering on a loopback socket as `answer` says
-/// (the n-th datagram it received, counting from 0, and its bytes), until
-/// dropped. Keeps every datagram it received.
-struct FakeServer {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Vec<u8>>>>,
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl FakeServer {
-    fn start(answer: impl FnMut(usize, &[u8]) -> Vec<Vec<u8>> + Send + 'static) -> FakeServer {
-        Self::start_on("127.0.0.1:0", answer)
-    }
-
-    fn start_on(
-        bind: &str,
-        mut answer: impl FnMut(usize, &[u8]) -> Vec<Vec<u8>> + Send + 'static,
-    ) -> FakeServer {
-        let socket = UdpSocket::bind(bind).expect("bind fake server");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        let addr = socket.local_addr().expect("addr");
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (stop, stopped) = mpsc::channel();
-        let log = Arc::clone(&received);
-        let thread = thread::spawn(move || {
-            let mut buf = vec![0; 65_536];
-            while stopped.try_recv() == Err(mpsc::TryRecvError::Empty) {
-                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let n = {
-                    let mut log = log.lock().expect("lock");
-                    log.push(buf[..len].to_vec());
-                    log.len() - 1
-                };
-                for reply in answer(n, &buf[..len]) {
-                    socket.send_to(&reply, peer).expect("send reply");
-                }
-            }
-        });
-        FakeServer {
-            addr,
-            received,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn received(&self) -> Vec<Vec<u8>> {
-        self.received.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn uppercasing(_: usize, request: &[u8]) -> Vec<Vec<u8>> {
-    vec![upcase_proto::uppercase(request)]
-}
+use upcase_e2e::fake_server::{FakeServer, silent, uppercasing};
 
 /// A loopback port with no socket behind it: sending there is refused.
 fn refused_addr() -> SocketAddr {
@@ -182,7 +113,7 @@ fn a_refused_address_moves_on_to_the_next_at_once() {
 
 #[test]
 fn a_silent_address_is_left_after_all_its_tries() {
-    let silent = FakeServer::start(|_, _| vec![]);
+    let silent = FakeServer::start(silent);
     let server = FakeServer::start(uppercasing);
     let config = Config {
         retries: 1,
@@ -238,7 +169,7 @@ fn all_addresses_refused_is_an_error() {
 
 #[test]
 fn no_reply_after_every_try_is_exit_status_3() {
-    let silent = FakeServer::start(|_, _| vec![]);
+    let silent = FakeServer::start(silent);
     let config = Config {
         timeout: Duration::from_millis(100),
         ..config(silent.addr)
@@ -282,9 +213,9 @@ impl Read for GatedInput {
 #[test]
 fn a_server_gone_after_answering_is_not_left_for_another_address() {
     let (answered, first_answer) = mpsc::channel();
-    let server = FakeServer::start(move |n, request| {
+    let server = FakeServer::start(move |n, request, peer| {
         let _ = answered.send(n);
-        uppercasing(n, request)
+        uppercasing(n, request, peer)
     });
     let first = server.addr;
     let other = FakeServer::start(uppercasing);

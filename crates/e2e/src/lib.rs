@@ -6,6 +6,9 @@
 //! where `cargo test --workspace` builds every binary of the workspace before
 //! any test runs.
 
+pub mod fake_server;
+pub mod tcp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -279,6 +282,16 @@ pub fn assert_success(out: &Output, who: &str) {
 /// `upcase-client` with `args`, run to completion with `stdin`.
 pub fn client(args: &[&str], stdin: &[u8]) -> Output {
     run_with_input(Command::new(binary("upcase-client")).args(args), stdin)
+}
+
+/// The resident memory (VmRSS) of process `pid`, in KiB.
+pub fn vm_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
 }
 
 /// Whether `python3` can be run; tests that need it fail with this message

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use upcase_e2e::{PATIENCE, ServerProcess, Stopped};
+use upcase_e2e::{PATIENCE, ServerProcess, Stopped, vm_rss_kib};
 use upcase_proto::uppercase;
 
 fn start(extra: &[&str]) -> ServerProcess {
@@ -39,15 +39,6 @@ fn ask(socket: &UdpSocket, request: &[u8], tries: u32) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 /// Every datagram received is replied or counted as dropped or failed.
@@ -77,7 +68,7 @@ fn warning_lines(stopped: &Stopped) -> Vec<&str> {
 fn many_sources_reuse_a_fixed_table_and_are_all_answered() {
     let server = start(&["--rate-limit", "100", "--rate-limit-table", "16"]);
     let addr = server.addr();
-    let rss_before = rss_kib(server.pid());
+    let rss_before = vm_rss_kib(server.pid());
     let mut sources = 0u64;
     for third in 0..4u8 {
         for fourth in 2..=250u8 {
@@ -93,7 +84,7 @@ fn many_sources_reuse_a_fixed_table_and_are_all_answered() {
             sources += 1;
         }
     }
-    let rss_after = rss_kib(server.pid());
+    let rss_after = vm_rss_kib(server.pid());
     let polite = socket_on(Ipv4Addr::LOCALHOST, addr, Duration::from_secs(2));
     assert_eq!(
         ask(&polite, b"still here?", 3).as_deref(),

@@ -1,108 +1,17 @@
-//! `upcase-client` against fake servers: loopback sockets in this test that
+//! `upcase-client` against fake servers (`upcase_e2e::fake_server`) that
 //! answer right, late, twice, wrongly, from elsewhere, or not at all.
 
 use std::ffi::OsStr;
 use std::io::Write;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use upcase_e2e::fake_server::{FakeServer, silent, uppercasing};
 use upcase_e2e::{PATIENCE, binary, client, run_with_input, wait_with_deadline};
 use upcase_proto::uppercase;
-
-/// What a fake server does with the n-th datagram it receives (from 0), from
-/// the given peer: the datagrams to send back, in order.
-type Answer = Box<dyn FnMut(usize, &[u8], SocketAddr) -> Vec<Vec<u8>> + Send>;
-
-/// A fake server in a thread, stopped when dropped. Records every datagram
-/// it receives, and tells `sent` after each reply it sends.
-struct FakeServer {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Vec<u8>>>>,
-    sent: mpsc::Receiver<()>,
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl FakeServer {
-    fn start(
-        answer: impl FnMut(usize, &[u8], SocketAddr) -> Vec<Vec<u8>> + Send + 'static,
-    ) -> FakeServer {
-        Self::try_start("127.0.0.1:0", Box::new(answer)).expect("bind 127.0.0.1")
-    }
-
-    fn try_start(bind: &str, mut answer: Answer) -> std::io::Result<FakeServer> {
-        let socket = UdpSocket::bind(bind)?;
-        // Wakes up now and then to see whether the test is over.
-        socket.set_read_timeout(Some(Duration::from_millis(20)))?;
-        let addr = socket.local_addr()?;
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (stop, stopped) = mpsc::channel();
-        let (sent_tx, sent) = mpsc::channel();
-        let log = Arc::clone(&received);
-        let thread = thread::spawn(move || {
-            let mut buf = vec![0; upcase_proto::RECV_BUFFER_LEN];
-            while stopped.try_recv() == Err(mpsc::TryRecvError::Empty) {
-                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let n = {
-                    let mut log = log.lock().expect("lock");
-                    log.push(buf[..len].to_vec());
-                    log.len() - 1
-                };
-                for reply in answer(n, &buf[..len], peer) {
-                    socket.send_to(&reply, peer).expect("fake server reply");
-                    let _ = sent_tx.send(());
-                }
-            }
-        });
-        Ok(FakeServer {
-            addr,
-            received,
-            sent,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-
-    fn port(&self) -> String {
-        self.addr.port().to_string()
-    }
-
-    /// Everything received so far. The client has exited when tests call
-    /// this, and loopback delivers a datagram within the sender's send call,
-    /// so whatever it sent is here or waiting in the socket; stopping the
-    /// thread first reads the rest.
-    fn received(mut self) -> Vec<Vec<u8>> {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            t.join().expect("fake server thread");
-        }
-        self.received.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn uppercasing(_: usize, request: &[u8], _: SocketAddr) -> Vec<Vec<u8>> {
-    vec![uppercase(request)]
-}
-
-fn silent(_: usize, _: &[u8], _: SocketAddr) -> Vec<Vec<u8>> {
-    Vec::new()
-}
 
 /// Runs the client against `server` on IPv4 loopback, with `extra` options.
 fn ask(server: &FakeServer, extra: &[&str], input: &[u8]) -> Output {
@@ -347,10 +256,7 @@ fn replies_queued_before_a_message_are_not_its_answer() {
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"same\n").expect("first line");
     for _ in 0..2 {
-        server
-            .sent
-            .recv_timeout(PATIENCE)
-            .expect("the server sent both replies");
+        assert!(server.wait_sent(PATIENCE), "the server sent both replies");
     }
     stdin.write_all(b"same\n").expect("second line");
     drop(stdin);

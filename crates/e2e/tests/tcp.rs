@@ -9,8 +9,10 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use upcase_e2e::tcp::{closed_by_server, connect, exchange, read_exactly, read_to_end};
 use upcase_e2e::{
     PATIENCE, ServerProcess, Stopped, assert_success, client, crate_file, python3, run_with_input,
+    vm_rss_kib,
 };
 use upcase_proto::uppercase;
 
@@ -67,44 +69,12 @@ fn start(bind: &str, extra: &[&str]) -> (ServerProcess, SocketAddr) {
     (server, addr)
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    stream.set_write_timeout(Some(PATIENCE)).expect("timeout");
-    stream
-}
-
-fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
-    let mut got = vec![0; len];
-    stream.read_exact(&mut got).expect("reply");
-    got
-}
-
-fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    stream.read_to_end(&mut got).expect("read to end");
-    got
-}
-
 /// Sends `bytes`, ends the stream, returns everything that came back.
 fn whole_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut stream = connect(addr);
     stream.write_all(bytes).expect("send");
     stream.shutdown(Shutdown::Write).expect("shutdown");
     read_to_end(&mut stream)
-}
-
-/// Whether the server closed the connection: end of stream or a reset.
-fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(err) => matches!(
-            err.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-        ),
-    }
 }
 
 fn stop(server: ServerProcess) -> Stopped {
@@ -122,15 +92,6 @@ fn one_error_line(out: &Output) -> String {
     assert_eq!(lines.len(), 1, "not one line: {stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");
     lines[0].to_string()
-}
-
-fn vm_rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
 }
 
 #[test]
@@ -276,13 +237,7 @@ fn two_hundred_connections_at_once_each_get_exactly_their_own_stream() {
                 // Every connection is open before any sends: all 200 at once.
                 all_connected.wait();
                 let sent = stream_of(i);
-                let reader = {
-                    let mut stream = stream.try_clone().expect("clone");
-                    thread::spawn(move || read_to_end(&mut stream))
-                };
-                stream.write_all(&sent).expect("send");
-                stream.shutdown(Shutdown::Write).expect("shutdown");
-                let got = reader.join().expect("reader");
+                let got = exchange(&mut stream, &sent);
                 assert!(got == uppercase(&sent), "client {i} got another stream");
             });
         }

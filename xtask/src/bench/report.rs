@@ -8,7 +8,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use super::load::{Load, Row, Sample, Server};
-use super::procs::Memory;
+use crate::process::Memory;
 
 /// Everything one server/load pair measured in one row, over all runs.
 #[derive(Clone, Debug, Serialize)]

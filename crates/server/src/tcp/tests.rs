@@ -6,12 +6,11 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Barrier;
 use std::thread;
 
+use upcase_e2e::PATIENCE;
+use upcase_e2e::tcp::{closed_by_server, exchange, read_exactly, read_to_end};
 use upcase_proto::uppercase;
 
 use super::*;
-
-/// How long a test waits for something that should happen before it fails.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A service in a thread, stopped when dropped.
 struct Service {
@@ -44,10 +43,7 @@ impl Service {
     }
 
     fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        stream.set_write_timeout(Some(PATIENCE)).expect("timeout");
-        stream
+        upcase_e2e::tcp::connect(self.addr)
     }
 
     fn counters(&self) -> TcpCounters {
@@ -79,32 +75,6 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Reads until `len` bytes have arrived (or end of stream).
-fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
-    let mut got = vec![0; len];
-    stream.read_exact(&mut got).expect("reply");
-    got
-}
-
-fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    stream.read_to_end(&mut got).expect("read to end");
-    got
-}
-
-/// Whether the server closed the connection: end of stream or a reset.
-fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(err) => matches!(
-            err.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-        ),
     }
 }
 
@@ -196,13 +166,7 @@ fn two_hundred_connections_at_once_each_get_their_own_stream() {
                 let mut stream = service.connect();
                 all_connected.wait();
                 let sent = stream_of(i);
-                let reader = {
-                    let mut stream = stream.try_clone().expect("clone");
-                    thread::spawn(move || read_to_end(&mut stream))
-                };
-                stream.write_all(&sent).expect("send");
-                stream.shutdown(Shutdown::Write).expect("shutdown");
-                let got = reader.join().expect("reader");
+                let got = exchange(&mut stream, &sent);
                 assert!(got == uppercase(&sent), "client {i} got another stream");
             });
         }
