@@ -193,7 +193,7 @@ fn find_tools(
 
 fn available(tools: &Tools, server: Server) -> bool {
     match server {
-        Server::Upcase => true,
+        Server::Upcase | Server::UpcaseBusyPoll => true,
         Server::CRecvmmsg | Server::CPlain | Server::CGro => tools.limit_server.is_some(),
         Server::Python => tools.python.is_some() && tools.seed_server.is_some(),
     }
@@ -222,6 +222,9 @@ fn plan(tools: &Tools, notes: &mut Vec<String>) -> anyhow::Result<Vec<Entry>> {
             let loads: &[Load] = match row {
                 Row::ClientVsLoadgen if both => &[Load::Client],
                 Row::ClientVsLoadgen => continue,
+                // loadgen speaks UDP only.
+                Row::TcpPing | Row::TcpFlood if tools.client.is_some() => &[Load::Client],
+                Row::TcpPing | Row::TcpFlood => continue,
                 // GSO + GRO is where a sender's own cost shows most: both
                 // senders are measured against every server of the row.
                 Row::Gso if both => &[Load::Loadgen, Load::Client],
@@ -344,11 +347,11 @@ fn describe(sample: &Sample) -> String {
 fn start_server(bench: &Bench, server: Server, label: &str) -> anyhow::Result<(Guard, SocketAddr)> {
     let tools = &bench.tools;
     let port = match server {
-        Server::Upcase => 0,
+        Server::Upcase | Server::UpcaseBusyPoll => 0,
         _ => procs::free_port()?,
     };
     let (program, mut args): (&Path, Vec<OsString>) = match server {
-        Server::Upcase => (&tools.server, Vec::new()),
+        Server::Upcase | Server::UpcaseBusyPoll => (&tools.server, Vec::new()),
         Server::CRecvmmsg | Server::CPlain | Server::CGro => (
             tools
                 .limit_server
@@ -370,7 +373,7 @@ fn start_server(bench: &Bench, server: Server, label: &str) -> anyhow::Result<(G
     command.args(args);
     let mut guard = Guard::spawn(command, label, &bench.logs)?;
     let addr = match server {
-        Server::Upcase => process::wait_ready_line(
+        Server::Upcase | Server::UpcaseBusyPoll => process::wait_ready_line(
             &mut guard,
             procs::STARTUP_LIMIT,
             process::ready_line_address,
@@ -511,12 +514,12 @@ mod tests {
         };
         let mut notes = Vec::new();
         let entries = plan(&tools, &mut notes).unwrap();
-        assert!(
-            entries
-                .iter()
-                .all(|e| e.server == Server::Upcase && e.load == Load::Client)
-        );
-        assert_eq!(entries.len(), 5);
+        assert!(entries.iter().all(|e| matches!(
+            e.server,
+            Server::Upcase | Server::UpcaseBusyPoll
+        ) && e.load == Load::Client));
+        // Ping twice (with and without --busy-poll), three floods, GSO, two TCP.
+        assert_eq!(entries.len(), 8);
         assert!(!notes.is_empty());
         let none = Tools {
             client: None,
@@ -536,10 +539,17 @@ mod tests {
             seed_server: Some(PathBuf::from("seed.py")),
         };
         let entries = plan(&tools, &mut Vec::new()).unwrap();
-        // 4 classic rows x 4 servers, GSO x 3 servers x 2 loads, client x 1.
-        assert_eq!(entries.len(), 23);
+        // 4 classic rows x 4 servers, ping with --busy-poll, GSO x 3 servers
+        // x 2 loads, client x 1, TCP x 2.
+        assert_eq!(entries.len(), 26);
         let client: Vec<_> = entries.iter().filter(|e| e.load == Load::Client).collect();
-        assert_eq!(client.len(), 4);
+        assert_eq!(client.len(), 6);
+        assert!(
+            entries
+                .iter()
+                .filter(|e| matches!(e.row, Row::TcpPing | Row::TcpFlood))
+                .all(|e| (e.server, e.load) == (Server::Upcase, Load::Client))
+        );
         assert!(
             client
                 .iter()

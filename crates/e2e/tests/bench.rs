@@ -1,14 +1,15 @@
 //! `upcase-client bench` against the real server and against a server that
 //! answers wrongly: the JSON result counts what really came back.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use upcase_e2e::{ServerProcess, client};
+use upcase_e2e::{ServerProcess, addresses_in, client};
 
 /// Runs `upcase-client bench` against `addr` with `args` and `--json`.
 fn bench(addr: SocketAddr, args: &[&str]) -> Output {
@@ -220,4 +221,189 @@ fn bad_options_are_one_line_errors() {
     assert!(!out.status.success());
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+/// [`bench`] with its options as one string of words.
+fn bench_words(addr: SocketAddr, options: &str) -> Output {
+    bench(addr, &options.split_whitespace().collect::<Vec<_>>())
+}
+
+/// The TCP address of the server's ready line (`..., tcp ADDR`).
+fn tcp_addr(server: &ServerProcess) -> SocketAddr {
+    let after = server
+        .ready_line
+        .split("tcp ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no TCP address in {:?}", server.ready_line));
+    addresses_in(after)[0]
+}
+
+/// A clean TCP run: besides [`assert_clean_run`], every request sent was
+/// answered correctly (a stream loses nothing).
+fn assert_clean_tcp_run(out: &Output) -> String {
+    let json = assert_clean_run(out);
+    assert!(json.contains("\"transport\":\"tcp\""), "{json}");
+    assert_eq!(count(&json, "correct"), count(&json, "sent"), "{json}");
+    assert_eq!(count(&json, "lost"), 0, "{json}");
+    json
+}
+
+#[test]
+fn tcp_ping_against_the_real_server() {
+    let server =
+        ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0", "--transport", "tcp"]);
+    let out = bench_words(tcp_addr(&server), "--tcp --mode ping --duration 300ms");
+    let json = assert_clean_tcp_run(&out);
+    assert!(json.contains("\"mode\":\"ping\""), "{json}");
+    assert_eq!(count(&json, "window"), 1, "{json}");
+    assert_eq!(count(&json, "sockets"), 1, "{json}");
+}
+
+#[test]
+fn tcp_flood_over_several_connections_on_the_udp_port() {
+    // Both transports, one port: --tcp reaches the TCP side of it.
+    let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
+    assert_eq!(tcp_addr(&server), server.addr(), "{}", server.ready_line);
+    let out = bench_words(
+        tcp_addr(&server),
+        "--tcp --window 32 --sockets 4 --size 100 --duration 300ms",
+    );
+    let json = assert_clean_tcp_run(&out);
+    assert_eq!(count(&json, "sockets"), 4, "{json}");
+    assert_eq!(count(&json, "size"), 100, "{json}");
+}
+
+#[test]
+fn tcp_flood_over_ipv6_with_large_paced_requests() {
+    let server = ServerProcess::start(&["--bind", "::1", "--port", "0", "--transport", "tcp"]);
+    let addr = tcp_addr(&server);
+    assert!(addr.is_ipv6(), "{addr}");
+    let out = bench_words(
+        addr,
+        "--tcp --window 8 --sockets 2 --size 20000 --rate 2000 --duration 300ms",
+    );
+    let json = assert_clean_tcp_run(&out);
+    assert!(json.contains("\"server\":\"[::1]:"), "{json}");
+    assert!((1..=601).contains(&count(&json, "sent")), "paced: {json}");
+}
+
+/// A TCP server in a thread that serves one connection with `serve`.
+struct OneConnection {
+    addr: SocketAddr,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl OneConnection {
+    fn start(serve: impl FnOnce(TcpStream) + Send + 'static) -> OneConnection {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local address");
+        let thread = thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                // Bounds the test if the client hangs: it fails, never waits.
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                serve(stream);
+            }
+        });
+        OneConnection {
+            addr,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OneConnection {
+    fn drop(&mut self) {
+        // Ends a wait for a client that never came.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn tcp_wrong_replies_are_counted_and_fail_the_run() {
+    let server = OneConnection::start(|mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            buf[..n].make_ascii_lowercase();
+            if stream.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let out = bench_words(server.addr, "--tcp --window 4 --duration 200ms");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a wrong server must fail the run");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("error: ") && l.contains("wrong replies")),
+        "{stderr}"
+    );
+    let json = json_of(&out);
+    assert!(
+        count(&json, "wrong") > 4,
+        "wrong replies free the window: {json}"
+    );
+    assert_eq!(count(&json, "correct"), 0, "{json}");
+    assert_eq!(count(&json, "wrong"), count(&json, "sent"), "{json}");
+}
+
+/// Asserts a failed run that printed nothing but one `error:` line
+/// containing each of `words`.
+fn assert_one_error_line(out: &Output, words: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    for word in words {
+        assert!(stderr.contains(word), "no {word:?} in {stderr}");
+    }
+}
+
+#[test]
+fn tcp_to_a_closed_port_is_one_error_line() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let out = bench_words(addr, "--tcp --duration 300ms");
+    assert_one_error_line(
+        &out,
+        &[&format!("cannot connect to {addr}"), "Connection refused"],
+    );
+}
+
+#[test]
+fn tcp_connection_closed_by_the_server_is_an_error() {
+    let server = OneConnection::start(|mut stream| {
+        // Takes the first request whole, answers nothing, and closes.
+        let mut first = [0u8; 32];
+        let _ = stream.read_exact(&mut first);
+        let _ = stream.shutdown(Shutdown::Both);
+    });
+    let addr = server.addr.to_string();
+    let out = bench_words(server.addr, "--tcp --mode ping --duration 300ms");
+    assert_one_error_line(&out, &[&addr, "closed the TCP connection"]);
+}
+
+#[test]
+fn tcp_options_that_do_not_fit_are_one_line_errors() {
+    for (args, words) in [
+        (&["bench", "--tcp", "--gso"][..], &["--gso", "--tcp"][..]),
+        (
+            &["bench", "--tcp", "--size", "8", "--server", "127.0.0.1"],
+            &["--size", "9 bytes"],
+        ),
+    ] {
+        let out = client(args, b"");
+        assert_one_error_line(&out, words);
+    }
 }

@@ -17,6 +17,16 @@ pub enum Mode {
     Flood,
 }
 
+/// Which transport carries the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// One datagram per request.
+    Udp,
+    /// Lines over TCP connections, requests pipelined on each.
+    Tcp,
+}
+
 /// Measures a server of the upcase protocol (this project's, the C
 /// reference, the textbook's Python one): replies per second and latency.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,7 +35,7 @@ pub struct BenchArgs {
     /// name with both kinds of address is reached over IPv4.
     #[arg(long, default_value = "localhost", value_name = "HOST")]
     pub server: String,
-    /// Server UDP port.
+    /// Server port (UDP, or TCP with --tcp).
     #[arg(long, default_value_t = upcase_proto::DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
@@ -36,11 +46,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub window: u32,
-    /// Connected sockets the flood is spread over (each its own source port).
+    /// Connected sockets the flood is spread over (each its own source
+    /// port); with --tcp, TCP connections.
     #[arg(long, default_value_t = 1, value_name = "K",
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub sockets: u32,
-    /// Bytes per request: lowercase text starting with its sequence number.
+    /// Bytes per request: lowercase text starting with its sequence number
+    /// (with --tcp, a line: its last byte is the newline).
     #[arg(long, default_value_t = 32, value_name = "BYTES",
           value_parser = clap::value_parser!(u32).range(SEQ_LEN as i64..=upcase_proto::MAX_PAYLOAD_V6 as i64))]
     pub size: u32,
@@ -59,7 +71,7 @@ pub struct BenchArgs {
     /// Send at most R requests per second, paced (latency under a fixed load).
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
-    /// Messages per sendmmsg/recvmmsg call.
+    /// Messages per sendmmsg/recvmmsg call (UDP only).
     #[arg(long, default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
@@ -67,6 +79,10 @@ pub struct BenchArgs {
     /// where the kernel has them.
     #[arg(long)]
     pub gso: bool,
+    /// Measure the TCP service instead: --sockets connections (default 1)
+    /// share the window, each request a line, pipelined on its connection.
+    #[arg(long, conflicts_with = "gso")]
+    pub tcp: bool,
     /// Spin on non-blocking receives instead of sleeping (a whole core).
     #[arg(long)]
     pub busy_poll: bool,
@@ -91,6 +107,7 @@ impl Default for BenchArgs {
             rate: None,
             batch: 64,
             gso: false,
+            tcp: false,
             busy_poll: false,
             json: false,
         }
@@ -113,6 +130,7 @@ fn parse_positive(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub server: SocketAddr,
+    pub transport: Transport,
     pub mode: Mode,
     pub size: usize,
     pub window: usize,
@@ -135,7 +153,14 @@ impl Plan {
             SocketAddr::V6(_) => upcase_proto::Family::V6,
         };
         let size = args.size as usize;
-        if size > family.max_payload() {
+        let transport = if args.tcp {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        if args.tcp {
+            check_tcp(args)?;
+        } else if size > family.max_payload() {
             bail!(
                 "--size {size} does not fit in one {} datagram (at most {} bytes)",
                 family.name(),
@@ -158,6 +183,7 @@ impl Plan {
         };
         Ok(Plan {
             server,
+            transport,
             mode: args.mode,
             size,
             window,
@@ -177,6 +203,21 @@ impl Plan {
     pub fn window_of(&self, i: usize) -> usize {
         self.window / self.sockets + usize::from(i < self.window % self.sockets)
     }
+}
+
+/// What a TCP run cannot do: a request must hold its sequence letters and
+/// the newline after them, and GSO is a UDP feature.
+fn check_tcp(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.gso {
+        bail!("--gso is for UDP only: it cannot be used with --tcp");
+    }
+    if (args.size as usize) < SEQ_LEN + 1 {
+        bail!(
+            "--size must be at least {} bytes with --tcp ({SEQ_LEN} sequence letters and a newline)",
+            SEQ_LEN + 1
+        );
+    }
+    Ok(())
 }
 
 fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
@@ -256,6 +297,44 @@ mod tests {
         let v4_too_big = parse(&["--size", "65508"]).unwrap();
         let err = Plan::new(&v4_too_big).unwrap_err().to_string();
         assert!(err.contains("65507"), "{err}");
+    }
+
+    #[test]
+    fn tcp_refuses_gso_and_requests_too_short_for_a_line() {
+        let err = parse(&["--tcp", "--gso"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        // The library refuses it too, for callers that fill BenchArgs themselves.
+        let both = BenchArgs {
+            tcp: true,
+            gso: true,
+            ..BenchArgs::default()
+        };
+        let err = Plan::new(&both).unwrap_err().to_string();
+        assert!(err.contains("--gso") && err.contains("--tcp"), "{err}");
+
+        let short = parse(&["--tcp", "--size", "8", "--server", "127.0.0.1"]).unwrap();
+        let err = Plan::new(&short).unwrap_err().to_string();
+        assert!(err.contains("at least 9 bytes"), "{err}");
+        let udp = Plan::new(&parse(&["--size", "8", "--server", "127.0.0.1"]).unwrap()).unwrap();
+        assert_eq!(udp.transport, Transport::Udp, "8 bytes is fine for UDP");
+
+        // A line has no datagram limit: IPv4 takes the largest size too, and
+        // --batch is accepted and ignored.
+        let tcp = parse(&[
+            "--tcp",
+            "--size",
+            "65527",
+            "--server",
+            "127.0.0.1",
+            "--batch",
+            "8",
+        ])
+        .unwrap();
+        let plan = Plan::new(&tcp).unwrap();
+        assert_eq!((plan.transport, plan.size), (Transport::Tcp, 65_527));
+        let ping = parse(&["--tcp", "--mode", "ping", "--sockets", "4", "--window", "9"]).unwrap();
+        let plan = Plan::new(&ping).unwrap();
+        assert_eq!((plan.window, plan.sockets), (1, 1), "ping: one connection");
     }
 
     #[test]

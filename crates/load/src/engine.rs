@@ -26,13 +26,13 @@ use crate::tally::{Tally, classify};
 const RECV_BUFFER: usize = 4 << 20;
 /// Longest one wait lasts: the loop then looks at the clock, for the end of
 /// the run, overdue requests and the progress bar.
-const TICK: Duration = Duration::from_millis(5);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 /// Pause when nothing is in flight because sends fail (no server yet):
 /// keeps a failing run from spinning a core.
 const IDLE: Duration = Duration::from_millis(1);
 /// Most request bytes stamped for one flush, to bound the buffer of a large
 /// window of large requests.
-const FLUSH_BYTES: usize = 1 << 20;
+pub(crate) const FLUSH_BYTES: usize = 1 << 20;
 /// Most bytes of one GSO train: one UDP datagram's payload, with slack.
 const TRAIN_BYTES: usize = 65_000;
 /// Requests remembered per run (shared out over the sockets): a reply must
@@ -45,16 +45,6 @@ pub(crate) struct Run {
     pub gso: bool,
     pub gro: bool,
     pub notes: Vec<String>,
-}
-
-/// Nanoseconds since the run began, plus one (0 means "no time" to
-/// [`Inflight`]).
-struct Clock(Instant);
-
-impl Clock {
-    fn now(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
-    }
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -95,7 +85,7 @@ impl Sender {
         socket: &UdpSocket,
         lane: &mut Lane,
         budget: u64,
-        clock: &Clock,
+        schedule: &Schedule,
         tally: &mut Tally,
         counting: bool,
     ) -> anyhow::Result<u64> {
@@ -114,7 +104,7 @@ impl Sender {
             for (j, request) in lane.tx.chunks_exact_mut(size).take(k).enumerate() {
                 self.payload.stamp(request, first.wrapping_add(j as u32));
             }
-            lane.inflight.sent(k, clock.now());
+            lane.inflight.sent(k, schedule.now());
             let mut queue = self.batch.queue(socket);
             for train in lane.tx[..k * size].chunks(self.per_push * size) {
                 // A lone request is an ordinary datagram, never a one-segment train.
@@ -167,6 +157,77 @@ impl Pacer {
         let at = u128::from(sent) * 1_000_000_000 / u128::from(self.rate);
         u64::try_from(at).unwrap_or(u64::MAX)
     }
+}
+
+/// The run's clock, when it counts, when it stops sending, and how many
+/// requests it may send at a moment: the part of the loop both transports
+/// share.
+pub(crate) struct Schedule {
+    start: Instant,
+    /// Clock time the measurement starts (after the warm-up) and ends.
+    pub measure_start: u64,
+    pub measure_end: u64,
+    /// `--loss-timeout` in nanoseconds.
+    pub loss_timeout: u64,
+    count: Option<u64>,
+    pacer: Option<Pacer>,
+}
+
+impl Schedule {
+    /// Starts the clock: make it just before the loop.
+    pub fn new(plan: &Plan) -> Schedule {
+        let measure_start = nanos(plan.warmup) + 1;
+        Schedule {
+            start: Instant::now(),
+            measure_start,
+            measure_end: measure_start.saturating_add(nanos(plan.duration)),
+            loss_timeout: nanos(plan.loss_timeout),
+            count: plan.count,
+            pacer: plan.rate.map(|rate| Pacer { rate }),
+        }
+    }
+
+    /// Nanoseconds since the run began, plus one (0 means "no time" to
+    /// [`Inflight`]).
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Whether requests still go out at `now`, `sent` of them so far.
+    pub fn sending(&self, now: u64, sent: u64) -> bool {
+        now < self.measure_end && self.count.is_none_or(|c| sent < c)
+    }
+
+    /// How many more requests may go at `now`, and, when pacing allows none,
+    /// the clock time the next one is due.
+    pub fn budget(&self, now: u64, sent: u64) -> (u64, Option<u64>) {
+        let mut budget = self.count.map_or(u64::MAX, |c| c.saturating_sub(sent));
+        if let Some(pacer) = &self.pacer {
+            budget = budget.min(pacer.allowed(now).saturating_sub(sent));
+            if budget == 0 {
+                return (0, Some(pacer.due_at(sent)));
+            }
+        }
+        (budget, None)
+    }
+
+    /// Whether what happens at `now` is counted: after the warm-up.
+    pub fn counting(&self, now: u64) -> bool {
+        now >= self.measure_start
+    }
+
+    /// Whether a reply at `now` counts towards the throughput.
+    pub fn in_time(&self, now: u64) -> bool {
+        now <= self.measure_end
+    }
+}
+
+/// How long to wait for replies at `now`: a tick, or less if a paced
+/// request is due sooner.
+pub(crate) fn wait_time(now: u64, next_send: Option<u64>) -> Duration {
+    next_send.map_or(TICK, |at| {
+        Duration::from_nanos(at.saturating_sub(now)).min(TICK)
+    })
 }
 
 fn open(server: SocketAddr, buffer: usize) -> anyhow::Result<UdpSocket> {
@@ -297,38 +358,28 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     let mut recv = RecvBatch::new(plan.batch, slot_len);
     let mut poller = Poller::new(sockets.iter().map(|s| s.as_fd()));
     let mut tally = Tally::new()?;
-    let pacer = plan.rate.map(|rate| Pacer { rate });
-
-    let measure_start = nanos(plan.warmup) + 1;
-    let measure_end = measure_start.saturating_add(nanos(plan.duration));
-    let timeout = nanos(plan.loss_timeout);
-    let drain_end = measure_end.saturating_add(timeout);
     let mut progress = Progress::new(show_progress, plan.warmup + plan.duration);
     let mut sent_total: u64 = 0;
-    let clock = Clock(Instant::now());
+    let schedule = Schedule::new(plan);
+    let drain_end = schedule.measure_end.saturating_add(schedule.loss_timeout);
 
     loop {
-        let now = clock.now();
-        let sending = now < measure_end && plan.count.is_none_or(|c| sent_total < c);
+        let now = schedule.now();
+        let sending = schedule.sending(now, sent_total);
         let outstanding: usize = lanes.iter().map(|l| l.inflight.outstanding()).sum();
         if !sending && (outstanding == 0 || now >= drain_end) {
             break;
         }
-        let counting = now >= measure_start;
+        let counting = schedule.counting(now);
         let mut next_send = None;
         if sending {
-            let mut budget = plan.count.map_or(u64::MAX, |c| c - sent_total);
-            if let Some(pacer) = &pacer {
-                budget = budget.min(pacer.allowed(now).saturating_sub(sent_total));
-                if budget == 0 {
-                    next_send = Some(pacer.due_at(sent_total));
-                }
-            }
+            let mut budget;
+            (budget, next_send) = schedule.budget(now, sent_total);
             for (socket, lane) in sockets.iter().zip(&mut lanes) {
                 if budget == 0 {
                     break;
                 }
-                let sent = sender.fill(socket, lane, budget, &clock, &mut tally, counting)?;
+                let sent = sender.fill(socket, lane, budget, &schedule, &mut tally, counting)?;
                 sent_total += sent;
                 budget -= sent;
             }
@@ -340,8 +391,8 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
             if outstanding > 0 {
                 got = received(recv.recv(&sockets[0]), &mut tally)?;
                 if got > 0 {
-                    let now = clock.now();
-                    let (counting, in_time) = (now >= measure_start, now <= measure_end);
+                    let now = schedule.now();
+                    let (counting, in_time) = (schedule.counting(now), schedule.in_time(now));
                     check_batch(
                         &recv,
                         &payload,
@@ -362,29 +413,27 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
                 }
                 let n = received(recv.try_recv(socket), &mut tally)?;
                 if n > 0 {
-                    let now = clock.now();
-                    let (counting, in_time) = (now >= measure_start, now <= measure_end);
+                    let now = schedule.now();
+                    let (counting, in_time) = (schedule.counting(now), schedule.in_time(now));
                     check_batch(&recv, &payload, lane, &mut tally, now, counting, in_time);
                     got += n;
                 }
             }
             if got == 0 && !plan.busy_poll {
                 if outstanding > 0 || next_send.is_some() {
-                    let now = clock.now();
-                    let until_send = next_send.map_or(TICK, |at| {
-                        Duration::from_nanos(at.saturating_sub(now)).min(TICK)
-                    });
-                    poller.wait(until_send).context("cannot wait for replies")?;
+                    poller
+                        .wait(wait_time(schedule.now(), next_send))
+                        .context("cannot wait for replies")?;
                 } else {
                     std::thread::sleep(IDLE);
                 }
             }
         }
 
-        let now = clock.now();
+        let now = schedule.now();
         for lane in &mut lanes {
-            let (lost, _) = lane.inflight.expire(now, timeout);
-            if now >= measure_start {
+            let (lost, _) = lane.inflight.expire(now, schedule.loss_timeout);
+            if schedule.counting(now) {
                 tally.lost += lost as u64;
             }
         }

@@ -108,6 +108,17 @@ impl Inflight {
         }
     }
 
+    /// The oldest request still waited for, if any; moves past the answered
+    /// ones before it, which makes room as [`Inflight::expire`] does.
+    pub fn oldest_waiting(&mut self) -> Option<u32> {
+        while self.oldest < self.next
+            && matches!(self.sent_at[self.slot(self.oldest)], ANSWERED | EXPIRED)
+        {
+            self.oldest += 1;
+        }
+        (self.outstanding > 0).then_some(self.oldest as u32)
+    }
+
     /// Declares lost every request sent at or before `now - timeout`; returns
     /// how many, and when the oldest one still waited for will time out.
     pub fn expire(&mut self, now: u64, timeout: u64) -> (usize, Option<u64>) {
@@ -177,6 +188,24 @@ mod tests {
         assert_eq!(inflight.answer(0), Answer::Unknown, "too old to remember");
         assert_eq!(inflight.answer(5), Answer::OnTime(30));
         assert_eq!(inflight.expire_all(), 3);
+    }
+
+    #[test]
+    fn the_oldest_waiting_request_moves_on_and_frees_room() {
+        let mut inflight = Inflight::new(4);
+        assert_eq!(inflight.oldest_waiting(), None);
+        inflight.sent(4, 10);
+        assert_eq!(inflight.oldest_waiting(), Some(0));
+        assert_eq!(inflight.answer(0), Answer::OnTime(10));
+        assert_eq!(inflight.answer(2), Answer::OnTime(10));
+        assert_eq!(inflight.room(), 0, "not moved on yet");
+        assert_eq!(inflight.oldest_waiting(), Some(1));
+        assert_eq!(inflight.room(), 1);
+        assert_eq!(inflight.answer(1), Answer::OnTime(10));
+        assert_eq!(inflight.oldest_waiting(), Some(3), "2 was answered already");
+        assert_eq!(inflight.answer(3), Answer::OnTime(10));
+        assert_eq!(inflight.oldest_waiting(), None);
+        assert_eq!(inflight.room(), 4);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! of its own request and counted correct, wrong, late or lost. Sending and
 //! receiving go through `upcase-udp`'s batches (`sendmmsg`/`recvmmsg`, UDP
 //! GSO/GRO with `--gso`) so that the client costs less per reply than the
-//! server it measures. Every run is bounded: `--warmup` + `--duration`, then
+//! server it measures. With `--tcp`, requests are lines pipelined over TCP
+//! connections instead (see `tcp.rs`). Every run is bounded: `--warmup` + `--duration`, then
 //! at most `--loss-timeout` to collect the last replies.
 
 mod args;
@@ -17,19 +18,23 @@ pub mod payload;
 mod progress;
 mod report;
 mod tally;
+mod tcp;
 
 use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 
-pub use args::{BenchArgs, Mode};
+pub use args::{BenchArgs, Mode, Transport};
 pub use report::Summary;
 
 /// Runs the load `args` describe and returns what it measured. Draws a
 /// progress bar on standard error when `progress` is set.
 pub fn run(args: &BenchArgs, progress: bool) -> anyhow::Result<Summary> {
     let plan = args::Plan::new(args)?;
-    let run = engine::run(&plan, progress)?;
+    let run = match plan.transport {
+        Transport::Udp => engine::run(&plan, progress)?,
+        Transport::Tcp => tcp::run(&plan, progress)?,
+    };
     Ok(Summary::new(&plan, run))
 }
 

@@ -34,9 +34,21 @@ pub enum Check {
 impl Payload {
     /// Requests of `size` bytes; `size` must be at least [`SEQ_LEN`].
     pub fn new(size: usize) -> Payload {
-        let mut request = vec![0; SEQ_LEN];
-        write_seq(&mut request, 0);
-        request.extend(FILLER.iter().cycle().take(size.saturating_sub(SEQ_LEN)));
+        Payload::from_request(request_text(size))
+    }
+
+    /// Requests of `size` bytes that end in a newline, for a byte stream:
+    /// the uppercase keeps the newline, so every reply is `size` bytes too.
+    /// `size` must be more than [`SEQ_LEN`].
+    pub fn line(size: usize) -> Payload {
+        let mut request = request_text(size);
+        if let Some(last) = request.get_mut(SEQ_LEN..).and_then(|rest| rest.last_mut()) {
+            *last = b'\n';
+        }
+        Payload::from_request(request)
+    }
+
+    fn from_request(request: Vec<u8>) -> Payload {
         // The expected reply is the project's own transform of the request, so
         // a server is judged against the reference rules, not a second copy.
         let expected = upcase_proto::uppercase(&request);
@@ -81,6 +93,13 @@ impl Payload {
             Check::Mismatch(seq)
         }
     }
+}
+
+fn request_text(size: usize) -> Vec<u8> {
+    let mut request = vec![0; SEQ_LEN];
+    write_seq(&mut request, 0);
+    request.extend(FILLER.iter().cycle().take(size.saturating_sub(SEQ_LEN)));
+    request
 }
 
 fn write_seq(request: &mut [u8], seq: u32) {
@@ -130,6 +149,20 @@ mod tests {
         let payload = Payload::new(24);
         assert_eq!(payload.template(), b"aaaaaaaa the quick brown");
         assert_eq!(payload.expected(0x1f), b"AAAAAABP THE QUICK BROWN");
+    }
+
+    #[test]
+    fn lines_end_in_their_only_newline() {
+        for size in [SEQ_LEN + 1, 32, 1000] {
+            let payload = Payload::line(size);
+            let request = payload.template();
+            assert_eq!(request.len(), size);
+            assert_eq!(request.iter().position(|&b| b == b'\n'), Some(size - 1));
+            assert_eq!(payload.expected(3).len(), size, "the reply is as long");
+            assert_eq!(payload.check(&payload.expected(3), false), Check::Match(3));
+        }
+        assert_eq!(Payload::line(12).template(), b"aaaaaaaa th\n");
+        assert_eq!(Payload::line(9).expected(0x1f), b"AAAAAABP\n");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::args::{Mode, Plan};
+use crate::args::{Mode, Plan, Transport};
 use crate::engine::Run;
 
 /// Everything one run measured. Serialized flat, so a script reads
@@ -12,10 +12,13 @@ use crate::engine::Run;
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub server: String,
+    /// "udp", or "tcp" with `--tcp`.
+    pub transport: Transport,
     pub mode: Mode,
     /// Bytes per request.
     pub size: usize,
     pub window: usize,
+    /// UDP sockets, or TCP connections.
     pub sockets: usize,
     pub batch: usize,
     pub duration_s: f64,
@@ -61,6 +64,7 @@ impl Summary {
         let latency = t.latency();
         Summary {
             server: plan.server.to_string(),
+            transport: plan.transport,
             mode: plan.mode,
             size: plan.size,
             window: plan.window,
@@ -113,10 +117,15 @@ impl Summary {
     /// The human-readable report.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let shape = match self.mode {
-            Mode::Ping => "ping (1 in flight)".to_string(),
-            Mode::Flood => format!(
+        let shape = match (self.mode, self.transport) {
+            (Mode::Ping, Transport::Udp) => "ping (1 in flight)".to_string(),
+            (Mode::Ping, Transport::Tcp) => "TCP ping (1 in flight, 1 connection)".to_string(),
+            (Mode::Flood, Transport::Udp) => format!(
                 "flood, window {} over {} socket(s)",
+                self.window, self.sockets
+            ),
+            (Mode::Flood, Transport::Tcp) => format!(
+                "TCP flood, window {} over {} connection(s)",
                 self.window, self.sockets
             ),
         };

@@ -44,6 +44,27 @@ pub fn classify(
     }
 }
 
+/// Classifies `reply`, received at `now` on a byte stream: replies come in
+/// the order of their requests, so it answers the oldest request still
+/// waited for, whatever it says. A garbled reply thus frees its place in the
+/// window as a right one does; one with no request left to answer is wrong.
+pub fn classify_in_order(
+    payload: &Payload,
+    inflight: &mut Inflight,
+    reply: &[u8],
+    now: u64,
+) -> Outcome {
+    let Some(seq) = inflight.oldest_waiting() else {
+        return Outcome::Wrong;
+    };
+    match (inflight.answer(seq), payload.check(reply, false)) {
+        (Answer::OnTime(at), Check::Match(named)) if named == seq => Outcome::Correct {
+            rtt_ns: now.saturating_sub(at),
+        },
+        _ => Outcome::Wrong,
+    }
+}
+
 /// Slowest round trip the histogram tells apart (longer ones count as this).
 const MAX_RTT_NS: u64 = 3_600 * 1_000_000_000;
 
@@ -164,6 +185,25 @@ mod tests {
         );
         let cut = classify(&payload, &mut inflight, &payload.expected(0), true, 11_000);
         assert_eq!(cut, Outcome::Wrong);
+    }
+
+    #[test]
+    fn stream_replies_answer_their_requests_in_order() {
+        let payload = Payload::line(16);
+        let mut inflight = Inflight::new(16);
+        inflight.sent(3, 1_000); // requests 0..3
+        let mut next = |reply: &[u8]| classify_in_order(&payload, &mut inflight, reply, 4_000);
+        assert_eq!(
+            next(&payload.expected(0)),
+            Outcome::Correct { rtt_ns: 3_000 }
+        );
+        // Request 1's place holds request 2's reply: out of order is wrong.
+        assert_eq!(next(&payload.expected(2)), Outcome::Wrong);
+        let mut echoed = payload.expected(2);
+        echoed.make_ascii_lowercase();
+        assert_eq!(next(&echoed), Outcome::Wrong, "garbled, yet it answers 2");
+        assert_eq!(next(&payload.expected(3)), Outcome::Wrong, "nothing asked");
+        assert_eq!(inflight.outstanding(), 0, "every place was answered");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Waiting for any of several sockets to become readable.
+//! Waiting for any of several sockets to become readable (or writable).
 
 use std::io;
 use std::marker::PhantomData;
@@ -63,5 +63,56 @@ impl<'fd> Poller<'fd> {
         self.fds
             .get(i)
             .is_some_and(|p| p.revents & libc::POLLIN != 0)
+    }
+
+    /// Makes the next waits also wake when socket `i` can take more bytes
+    /// (`on`), or stop doing so: a stream socket with bytes still to write.
+    pub fn watch_writable(&mut self, i: usize, on: bool) {
+        if let Some(p) = self.fds.get_mut(i) {
+            p.events = if on {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            };
+        }
+    }
+
+    /// Whether socket `i` was writable at the last wait.
+    pub fn is_writable(&self, i: usize) -> bool {
+        self.fds
+            .get(i)
+            .is_some_and(|p| p.revents & libc::POLLOUT != 0)
+    }
+
+    /// Whether socket `i` had an error or was hung up at the last wait:
+    /// reported even when not asked for, and only a read or write tells which.
+    pub fn is_broken(&self, i: usize) -> bool {
+        self.fds
+            .get(i)
+            .is_some_and(|p| p.revents & (libc::POLLERR | libc::POLLHUP) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn writability_is_reported_only_when_watched() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(socket.local_addr().unwrap()).unwrap();
+        let mut poller = Poller::new([socket.as_fd()]);
+        assert_eq!(poller.wait(Duration::ZERO).unwrap(), 0, "nothing to read");
+        poller.watch_writable(0, true);
+        assert_eq!(poller.wait(Duration::ZERO).unwrap(), 1);
+        assert!(poller.is_writable(0) && !poller.is_readable(0));
+        assert!(!poller.is_broken(0));
+        poller.watch_writable(0, false);
+        socket.send(b"x").unwrap();
+        assert_eq!(poller.wait(Duration::from_secs(5)).unwrap(), 1);
+        assert!(poller.is_readable(0) && !poller.is_writable(0));
+        assert!(!poller.is_writable(7), "no such socket");
     }
 }

@@ -14,28 +14,34 @@ pub enum Row {
     Flood64Large,
     Gso,
     ClientVsLoadgen,
+    TcpPing,
+    TcpFlood,
 }
 
 impl Row {
     /// Display order.
-    pub const ALL: [Row; 6] = [
+    pub const ALL: [Row; 8] = [
         Row::Ping,
         Row::Flood64,
         Row::Flood256,
         Row::Flood64Large,
         Row::Gso,
         Row::ClientVsLoadgen,
+        Row::TcpPing,
+        Row::TcpFlood,
     ];
 
     /// Order within one server's session: our client right after the
     /// loadgen run it is compared with, so both see the same conditions.
-    pub const RUN_ORDER: [Row; 6] = [
+    pub const RUN_ORDER: [Row; 8] = [
         Row::Ping,
         Row::Flood64,
         Row::ClientVsLoadgen,
         Row::Flood256,
         Row::Flood64Large,
         Row::Gso,
+        Row::TcpPing,
+        Row::TcpFlood,
     ];
 
     pub fn title(self) -> &'static str {
@@ -46,6 +52,8 @@ impl Row {
             Row::Flood64Large => "flood W=64, 1400 B",
             Row::Gso => "flood W=64, 32 B, GSO send + GRO receive",
             Row::ClientVsLoadgen => "client vs loadgen: flood W=64, 32 B",
+            Row::TcpPing => "TCP ping, 32 B, 1 connection",
+            Row::TcpFlood => "TCP flood W=64, 32 B, 16 connections",
         }
     }
 
@@ -55,18 +63,29 @@ impl Row {
             window,
             size,
             gso,
+            tcp_connections: None,
+        };
+        let ping = LoadSpec {
+            ping: true,
+            window: 1,
+            size: 32,
+            gso: false,
+            tcp_connections: None,
         };
         match self {
-            Row::Ping => LoadSpec {
-                ping: true,
-                window: 1,
-                size: 32,
-                gso: false,
-            },
+            Row::Ping => ping,
             Row::Flood64 | Row::ClientVsLoadgen => flood(64, 32, false),
             Row::Flood256 => flood(256, 32, false),
             Row::Flood64Large => flood(64, 1400, false),
             Row::Gso => flood(64, 32, true),
+            Row::TcpPing => LoadSpec {
+                tcp_connections: Some(1),
+                ..ping
+            },
+            Row::TcpFlood => LoadSpec {
+                tcp_connections: Some(16),
+                ..flood(64, 32, false)
+            },
         }
     }
 
@@ -78,10 +97,21 @@ impl Row {
             Server::Python,
         ];
         match self {
-            Row::Ping | Row::Flood64 | Row::Flood256 | Row::Flood64Large => CLASSIC,
+            // --busy-poll is a latency mode: judged on the ping row only.
+            Row::Ping => &[
+                Server::Upcase,
+                Server::UpcaseBusyPoll,
+                Server::CRecvmmsg,
+                Server::CPlain,
+                Server::Python,
+            ],
+            Row::Flood64 | Row::Flood256 | Row::Flood64Large => CLASSIC,
             // Only servers with a GSO/GRO path, plus the reference without it.
             Row::Gso => &[Server::Upcase, Server::CGro, Server::CRecvmmsg],
             Row::ClientVsLoadgen => &[Server::CRecvmmsg],
+            // ../shared/anchors has no TCP server to compare with: these
+            // rows set our TCP beside our UDP rows above.
+            Row::TcpPing | Row::TcpFlood => &[Server::Upcase],
         }
     }
 }
@@ -94,6 +124,8 @@ pub struct LoadSpec {
     pub size: u32,
     /// Send with UDP GSO and receive with UDP GRO.
     pub gso: bool,
+    /// Over TCP, on this many connections, instead of UDP.
+    pub tcp_connections: Option<u32>,
 }
 
 /// A server under test.
@@ -101,6 +133,7 @@ pub struct LoadSpec {
 #[serde(rename_all = "snake_case")]
 pub enum Server {
     Upcase,
+    UpcaseBusyPoll,
     CRecvmmsg,
     CPlain,
     Python,
@@ -109,8 +142,9 @@ pub enum Server {
 
 impl Server {
     /// Start order within a run.
-    pub const ALL: [Server; 5] = [
+    pub const ALL: [Server; 6] = [
         Server::Upcase,
+        Server::UpcaseBusyPoll,
         Server::CRecvmmsg,
         Server::CPlain,
         Server::Python,
@@ -123,6 +157,7 @@ impl Server {
     pub fn name(self) -> &'static str {
         match self {
             Server::Upcase => "upcase-server",
+            Server::UpcaseBusyPoll => "upcase-server --busy-poll",
             Server::CRecvmmsg => "C recvmmsg",
             Server::CPlain => "C plain",
             Server::Python => "Python seed",
@@ -134,6 +169,9 @@ impl Server {
     pub fn command_line(self) -> &'static str {
         match self {
             Server::Upcase => "upcase-server --bind 127.0.0.1 --port 0 --threads 1",
+            Server::UpcaseBusyPoll => {
+                "upcase-server --bind 127.0.0.1 --port 0 --threads 1 --transport udp --busy-poll"
+            }
             Server::CRecvmmsg => "limit_server -a 127.0.0.1 -p PORT -r 4194304",
             Server::CPlain => "limit_server -a 127.0.0.1 -p PORT -n",
             Server::Python => "python3 seed_udp_server.py PORT",
@@ -147,6 +185,17 @@ impl Server {
         let port = port.to_string();
         let words: Vec<&str> = match self {
             Server::Upcase => vec!["--bind", "127.0.0.1", "--port", "0", "--threads", "1"],
+            Server::UpcaseBusyPoll => vec![
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--threads",
+                "1",
+                "--transport",
+                "udp",
+                "--busy-poll",
+            ],
             Server::CRecvmmsg => vec!["-a", "127.0.0.1", "-p", &port, "-r", "4194304"],
             Server::CPlain => vec!["-a", "127.0.0.1", "-p", &port, "-n"],
             Server::Python => vec![&port],
@@ -194,6 +243,7 @@ impl Load {
             }
             Load::Client => {
                 let millis = format!("{}ms", (seconds * 1000.0).round());
+                let sockets = spec.tcp_connections.unwrap_or(1).to_string();
                 push(&[
                     "bench",
                     "--mode",
@@ -201,8 +251,11 @@ impl Load {
                     "--window",
                     &window,
                     "--sockets",
-                    "1",
+                    &sockets,
                 ]);
+                if spec.tcp_connections.is_some() {
+                    push(&["--tcp"]);
+                }
                 push(&["--size", &size, "--duration", &millis]);
                 if spec.gso {
                     push(&["--gso"]);
@@ -385,5 +438,10 @@ mod tests {
         let args = Load::Client.args(Row::Flood64Large.spec(), 4000, 2.5);
         assert!(args.windows(2).any(|w| w == ["--size", "1400"]));
         assert!(args.windows(2).any(|w| w == ["--duration", "2500ms"]));
+        assert!(!args.contains(&"--tcp".to_string()));
+        let args = Load::Client.args(Row::TcpFlood.spec(), 4000, 1.0);
+        assert!(args.contains(&"--tcp".to_string()));
+        assert!(args.windows(2).any(|w| w == ["--sockets", "16"]));
+        assert!(args.windows(2).any(|w| w == ["--window", "64"]));
     }
 }

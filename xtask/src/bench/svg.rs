@@ -17,6 +17,7 @@ const BAR_STEP: u32 = 24;
 fn color(server: Server) -> &'static str {
     match server {
         Server::Upcase => "#d9480f",
+        Server::UpcaseBusyPoll => "#f08c00",
         Server::CRecvmmsg => "#1c7ed6",
         Server::CPlain => "#74c0fc",
         Server::Python => "#37b24d",
@@ -94,11 +95,14 @@ pub fn render(lines: &[Line], subtitle: &str) -> String {
                     let opacity = if line.load == Load::Client { 0.6 } else { 1.0 };
                     bar(&mut body, y, width, color(line.server), opacity);
                     let value_x = BAR_LEFT + width as u32 + 6;
-                    let caption = format!(
-                        "{} ({} of C)",
-                        fmt_count(Some(value)),
-                        fmt_ratio(line.ratio)
-                    );
+                    let caption = match line.ratio {
+                        Some(_) => format!(
+                            "{} ({} of C)",
+                            fmt_count(Some(value)),
+                            fmt_ratio(line.ratio)
+                        ),
+                        None => fmt_count(Some(value)),
+                    };
                     text(&mut body, value_x, label_y, "start", "", &caption);
                 }
                 _ => text(
@@ -116,7 +120,8 @@ pub fn render(lines: &[Line], subtitle: &str) -> String {
     }
     let ping: Vec<&Line> = lines
         .iter()
-        .filter(|l| l.row == Row::Ping && (l.p50_us.is_some() || l.p99_us.is_some()))
+        .filter(|l| matches!(l.row, Row::Ping | Row::TcpPing))
+        .filter(|l| l.p50_us.is_some() || l.p99_us.is_some())
         .collect();
     if !ping.is_empty() {
         text(
@@ -135,7 +140,8 @@ pub fn render(lines: &[Line], subtitle: &str) -> String {
         for line in ping {
             for (name, value, opacity) in [("p50", line.p50_us, 1.0), ("p99", line.p99_us, 0.45)] {
                 let label_y = y + BAR_HEIGHT - 5;
-                let caption = format!("{} {name}", line.server_name);
+                let transport = if line.row == Row::TcpPing { " TCP" } else { "" };
+                let caption = format!("{}{transport} {name}", line.server_name);
                 text(&mut body, LABEL_RIGHT, label_y, "end", "", &caption);
                 if let Some(v) = value.filter(|_| max > 0.0) {
                     let width = v / max * BAR_MAX;
