@@ -193,7 +193,7 @@ fn find_tools(
 
 fn available(tools: &Tools, server: Server) -> bool {
     match server {
-        Server::Upcase | Server::UpcaseBusyPoll => true,
+        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => true,
         Server::CRecvmmsg | Server::CPlain | Server::CGro => tools.limit_server.is_some(),
         Server::Python => tools.python.is_some() && tools.seed_server.is_some(),
     }
@@ -347,11 +347,11 @@ fn describe(sample: &Sample) -> String {
 fn start_server(bench: &Bench, server: Server, label: &str) -> anyhow::Result<(Guard, SocketAddr)> {
     let tools = &bench.tools;
     let port = match server {
-        Server::Upcase | Server::UpcaseBusyPoll => 0,
+        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => 0,
         _ => procs::free_port()?,
     };
     let (program, mut args): (&Path, Vec<OsString>) = match server {
-        Server::Upcase | Server::UpcaseBusyPoll => (&tools.server, Vec::new()),
+        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => (&tools.server, Vec::new()),
         Server::CRecvmmsg | Server::CPlain | Server::CGro => (
             tools
                 .limit_server
@@ -373,7 +373,7 @@ fn start_server(bench: &Bench, server: Server, label: &str) -> anyhow::Result<(G
     command.args(args);
     let mut guard = Guard::spawn(command, label, &bench.logs)?;
     let addr = match server {
-        Server::Upcase | Server::UpcaseBusyPoll => process::wait_ready_line(
+        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => process::wait_ready_line(
             &mut guard,
             procs::STARTUP_LIMIT,
             process::ready_line_address,
@@ -516,10 +516,11 @@ mod tests {
         let entries = plan(&tools, &mut notes).unwrap();
         assert!(entries.iter().all(|e| matches!(
             e.server,
-            Server::Upcase | Server::UpcaseBusyPoll
+            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro
         ) && e.load == Load::Client));
-        // Ping twice (with and without --busy-poll), three floods, GSO, two TCP.
-        assert_eq!(entries.len(), 8);
+        // Ping and flood W=64 twice (with --busy-poll, with --gro), two more
+        // floods, GSO twice (with and without --gro), two TCP.
+        assert_eq!(entries.len(), 10);
         assert!(!notes.is_empty());
         let none = Tools {
             client: None,
@@ -539,11 +540,11 @@ mod tests {
             seed_server: Some(PathBuf::from("seed.py")),
         };
         let entries = plan(&tools, &mut Vec::new()).unwrap();
-        // 4 classic rows x 4 servers, ping with --busy-poll, GSO x 3 servers
-        // x 2 loads, client x 1, TCP x 2.
-        assert_eq!(entries.len(), 26);
+        // 4 classic rows x 4 servers, ping with --busy-poll, flood W=64 with
+        // --gro, GSO x 4 servers x 2 loads, client x 1, TCP x 2.
+        assert_eq!(entries.len(), 29);
         let client: Vec<_> = entries.iter().filter(|e| e.load == Load::Client).collect();
-        assert_eq!(client.len(), 6);
+        assert_eq!(client.len(), 7);
         assert!(
             entries
                 .iter()
@@ -555,6 +556,6 @@ mod tests {
                 .iter()
                 .any(|e| (e.row, e.server) == (Row::ClientVsLoadgen, Server::CRecvmmsg))
         );
-        assert!(client.iter().filter(|e| e.row == Row::Gso).count() == 3);
+        assert!(client.iter().filter(|e| e.row == Row::Gso).count() == 4);
     }
 }

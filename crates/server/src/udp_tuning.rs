@@ -1,6 +1,6 @@
 //! How the UDP sockets are tuned for load: a receive buffer that absorbs
-//! bursts, UDP GRO so a sender's GSO trains arrive (and leave) as one
-//! buffer, and busy-polling for latency.
+//! bursts, UDP GRO (`--gro`) so a sender's GSO trains arrive (and leave) as
+//! one buffer, and busy-polling for latency.
 
 use std::net::UdpSocket;
 
@@ -22,6 +22,11 @@ pub struct UdpArgs {
     /// latency, at the cost of a whole core per worker thread
     #[arg(long)]
     pub busy_poll: bool,
+    /// Turn UDP GRO on: a sender's GSO train arrives as one buffer and an
+    /// all-ASCII train is answered with one GSO send, but every ordinary
+    /// datagram then costs the kernel a few percent more
+    #[arg(long)]
+    pub gro: bool,
 }
 
 impl UdpArgs {
@@ -29,6 +34,7 @@ impl UdpArgs {
         UdpConfig {
             recv_buffer: usize::try_from(self.recv_buffer).unwrap_or(usize::MAX),
             busy_poll: self.busy_poll,
+            gro: self.gro,
         }
     }
 }
@@ -39,6 +45,8 @@ pub struct UdpConfig {
     pub recv_buffer: usize,
     /// Workers spin on non-blocking receives instead of sleeping.
     pub busy_poll: bool,
+    /// UDP GRO is asked for.
+    pub gro: bool,
 }
 
 impl Default for UdpConfig {
@@ -46,13 +54,14 @@ impl Default for UdpConfig {
         UdpConfig {
             recv_buffer: DEFAULT_RECV_BUFFER as usize,
             busy_poll: false,
+            gro: false,
         }
     }
 }
 
 /// Sets the receive buffer of every socket, logs what the kernel granted
 /// (warning when it is less than asked), and turns UDP GRO on where the
-/// kernel has it.
+/// kernel has it, if the configuration asks for it.
 pub fn tune(sockets: &[UdpSocket], config: &UdpConfig) -> anyhow::Result<()> {
     let mut reported = None;
     for socket in sockets {
@@ -66,7 +75,7 @@ pub fn tune(sockets: &[UdpSocket], config: &UdpConfig) -> anyhow::Result<()> {
             Err(note) => warn!("{note}"),
         }
     }
-    for socket in sockets {
+    for socket in sockets.iter().filter(|_| config.gro) {
         if let Err(err) = upcase_udp::enable_gro(socket) {
             // Only throughput is lost: trains then arrive as single datagrams.
             info!("UDP GRO is not available ({err}); GSO trains are answered datagram by datagram");
@@ -113,10 +122,24 @@ mod tests {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let config = UdpConfig {
             recv_buffer: 64 << 10,
-            busy_poll: false,
+            ..UdpConfig::default()
         };
         tune(std::slice::from_ref(&socket), &config).expect("tune");
         let reported = upcase_udp::opts::recv_buffer(&socket).expect("read back");
         assert!(reported >= 2 * (64 << 10), "{reported}");
+    }
+
+    #[test]
+    fn gro_is_on_only_when_asked_for() {
+        for gro in [true, false] {
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let config = UdpConfig {
+                gro,
+                ..UdpConfig::default()
+            };
+            tune(std::slice::from_ref(&socket), &config).expect("tune");
+            let on = upcase_udp::opts::gro_enabled(&socket).expect("read UDP_GRO back");
+            assert_eq!(on, gro);
+        }
     }
 }

@@ -61,6 +61,11 @@ pub fn enable_gro(socket: &impl AsFd) -> io::Result<()> {
     set_int(socket, SOL_UDP, UDP_GRO, 1)
 }
 
+/// Whether UDP GRO is on for `socket`.
+pub fn gro_enabled(socket: &impl AsFd) -> io::Result<bool> {
+    get_int(socket, SOL_UDP, UDP_GRO).map(|on| on != 0)
+}
+
 /// `SO_REUSEPORT`: several sockets may bind the same port and the kernel
 /// spreads datagrams over them. Must be set before `bind`, so on a socket2
 /// socket rather than a bound std one.

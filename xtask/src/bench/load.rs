@@ -105,9 +105,23 @@ impl Row {
                 Server::CPlain,
                 Server::Python,
             ],
-            Row::Flood64 | Row::Flood256 | Row::Flood64Large => CLASSIC,
-            // Only servers with a GSO/GRO path, plus the reference without it.
-            Row::Gso => &[Server::Upcase, Server::CGro, Server::CRecvmmsg],
+            // With --gro too, to show what GRO costs an ordinary sender.
+            Row::Flood64 => &[
+                Server::Upcase,
+                Server::UpcaseGro,
+                Server::CRecvmmsg,
+                Server::CPlain,
+                Server::Python,
+            ],
+            Row::Flood256 | Row::Flood64Large => CLASSIC,
+            // The servers with a GSO/GRO path, and without it (ours by
+            // default, the reference).
+            Row::Gso => &[
+                Server::UpcaseGro,
+                Server::Upcase,
+                Server::CGro,
+                Server::CRecvmmsg,
+            ],
             Row::ClientVsLoadgen => &[Server::CRecvmmsg],
             // ../shared/anchors has no TCP server to compare with: these
             // rows set our TCP beside our UDP rows above.
@@ -134,6 +148,7 @@ pub struct LoadSpec {
 pub enum Server {
     Upcase,
     UpcaseBusyPoll,
+    UpcaseGro,
     CRecvmmsg,
     CPlain,
     Python,
@@ -142,9 +157,10 @@ pub enum Server {
 
 impl Server {
     /// Start order within a run.
-    pub const ALL: [Server; 6] = [
+    pub const ALL: [Server; 7] = [
         Server::Upcase,
         Server::UpcaseBusyPoll,
+        Server::UpcaseGro,
         Server::CRecvmmsg,
         Server::CPlain,
         Server::Python,
@@ -158,6 +174,7 @@ impl Server {
         match self {
             Server::Upcase => "upcase-server",
             Server::UpcaseBusyPoll => "upcase-server --busy-poll",
+            Server::UpcaseGro => "upcase-server --gro",
             Server::CRecvmmsg => "C recvmmsg",
             Server::CPlain => "C plain",
             Server::Python => "Python seed",
@@ -171,6 +188,9 @@ impl Server {
             Server::Upcase => "upcase-server --bind 127.0.0.1 --port 0 --threads 1",
             Server::UpcaseBusyPoll => {
                 "upcase-server --bind 127.0.0.1 --port 0 --threads 1 --transport udp --busy-poll"
+            }
+            Server::UpcaseGro => {
+                "upcase-server --bind 127.0.0.1 --port 0 --threads 1 --transport udp --gro"
             }
             Server::CRecvmmsg => "limit_server -a 127.0.0.1 -p PORT -r 4194304",
             Server::CPlain => "limit_server -a 127.0.0.1 -p PORT -n",
@@ -195,6 +215,17 @@ impl Server {
                 "--transport",
                 "udp",
                 "--busy-poll",
+            ],
+            Server::UpcaseGro => vec![
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--threads",
+                "1",
+                "--transport",
+                "udp",
+                "--gro",
             ],
             Server::CRecvmmsg => vec!["-a", "127.0.0.1", "-p", &port, "-r", "4194304"],
             Server::CPlain => vec!["-a", "127.0.0.1", "-p", &port, "-n"],

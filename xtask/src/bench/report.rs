@@ -242,8 +242,20 @@ fn server_targets(lines: &[Line]) -> Vec<Target> {
         met: value.map(|r| r >= goal),
     };
     let flood = versus(Row::Flood64, Server::CRecvmmsg, Load::Loadgen, rate);
-    let gso = versus(Row::Gso, Server::CGro, Load::Loadgen, rate);
-    let gso_client = versus(Row::Gso, Server::CGro, Load::Client, rate);
+    let gso = versus_as(
+        Server::UpcaseGro,
+        Row::Gso,
+        Server::CGro,
+        Load::Loadgen,
+        rate,
+    );
+    let gso_client = versus_as(
+        Server::UpcaseGro,
+        Row::Gso,
+        Server::CGro,
+        Load::Client,
+        rate,
+    );
     let ping = versus(Row::Ping, Server::CPlain, Load::Loadgen, p50);
     let ping_busy = versus_as(
         Server::UpcaseBusyPoll,
@@ -262,12 +274,12 @@ fn server_targets(lines: &[Line]) -> Vec<Target> {
             met: lost_256.map(|l| l == 0),
         },
         at_least(
-            "upcase-server GSO+GRO (loadgen -G -g) vs C GRO/GSO",
+            "upcase-server --gro, GSO+GRO sender (loadgen -G -g) vs C GRO/GSO",
             1.0,
             gso,
         ),
         at_least(
-            "upcase-server GSO+GRO (upcase-client --gso) vs C GRO/GSO",
+            "upcase-server --gro, GSO+GRO sender (upcase-client --gso) vs C GRO/GSO",
             1.0,
             gso_client,
         ),

@@ -18,6 +18,7 @@ fn color(server: Server) -> &'static str {
     match server {
         Server::Upcase => "#d9480f",
         Server::UpcaseBusyPoll => "#f08c00",
+        Server::UpcaseGro => "#e8590c",
         Server::CRecvmmsg => "#1c7ed6",
         Server::CPlain => "#74c0fc",
         Server::Python => "#37b24d",
