@@ -88,7 +88,21 @@ fn ascii_prefix(buf: &mut [u8]) -> usize {
         }
         done += BLOCK;
     }
-    for b in blocks.into_remainder() {
+    let rest = blocks.into_remainder();
+    // A short datagram is all remainder: it goes through one zero-padded
+    // block on the stack rather than a byte-at-a-time loop.
+    let mut block = [0u8; BLOCK];
+    block[..rest.len()].copy_from_slice(rest);
+    let mut seen = 0u8;
+    for b in block.iter_mut() {
+        seen |= *b;
+        *b = ascii_upper(*b);
+    }
+    if seen.is_ascii() {
+        rest.copy_from_slice(&block[..rest.len()]);
+        return done + rest.len();
+    }
+    for b in rest {
         if !b.is_ascii() {
             break;
         }
