@@ -1,13 +1,15 @@
 //! The worker loop: many datagrams per system call in (`recvmmsg`) and out
 //! (`sendmmsg`), replies sent straight from the receive slots.
 //!
-//! Every datagram still goes through [`answer`], the one place that decides
-//! a reply and counts it; this module only moves bytes. An ASCII datagram's
-//! reply is the datagram itself, uppercased in place, and is queued by
-//! reference: no copy and no allocation. A reply built in the scratch vector
-//! (the Unicode path) is copied into the send batch's arena, which keeps its
+//! The replies are decided and counted in `worker.rs`: [`answer`] for one
+//! datagram, [`answer_ascii_train`] for a GRO train it can answer whole with
+//! the same result; this module only moves bytes. An ASCII datagram's reply
+//! is the datagram itself, uppercased in place, and is queued by reference:
+//! no copy and no allocation. A reply built in the scratch vector (the
+//! Unicode path) is copied into the send batch's arena, which keeps its
 //! capacity from batch to batch. A UDP GRO train of ASCII segments is
-//! answered with one GSO send; any other train segment by segment.
+//! answered with one GSO send (uppercased in one pass unless a rate limit
+//! must see each segment); any other train segment by segment.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -23,7 +25,7 @@ use upcase_udp::{DatagramMut, Queue, RecvBatch, SendBatch};
 use crate::counters::Counters;
 use crate::policy::Policy;
 use crate::warn_limit::{WarnLimiter, suppressed_note};
-use crate::worker::{RecvError, answer, classify_recv_error, family_of, shown};
+use crate::worker::{RecvError, answer, answer_ascii_train, classify_recv_error, family_of, shown};
 
 /// One worker thread's socket, batches and state, all allocated before it
 /// serves.
@@ -238,12 +240,32 @@ impl State {
         queue: &mut Queue<'_, 'd, UdpSocket>,
     ) -> io::Result<()> {
         let segment = usize::from(size);
+        let segments = train.len().div_ceil(segment);
         // ASCII keeps every reply the length of its request, so the replies
         // form a train of the same shape; the other limits are the kernel's
         // for one GSO send.
-        let one_send = train.is_ascii()
-            && train.len() <= family_of(peer).max_payload()
-            && train.len().div_ceil(segment) <= MAX_GSO_SEGMENTS;
+        let fits_one_send =
+            train.len() <= family_of(peer).max_payload() && segments <= MAX_GSO_SEGMENTS;
+        if fits_one_send
+            && answer_ascii_train(
+                train,
+                segments as u64,
+                peer,
+                &mut self.counters,
+                &self.policy,
+            )
+        {
+            let train: &'d [u8] = train;
+            queue.push(Some(peer), train, Some(size))?;
+            self.queued.push(Queued {
+                peer,
+                replies: segments as u64,
+                bytes: train.len() as u64,
+            });
+            return Ok(());
+        }
+        // A rate limit sees every segment, and may refuse some of them.
+        let one_send = fits_one_send && train.is_ascii();
         if !one_send {
             for datagram in train.chunks_mut(segment) {
                 self.answer_one(datagram, peer, queue)?;
@@ -334,13 +356,22 @@ mod tests {
     /// Starts a worker on a fresh loopback socket (GRO on), runs `client`
     /// against its address, stops it and returns its counts.
     fn with_worker(busy_poll: bool, client: impl FnOnce(SocketAddr)) -> Counters {
+        with_worker_under(Arc::default(), busy_poll, client)
+    }
+
+    /// [`with_worker`] with the worker applying `policy`.
+    fn with_worker_under(
+        policy: Arc<Policy>,
+        busy_poll: bool,
+        client: impl FnOnce(SocketAddr),
+    ) -> Counters {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         socket
             .set_read_timeout(Some(crate::socket::RECV_TIMEOUT))
             .expect("timeout");
         upcase_udp::enable_gro(&socket).expect("GRO");
         let addr = socket.local_addr().expect("addr");
-        let worker = BatchWorker::new(socket, Arc::default(), busy_poll).expect("worker");
+        let worker = BatchWorker::new(socket, policy, busy_poll).expect("worker");
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             let serving = s.spawn(|| worker.run(&stop));
@@ -437,6 +468,36 @@ mod tests {
         });
         assert_eq!((counters.received, counters.replied), (11, 11));
         assert_eq!(counters.bytes_out, train.len() as u64);
+    }
+
+    #[test]
+    fn a_rate_limit_sees_every_segment_of_an_ascii_train() {
+        if !gso_supported() {
+            println!("note: no UDP GSO on this kernel; test skipped");
+            return;
+        }
+        let policy = Policy::new(crate::policy::PolicyConfig {
+            rate_limit: Some(crate::policy::RateLimit {
+                per_second: 4,
+                table: 16,
+            }),
+            ..Default::default()
+        });
+        let train: Vec<u8> = (0..10 * 8).map(|i| b'a' + (i % 26) as u8).collect();
+        let counters = with_worker_under(Arc::new(policy), false, |addr| {
+            let client = client_socket();
+            send_train(&client, addr, &train, 8);
+            let got: Vec<Vec<u8>> = replies(&client, 4).into_iter().map(|(b, _)| b).collect();
+            let expected: Vec<Vec<u8>> = train
+                .chunks(8)
+                .take(4)
+                .map(|s| s.to_ascii_uppercase())
+                .collect();
+            assert_eq!(got, expected, "the first four segments, one by one");
+        });
+        assert_eq!(counters.received, 10);
+        assert_eq!(counters.dropped_rate_limited, 6);
+        assert_eq!(counters.replied, 4);
     }
 
     #[test]

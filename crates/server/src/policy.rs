@@ -174,6 +174,11 @@ impl Policy {
         self.max_reply_ratio
     }
 
+    /// Whether a rate limit has to see every datagram.
+    pub fn limits_rate(&self) -> bool {
+        self.limiter.is_some()
+    }
+
     /// Whether `source` may have a reply now; if so, it is charged one.
     pub fn admits(&self, source: IpAddr) -> bool {
         // No clock read when there is no limit: this is on every datagram.

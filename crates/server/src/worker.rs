@@ -7,11 +7,39 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use tracing::{debug, warn};
-use upcase_proto::{Family, Path, uppercase_datagram};
+use upcase_proto::{Family, Path, uppercase_ascii_prefix_in_place, uppercase_datagram};
 
 use crate::counters::Counters;
 use crate::policy::Policy;
 use crate::warn_limit::{WarnLimiter, suppressed_note};
+
+/// Answers a GRO train of `segments` datagrams from `peer` in one pass, when
+/// that gives what [`answer`] would give each of them: every segment is
+/// ASCII (so its reply is itself, uppercased in place, the same length: no
+/// reply ratio, which is at least 1, refuses it) and no rate limit has to
+/// see each datagram. Counts them as received and returns `true`; the train
+/// is then its own reply. Returns `false` otherwise, having maybe
+/// uppercased some ASCII letters of the train: [`answer`] gives the same
+/// replies from those bytes.
+pub fn answer_ascii_train(
+    train: &mut [u8],
+    segments: u64,
+    peer: SocketAddr,
+    counters: &mut Counters,
+    policy: &Policy,
+) -> bool {
+    if policy.limits_rate() || uppercase_ascii_prefix_in_place(train) != train.len() {
+        return false;
+    }
+    counters.received += segments;
+    counters.bytes_in += train.len() as u64;
+    debug!(
+        "{}: a train of {segments} ASCII datagrams, {} bytes, answered in place",
+        shown(peer),
+        train.len()
+    );
+    true
+}
 
 /// The reply to one received datagram, or `None` when it must not be sent.
 ///
