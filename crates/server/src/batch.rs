@@ -27,6 +27,10 @@ use crate::policy::Policy;
 use crate::warn_limit::{WarnLimiter, suppressed_note};
 use crate::worker::{RecvError, answer, answer_ascii_train, classify_recv_error, family_of, shown};
 
+/// Most batches answered after the stop: 64 x 64 datagrams, a few
+/// milliseconds of work.
+const DRAIN_BATCHES: usize = 64;
+
 /// One worker thread's socket, batches and state, all allocated before it
 /// serves.
 pub struct BatchWorker {
@@ -100,7 +104,8 @@ impl BatchWorker {
         })
     }
 
-    /// Answers datagrams until `stop` is set, then returns what it counted.
+    /// Answers datagrams until `stop` is set, then answers what is already
+    /// queued on the socket and returns what it counted.
     ///
     /// A quiet worker notices `stop` when its receive times out (the
     /// socket's SO_RCVTIMEO); a busy-polling one at every turn of its loop.
@@ -118,12 +123,28 @@ impl BatchWorker {
                 Err(err) => self.on_recv_error(err)?,
             }
         }
+        self.drain()?;
         let suppressed = self.state.warnings.take_suppressed();
         if suppressed > 0 {
             warn!("{suppressed} more warnings were suppressed before the stop");
         }
         debug!("worker on {} stops: {}", self.local, self.state.counters);
         Ok(self.state.counters)
+    }
+
+    /// Answers the datagrams the kernel had already queued when the stop
+    /// came (a worker scheduled late may not have read any yet), without
+    /// waiting for more; at most [`DRAIN_BATCHES`] batches, so that a flood
+    /// cannot hold up the stop.
+    fn drain(&mut self) -> anyhow::Result<()> {
+        for _ in 0..DRAIN_BATCHES {
+            match self.recv.try_recv(&self.socket) {
+                Ok(0) => break,
+                Ok(_) => self.answer_batch()?,
+                Err(err) => self.on_recv_error(err)?,
+            }
+        }
+        Ok(())
     }
 
     fn answer_batch(&mut self) -> anyhow::Result<()> {
@@ -518,6 +539,30 @@ mod tests {
             );
         });
         assert_eq!((counters.received, counters.replied), (4, 4));
+    }
+
+    #[test]
+    fn datagrams_queued_before_the_stop_are_answered() {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(crate::socket::RECV_TIMEOUT))
+            .expect("timeout");
+        let addr = socket.local_addr().expect("addr");
+        let client = client_socket();
+        // Queued before the worker exists, as for a thread scheduled late.
+        for i in 0..100 {
+            client
+                .send_to(format!("queued {i}").as_bytes(), addr)
+                .expect("send");
+        }
+        let worker = BatchWorker::new(socket, Arc::default(), false).expect("worker");
+        let counters = worker.run(&AtomicBool::new(true)).expect("clean stop");
+        assert_eq!((counters.received, counters.replied), (100, 100));
+        let got: Vec<Vec<u8>> = replies(&client, 100).into_iter().map(|(b, _)| b).collect();
+        let expected: Vec<Vec<u8>> = (0..100)
+            .map(|i| format!("QUEUED {i}").into_bytes())
+            .collect();
+        assert_eq!(got, expected);
     }
 
     #[test]
