@@ -89,33 +89,41 @@ impl<'c, W: Write> Session<'c, W> {
 
     /// Sends the configured message, or every line of `input`, printing each
     /// reply on its own line.
+    ///
+    /// A line that cannot be sent (it, or its reply, does not fit in one
+    /// datagram) is skipped with a warning and the others still go; the
+    /// session then ends in an error that says so, for a non-zero exit.
     pub fn run(&mut self, mut input: impl BufRead, input_is_terminal: bool) -> anyhow::Result<()> {
         if let Some(message) = &self.config.message {
             self.exchange(message)?;
             return Ok(());
         }
         let mut line = Vec::new();
-        loop {
+        let mut skipped = Skipped::default();
+        for number in 1u64.. {
             if input_is_terminal && self.print(PROMPT, false)? == Printed::OutputClosed {
-                return Ok(());
+                break;
             }
             let family = self.family();
-            match read_line(&mut input, &mut line, family.max_payload())
+            let why = match read_line(&mut input, &mut line, family.max_payload())
                 .context("cannot read standard input")?
             {
-                Line::End => return Ok(()),
-                Line::TooLong => bail!(
+                Line::End => break,
+                Line::TooLong => Unsendable(format!(
                     "message is longer than the largest UDP datagram over {} ({} bytes)",
                     family.name(),
                     family.max_payload()
-                ),
-                Line::Read => {
-                    if self.exchange(&line)? == Printed::OutputClosed {
-                        return Ok(());
-                    }
-                }
-            }
+                )),
+                Line::Read => match self.exchange(&line) {
+                    Ok(Printed::Yes) => continue,
+                    Ok(Printed::OutputClosed) => break,
+                    Err(err) => err.downcast::<Unsendable>()?,
+                },
+            };
+            warn!("line {number} not sent: {why}");
+            skipped.add(number, why);
         }
+        skipped.into_result()
     }
 
     /// The family of the address in use, which bounds the message size.
@@ -313,24 +321,65 @@ fn miss_of(e: io::Error) -> Result<Miss, io::Error> {
     }
 }
 
+/// Why a message cannot be sent: it, or its reply, does not fit in one
+/// datagram. A line of input that is refused so is skipped; the others go.
+#[derive(Debug)]
+pub struct Unsendable(String);
+
+impl std::fmt::Display for Unsendable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unsendable {}
+
+/// The lines of input skipped as unsendable: how many, and the first.
+#[derive(Default)]
+struct Skipped {
+    count: u64,
+    first: Option<(u64, Unsendable)>,
+}
+
+impl Skipped {
+    fn add(&mut self, number: u64, why: Unsendable) {
+        self.count += 1;
+        self.first.get_or_insert((number, why));
+    }
+
+    /// An error naming the first skipped line when any was skipped.
+    fn into_result(self) -> anyhow::Result<()> {
+        match self.first {
+            None => Ok(()),
+            Some((number, why)) if self.count == 1 => {
+                bail!("line {number} was not sent: {why}")
+            }
+            Some((number, why)) => bail!(
+                "{} lines were not sent; the first, line {number}: {why}",
+                self.count
+            ),
+        }
+    }
+}
+
 /// Refuses a message that cannot travel as one datagram, or whose reply
 /// could not, before anything is sent.
-pub fn check_size(message: &[u8], family: Family) -> anyhow::Result<()> {
+pub fn check_size(message: &[u8], family: Family) -> Result<(), Unsendable> {
     let limit = family.max_payload();
     if message.len() > limit {
-        bail!(
+        return Err(Unsendable(format!(
             "message is {} bytes, more than the largest UDP datagram over {} ({limit} bytes)",
             message.len(),
             family.name()
-        );
+        )));
     }
     let reply_len = uppercased_len(message);
     if reply_len > limit {
-        bail!(
+        return Err(Unsendable(format!(
             "the reply to this {}-byte message would be {reply_len} bytes, more than the largest UDP datagram over {} ({limit} bytes), so the server could not send it",
             message.len(),
             family.name()
-        );
+        )));
     }
     Ok(())
 }

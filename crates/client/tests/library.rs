@@ -267,20 +267,32 @@ fn an_empty_input_sends_nothing() {
 }
 
 #[test]
-fn an_endless_line_is_refused_and_nothing_is_sent() {
+fn lines_that_cannot_be_sent_are_skipped_and_the_others_go() {
     let server = FakeServer::start(uppercasing);
-    let endless = io::BufReader::new(io::repeat(b'a'));
-    let err = run(
-        &config(server.addr),
-        &resolving_to(vec![]),
-        endless,
-        false,
-        io::sink(),
-    )
-    .expect_err("too long");
+    // Too long to send; then one whose reply would be too long (U+0149
+    // becomes two characters, one byte more); then an ordinary one.
+    let mut input = vec![b'a'; 100_000];
+    input.push(b'\n');
+    let mut grows = "\u{149}".as_bytes().to_vec();
+    grows.resize(65_507, b'a');
+    input.extend_from_slice(&grows);
+    input.extend_from_slice(b"\nstill sent\n");
+    let addr = server.addr;
+    let (result, out) = run_lines(&config(addr), &input, false);
+    let (only_long, _) = run_lines(&config(addr), &grows, false);
+    assert_eq!(out, b"STILL SENT\n");
+    assert_eq!(server.received(), vec![b"still sent".to_vec()]);
+    let err = result.expect_err("two lines were skipped");
     assert_eq!(
         err.to_string(),
-        "message is longer than the largest UDP datagram over IPv4 (65507 bytes)"
+        "2 lines were not sent; the first, line 1: message is longer than the largest UDP \
+         datagram over IPv4 (65507 bytes)"
     );
-    assert!(server.received().is_empty());
+    let err = only_long.expect_err("one line was skipped").to_string();
+    assert!(
+        err.starts_with(
+            "line 1 was not sent: the reply to this 65507-byte message would be 65508 bytes"
+        ),
+        "{err}"
+    );
 }

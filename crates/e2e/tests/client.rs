@@ -286,15 +286,25 @@ fn datagrams_from_another_address_are_ignored() {
 }
 
 #[test]
-fn a_message_too_long_for_one_datagram_is_refused_before_sending() {
+fn a_message_too_long_for_one_datagram_is_refused_and_the_rest_still_sent() {
     let server = FakeServer::start(uppercasing);
+    // A line too long is skipped with a warning, the next one still goes,
+    // and the exit says a line was not sent.
     let mut input = vec![b'a'; 65_508];
-    input.push(b'\n');
+    input.extend_from_slice(b"\nnext\n");
     let out = client(&["--server", "127.0.0.1", "--port", &server.port()], &input);
-    let line = one_error_line(&out, 1);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "NEXT\n");
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "a warning and the error: {err:?}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("line 1 not sent: message is longer"),
+        "{err:?}"
+    );
     assert_eq!(
-        line,
-        "error: message is longer than the largest UDP datagram over IPv4 (65507 bytes)"
+        lines[1],
+        "error: line 1 was not sent: message is longer than the largest UDP datagram over IPv4 (65507 bytes)"
     );
     let long_word = "a".repeat(65_508);
     let out = ask(&server, &[&long_word], b"");
@@ -307,8 +317,17 @@ fn a_message_too_long_for_one_datagram_is_refused_before_sending() {
     let mut grows = "\u{149}".as_bytes().to_vec();
     grows.resize(65_507, b'a');
     let out = client(&["--server", "127.0.0.1", "--port", &server.port()], &grows);
-    assert!(one_error_line(&out, 1).contains("would be 65508 bytes"));
-    assert!(server.received().is_empty(), "nothing was sent");
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    let last = stderr(&out).lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("error: line 1 was not sent:") && last.contains("would be 65508 bytes"),
+        "{last}"
+    );
+    assert_eq!(
+        server.received(),
+        vec![b"next".to_vec()],
+        "only the short line was sent"
+    );
 }
 
 #[test]
