@@ -47,13 +47,14 @@ pub enum Command {
 /// talking to a server, so a subcommand can flatten it too.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectionArgs {
-    /// Server host: a name, or an IPv4 or IPv6 address (`::1` or `[::1]`).
-    #[arg(long, default_value = "localhost", value_name = "HOST")]
-    pub server: String,
-    /// Server UDP port.
-    #[arg(long, default_value_t = upcase_proto::DEFAULT_PORT,
-          value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: u16,
+    /// Server host, with its port if wanted: a name, an IPv4 or an IPv6
+    /// address (`localhost`, `::1`, `[::1]:12000`, `example.com:12000`).
+    #[arg(long, default_value = "localhost", value_name = "HOST[:PORT]",
+          value_parser = parse_server)]
+    pub server: ServerArg,
+    /// Server port [default: the port in --server, else 12000].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
     /// How long to wait for a reply before sending again (`250ms`, `2s`).
     #[arg(long, default_value = "1s", value_parser = parse_timeout, value_name = "DURATION")]
     pub timeout: Duration,
@@ -61,6 +62,63 @@ pub struct ConnectionArgs {
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub retries: u32,
 }
+
+/// `--server` split into its host and the port it may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerArg {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// `HOST`, `HOST:PORT`, `[IPV6]` or `[IPV6]:PORT`; a bare IPv6 address (two
+/// colons or more) is a host without a port.
+pub fn parse_server(text: &str) -> Result<ServerArg, String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{text:?} opens a [ it does not close"))?;
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("{text:?} has {after:?} after the ], not :PORT")),
+            },
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            _ => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{text:?} names no host"));
+    }
+    let port = port
+        .map(|port| {
+            port.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("{port:?} in {text:?} is not a port (1-65535)"))
+        })
+        .transpose()?;
+    Ok(ServerArg {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// A command line whose options contradict each other: exit status 2, like
+/// the errors the parser itself finds.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// A positive duration in humantime syntax: a zero timeout would never let a
 /// reply arrive.
@@ -102,16 +160,27 @@ impl Config {
     }
 }
 
-impl From<&Args> for Config {
-    fn from(args: &Args) -> Config {
+impl TryFrom<&Args> for Config {
+    type Error = UsageError;
+
+    /// Refuses a `--server HOST:PORT` and a `--port` that disagree.
+    fn try_from(args: &Args) -> Result<Config, UsageError> {
         let c = &args.connection;
-        Config {
-            server: c.server.clone(),
-            port: c.port,
+        let port = match (c.server.port, c.port) {
+            (Some(named), Some(given)) if named != given => {
+                return Err(UsageError(format!(
+                    "--server names port {named} and --port says {given}: give one"
+                )));
+            }
+            (named, given) => named.or(given).unwrap_or(upcase_proto::DEFAULT_PORT),
+        };
+        Ok(Config {
+            server: c.server.host.clone(),
+            port,
             timeout: c.timeout,
             retries: c.retries,
             message: (!args.message.is_empty()).then(|| join_words(&args.message)),
-        }
+        })
     }
 }
 
@@ -139,7 +208,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_textbook() {
         let args = parse(&[]).expect("no arguments are fine");
-        let config = Config::from(&args);
+        let config = Config::try_from(&args).expect("consistent");
         assert_eq!(config, Config::new("localhost", 12_000));
         assert_eq!(config.tries(), 3);
     }
@@ -160,12 +229,42 @@ mod tests {
             "world",
         ])
         .expect("valid");
-        let config = Config::from(&args);
+        let config = Config::try_from(&args).expect("consistent");
         assert_eq!(config.server, "::1");
         assert_eq!(config.port, 5);
         assert_eq!(config.timeout, Duration::from_millis(250));
         assert_eq!(config.tries(), 1);
         assert_eq!(config.message.as_deref(), Some(&b"hello big world"[..]));
+    }
+
+    #[test]
+    fn the_server_may_name_its_port() {
+        let config_of = |argv: &[&str]| Config::try_from(&parse(argv).expect("valid"));
+        let at = |host: &str, port| Ok(Config::new(host, port));
+        assert_eq!(
+            config_of(&["--server", "example.com:7"]),
+            at("example.com", 7)
+        );
+        assert_eq!(config_of(&["--server", "127.0.0.1:8"]), at("127.0.0.1", 8));
+        assert_eq!(config_of(&["--server", "[::1]:9"]), at("::1", 9));
+        assert_eq!(config_of(&["--server", "[::1]"]), at("::1", 12_000));
+        assert_eq!(config_of(&["--server", "::1"]), at("::1", 12_000));
+        assert_eq!(
+            config_of(&["--server", "fe80::1:2"]),
+            at("fe80::1:2", 12_000)
+        );
+        assert_eq!(config_of(&["--server", "::1", "--port", "5"]), at("::1", 5));
+        assert_eq!(config_of(&["--server", "h:5", "--port", "5"]), at("h", 5));
+        let err = config_of(&["--server", "h:5", "--port", "6"]).expect_err("two ports");
+        assert_eq!(
+            err.to_string(),
+            "--server names port 5 and --port says 6: give one"
+        );
+        for bad in [
+            "h:0", "h:65536", "h:", ":5", "[::1", "[::1]5", "[]:5", "h:x",
+        ] {
+            assert!(parse(&["--server", bad]).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
@@ -197,6 +296,12 @@ mod tests {
     #[test]
     fn an_empty_word_is_an_empty_message() {
         let args = parse(&[""]).expect("valid");
-        assert_eq!(Config::from(&args).message.as_deref(), Some(&b""[..]));
+        assert_eq!(
+            Config::try_from(&args)
+                .expect("consistent")
+                .message
+                .as_deref(),
+            Some(&b""[..])
+        );
     }
 }

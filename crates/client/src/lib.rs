@@ -15,7 +15,10 @@ pub mod tcp;
 
 use std::io::{BufRead, IsTerminal, Write};
 
-pub use args::{Args, Command, Config, ConnectionArgs, join_words, parse_timeout};
+pub use args::{
+    Args, Command, Config, ConnectionArgs, ServerArg, UsageError, join_words, parse_server,
+    parse_timeout,
+};
 pub use input::{Line, read_line};
 pub use resolve::{Resolver, SystemResolver, server_addresses};
 pub use route::{Miss, NoReply, Route};
@@ -47,7 +50,7 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
             Command::Bench(bench) => upcase_load::run_cli(&bench),
         };
     }
-    let config = Config::from(&args);
+    let config = Config::try_from(&args)?;
     if args.tcp {
         return tcp::run_cli(&config);
     }
@@ -63,10 +66,13 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
 }
 
 /// The exit status for an error: [`EXIT_NO_REPLY`] when the server never
-/// replied, [`upcase_cli::EXIT_FAILURE`] otherwise.
+/// replied, [`upcase_cli::EXIT_USAGE`] for options that contradict each
+/// other, [`upcase_cli::EXIT_FAILURE`] otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<NoReply>().is_some() {
         EXIT_NO_REPLY
+    } else if err.downcast_ref::<UsageError>().is_some() {
+        upcase_cli::EXIT_USAGE
     } else {
         upcase_cli::EXIT_FAILURE
     }

@@ -356,6 +356,31 @@ fn ipv6_loopback_works_with_or_without_brackets() {
 }
 
 #[test]
+fn the_server_option_may_carry_the_port() {
+    let server = FakeServer::start(uppercasing);
+    let with_port = format!("127.0.0.1:{}", server.port());
+    let out = client(&["--server", &with_port, "named port"], b"");
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "NAMED PORT\n");
+    // Two different ports is a command line to fix: nothing is sent.
+    let out = client(&["--server", &with_port, "--port", "1", "never sent"], b"");
+    assert_eq!(
+        one_error_line(&out, 2),
+        format!(
+            "error: --server names port {} and --port says 1: give one",
+            server.port()
+        )
+    );
+    assert_eq!(server.received(), [b"named port"]);
+    if let Ok(v6) = FakeServer::try_start("[::1]:0", Box::new(uppercasing)) {
+        let bracketed = format!("[::1]:{}", v6.port());
+        let out = client(&["--server", &bracketed, "v6"], b"");
+        assert!(out.status.success(), "stderr: {}", stderr(&out));
+        assert_eq!(stdout(&out), "V6\n");
+    }
+}
+
+#[test]
 fn localhost_is_resolved_through_the_system() {
     // If localhost also names ::1, nothing listens there on this port: the
     // refusal moves the client on to 127.0.0.1.
@@ -380,7 +405,7 @@ fn the_default_port_is_12000() {
     let out = client(&["--help"], b"");
     assert!(out.status.success());
     assert!(
-        stdout(&out).contains("[default: 12000]"),
+        stdout(&out).contains("[default: the port in --server, else 12000]"),
         "{}",
         stdout(&out)
     );
