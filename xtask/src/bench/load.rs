@@ -182,57 +182,50 @@ impl Server {
         }
     }
 
-    /// How it is started, for the report (`PORT` stands for the port).
-    pub fn command_line(self) -> &'static str {
+    /// The program, as the report names it.
+    fn program(self) -> &'static str {
         match self {
-            Server::Upcase => "upcase-server --bind 127.0.0.1 --port 0 --threads 1",
-            Server::UpcaseBusyPoll => {
-                "upcase-server --bind 127.0.0.1 --port 0 --threads 1 --transport udp --busy-poll"
-            }
-            Server::UpcaseGro => {
-                "upcase-server --bind 127.0.0.1 --port 0 --threads 1 --transport udp --gro"
-            }
-            Server::CRecvmmsg => "limit_server -a 127.0.0.1 -p PORT -r 4194304",
-            Server::CPlain => "limit_server -a 127.0.0.1 -p PORT -n",
-            Server::Python => "python3 seed_udp_server.py PORT",
-            Server::CGro => "limit_server -a 127.0.0.1 -p PORT -g -r 4194304",
+            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => "upcase-server",
+            Server::CRecvmmsg | Server::CPlain | Server::CGro => "limit_server",
+            Server::Python => "python3 seed_udp_server.py",
         }
     }
 
-    /// Arguments after the program; `None` for our server, which picks its
-    /// own port and says which in its ready line.
+    /// The words after the program, `PORT` standing for the port. Our
+    /// server picks its own port (`--port 0`) and says which in its ready
+    /// line.
+    fn words(self) -> Vec<&'static str> {
+        const UPCASE: [&str; 6] = ["--bind", "127.0.0.1", "--port", "0", "--threads", "1"];
+        match self {
+            Server::Upcase => UPCASE.to_vec(),
+            Server::UpcaseBusyPoll => {
+                [&UPCASE[..], &["--transport", "udp", "--busy-poll"]].concat()
+            }
+            Server::UpcaseGro => [&UPCASE[..], &["--transport", "udp", "--gro"]].concat(),
+            Server::CRecvmmsg => vec!["-a", "127.0.0.1", "-p", "PORT", "-r", "4194304"],
+            Server::CPlain => vec!["-a", "127.0.0.1", "-p", "PORT", "-n"],
+            Server::Python => vec!["PORT"],
+            Server::CGro => vec!["-a", "127.0.0.1", "-p", "PORT", "-g", "-r", "4194304"],
+        }
+    }
+
+    /// How it is started, for the report (`PORT` stands for the port).
+    pub fn command_line(self) -> String {
+        std::iter::once(self.program())
+            .chain(self.words())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Arguments after the program, for a server on `port`.
     pub fn args(self, port: u16) -> Vec<String> {
-        let port = port.to_string();
-        let words: Vec<&str> = match self {
-            Server::Upcase => vec!["--bind", "127.0.0.1", "--port", "0", "--threads", "1"],
-            Server::UpcaseBusyPoll => vec![
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--threads",
-                "1",
-                "--transport",
-                "udp",
-                "--busy-poll",
-            ],
-            Server::UpcaseGro => vec![
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--threads",
-                "1",
-                "--transport",
-                "udp",
-                "--gro",
-            ],
-            Server::CRecvmmsg => vec!["-a", "127.0.0.1", "-p", &port, "-r", "4194304"],
-            Server::CPlain => vec!["-a", "127.0.0.1", "-p", &port, "-n"],
-            Server::Python => vec![&port],
-            Server::CGro => vec!["-a", "127.0.0.1", "-p", &port, "-g", "-r", "4194304"],
-        };
-        words.into_iter().map(String::from).collect()
+        self.words()
+            .into_iter()
+            .map(|word| match word {
+                "PORT" => port.to_string(),
+                word => word.to_string(),
+            })
+            .collect()
     }
 }
 
@@ -458,6 +451,23 @@ mod tests {
         assert!(parse_client_json("{\"lost\": 0}").is_err());
         assert!(parse_client_json("{\"replies_per_s\": 1}").is_err());
         assert!(parse_client_json("no json").is_err());
+    }
+
+    #[test]
+    fn servers_start_as_the_report_says() {
+        assert_eq!(
+            Server::UpcaseGro.command_line(),
+            "upcase-server --bind 127.0.0.1 --port 0 --threads 1 --transport udp --gro"
+        );
+        assert_eq!(
+            Server::CRecvmmsg.args(4000).join(" "),
+            "-a 127.0.0.1 -p 4000 -r 4194304"
+        );
+        assert_eq!(Server::Python.args(4000), ["4000"]);
+        for server in Server::ALL {
+            let line = server.command_line().replace("PORT", "4000");
+            assert!(line.ends_with(&server.args(4000).join(" ")), "{line}");
+        }
     }
 
     #[test]
