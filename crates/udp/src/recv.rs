@@ -29,6 +29,9 @@ pub struct RecvBatch {
     addrs: Vec<RawAddr>,
     controls: Vec<ControlBuf>,
     received: usize,
+    /// How many headers, from the first, the kernel may have written since
+    /// they were last reset.
+    dirty: usize,
 }
 
 // SAFETY: the raw pointers in `hdrs` and `iovs` point into the heap buffers of
@@ -103,7 +106,7 @@ impl RecvBatch {
     pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
         let slots = slots.clamp(1, crate::MAX_BATCH);
         let slot_len = slot_len.max(1);
-        RecvBatch {
+        let mut batch = RecvBatch {
             buffers: vec![0; slots * slot_len],
             slot_len,
             // SAFETY: mmsghdr is a C struct of integers and raw pointers, for
@@ -119,6 +122,35 @@ impl RecvBatch {
             addrs: vec![RawAddr::zeroed(); slots],
             controls: vec![ControlBuf([0; CONTROL_LEN]); slots],
             received: 0,
+            dirty: slots,
+        };
+        batch.point_headers();
+        batch
+    }
+
+    /// Points each header at its slot, iovec, address and control buffer,
+    /// once: the vectors are never resized, so the pointers stay good for the
+    /// batch's life (moving the struct moves no heap memory). Every pointer
+    /// comes from `Vec::as_mut_ptr`, which creates no reference to the
+    /// elements, so the slices [`RecvBatch::iter_mut`] hands out later do not
+    /// invalidate them; the kernel writes through them only during a receive,
+    /// when `&mut self` says no such slice is alive.
+    fn point_headers(&mut self) {
+        let (buffers, iovs) = (self.buffers.as_mut_ptr(), self.iovs.as_mut_ptr());
+        let (addrs, controls) = (self.addrs.as_mut_ptr(), self.controls.as_mut_ptr());
+        for (i, hdr) in self.hdrs.iter_mut().enumerate() {
+            // SAFETY: i < slots, the length of iovs, addrs and controls, and
+            // i * slot_len + slot_len <= slots * slot_len, the length of buffers:
+            // every pointer stays inside its allocation.
+            unsafe {
+                let iov = iovs.add(i);
+                (*iov).iov_base = buffers.add(i * self.slot_len).cast();
+                (*iov).iov_len = self.slot_len;
+                hdr.msg_hdr.msg_iov = iov;
+                hdr.msg_hdr.msg_name = addrs.add(i).cast();
+                hdr.msg_hdr.msg_control = controls.add(i).cast();
+            }
+            hdr.msg_hdr.msg_iovlen = 1;
         }
     }
 
@@ -151,33 +183,20 @@ impl RecvBatch {
 
     fn recv_with_flags(&mut self, socket: &impl AsFd, flags: libc::c_int) -> io::Result<usize> {
         self.received = 0;
-        // Pointers are derived afresh on every call, from the vectors as they
-        // are now, so none outlives a borrow handed out since the last call.
-        let buffers = self.buffers.as_mut_ptr();
-        let parts = self
-            .hdrs
-            .iter_mut()
-            .zip(&mut self.iovs)
-            .zip(self.addrs.iter_mut().zip(&mut self.controls));
-        for (i, ((hdr, iov), (addr, control))) in parts.enumerate() {
-            // SAFETY: i < slots, so i * slot_len is inside the allocation of
-            // slots * slot_len bytes.
-            iov.iov_base = unsafe { buffers.add(i * self.slot_len) }.cast();
-            iov.iov_len = self.slot_len;
+        // Only the headers the kernel wrote since their last reset need it:
+        // one datagram at a time (ping) resets one header, not the batch.
+        for hdr in &mut self.hdrs[..self.dirty] {
             hdr.msg_len = 0;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_name = (addr as *mut RawAddr).cast();
             hdr.msg_hdr.msg_namelen = RawAddr::CAPACITY;
-            hdr.msg_hdr.msg_control = (control as *mut ControlBuf).cast();
             hdr.msg_hdr.msg_controllen = CONTROL_LEN as _;
             hdr.msg_hdr.msg_flags = 0;
         }
         let fd = socket.as_fd().as_raw_fd();
         // SAFETY: every header points at an iovec, address and control buffer
-        // owned by self, with lengths matching their sizes (set in `new` and
-        // just above); `&mut self` guarantees nothing else reads or writes them
-        // during the call. The count is the length of `hdrs`, at most MAX_BATCH.
+        // owned by self (`point_headers`), with lengths matching their sizes
+        // (just above, or untouched since); `&mut self` guarantees nothing
+        // else reads or writes them during the call. The count is the length
+        // of `hdrs`, at most MAX_BATCH.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -188,9 +207,13 @@ impl RecvBatch {
             )
         };
         if n < 0 {
+            // A failed call fills no header; reset the first anyway, cheaply.
+            self.dirty = 1;
             return Err(io::Error::last_os_error());
         }
         self.received = n as usize;
+        // The kernel fills headers 0..n; one past them was at most tried.
+        self.dirty = (self.received + 1).min(self.hdrs.len());
         Ok(self.received)
     }
 

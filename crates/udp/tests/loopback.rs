@@ -280,6 +280,56 @@ fn long_datagrams_are_flagged_as_cut_and_empty_sockets_do_not_block() {
     assert_eq!(recv.capacity(), 4);
 }
 
+/// The kernel rewrites a header's address length, flags and control length
+/// on each receive; a header reused without a reset would cut the next
+/// sender's address to the last one's length (an IPv6 sender after an IPv4
+/// one) or carry the last datagram's flags.
+#[test]
+fn a_reused_header_holds_the_next_datagram_whole() {
+    use std::net::Ipv6Addr;
+    let Ok(server6) = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)) else {
+        eprintln!("note: no IPv6 loopback here; the IPv6 half of this test is skipped");
+        return;
+    };
+    let client6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).expect("bind ::1");
+    let (server4, client4) = (bound(), bound());
+    server6
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut recv = RecvBatch::new(4, 16);
+
+    // Rounds of three, one and three datagrams, each over IPv4 then IPv6:
+    // every header an IPv6 datagram lands in was last filled over IPv4, with
+    // a shorter address, and the first of each IPv4 round is cut.
+    for round in [3u8, 1, 3] {
+        for (server, client) in [(&server4, &client4), (&server6, &client6)] {
+            for i in 0..round {
+                let len = if i == 0 && server.local_addr().unwrap().is_ipv4() {
+                    40
+                } else {
+                    8
+                };
+                client.send_to(&message(i, len), addr(server)).unwrap();
+            }
+            let mut got = Vec::new();
+            while got.len() < usize::from(round) {
+                recv.recv(server).unwrap();
+                got.extend(
+                    recv.iter()
+                        .map(|d| (d.bytes.len(), d.meta.truncated, d.meta.peer)),
+                );
+            }
+            let expected: Vec<_> = (0..round)
+                .map(|i| {
+                    let cut = i == 0 && addr(server).is_ipv4();
+                    (if cut { 16 } else { 8 }, cut, Some(addr(client)))
+                })
+                .collect();
+            assert_eq!(got, expected, "round of {round} to {}", addr(server));
+        }
+    }
+}
+
 #[test]
 fn the_poller_wakes_for_the_readable_socket_only() {
     use std::os::fd::AsFd;
