@@ -124,6 +124,16 @@ fn has_no_case(c: char) -> bool {
     (0x3040..=0x9FFF).contains(&c) || (0xAC00..=0xD7A3).contains(&c) || c >= 0x1_F000
 }
 
+/// The capital of `c`, or `None` when `c` is its own capital.
+fn capital_of(c: char) -> Option<std::char::ToUppercase> {
+    if has_no_case(c) {
+        return None;
+    }
+    let upper = c.to_uppercase();
+    let unchanged = upper.len() == 1 && upper.clone().next() == Some(c);
+    (!unchanged).then_some(upper)
+}
+
 /// The capital of one two-byte character (U+0080..U+07FF: Latin with
 /// accents, Greek, Cyrillic, Armenian, Hebrew, Arabic, ...) as UTF-8.
 #[derive(Clone, Copy)]
@@ -153,13 +163,9 @@ fn two_byte_uppers() -> &'static [TwoByteUpper] {
                     len: 0,
                     bytes: [0; 7],
                 };
-                let Some(c) = char::from_u32(code) else {
+                let Some(upper) = char::from_u32(code).and_then(capital_of) else {
                     return entry;
                 };
-                let upper = c.to_uppercase();
-                if upper.len() == 1 && upper.clone().next() == Some(c) {
-                    return entry;
-                }
                 let mut len = 0;
                 for u in upper {
                     let end = len + u.len_utf8();
@@ -270,13 +276,9 @@ fn push_with_non_ascii_uppercased(text: &str, out: &mut Vec<u8>) {
             break;
         };
         at = start + c.len_utf8();
-        if has_no_case(c) {
+        let Some(upper) = capital_of(c) else {
             continue;
-        }
-        let upper = c.to_uppercase();
-        if upper.len() == 1 && upper.clone().next() == Some(c) {
-            continue;
-        }
+        };
         out.extend_from_slice(&bytes[copied..start]);
         let mut utf8 = [0u8; 4];
         for u in upper {

@@ -304,7 +304,7 @@ fn a_reused_header_holds_the_next_datagram_whole() {
     for round in [3u8, 1, 3] {
         for (server, client) in [(&server4, &client4), (&server6, &client6)] {
             for i in 0..round {
-                let len = if i == 0 && server.local_addr().unwrap().is_ipv4() {
+                let len = if i == 0 && addr(server).is_ipv4() {
                     40
                 } else {
                     8
