@@ -12,7 +12,7 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use upcase_e2e::{PATIENCE, ServerProcess, Stopped, binary, run_with_input};
+use upcase_e2e::{PATIENCE, ServerProcess, Stopped, binary, run_with_input, vm_rss_kib};
 use upcase_proto::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6, uppercase, uppercased_len};
 
 /// What the tests sent and received, to compare with the server's summary.
@@ -284,6 +284,36 @@ fn the_default_bind_answers_ipv4_and_ipv6_clients() {
     }
     let stopped = server.stop_with(libc::SIGINT);
     tally.assert_matches(&stopped);
+}
+
+/// The receive slots of one worker: 64 of 64 KiB.
+const SLOTS_KIB_PER_THREAD: u64 = 64 * 64;
+
+#[test]
+fn memory_is_claimed_before_the_ready_line() {
+    // Eight workers' slots, 32 MiB, are far more than the rest of the
+    // process: a server that claimed them only once serving would show
+    // a few MiB here.
+    let threads = 8;
+    let server = ServerProcess::start(&[
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--transport",
+        "udp",
+        "--threads",
+        &threads.to_string(),
+    ]);
+    let at_ready = vm_rss_kib(server.pid());
+    assert!(
+        at_ready >= threads * SLOTS_KIB_PER_THREAD,
+        "resident at the ready line: {at_ready} KiB, below {threads} threads' slots"
+    );
+    let client = client_of(server.addr());
+    let largest = vec![b'a'; MAX_PAYLOAD_V4];
+    assert_eq!(ask(&client, &largest), uppercase(&largest));
+    assert!(server.stop_with(libc::SIGTERM).status.success());
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The bound sockets and the threads that serve them.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
@@ -11,17 +11,28 @@ use crate::config::Config;
 use crate::counters::Counters;
 use crate::socket;
 
-/// A server whose sockets are bound, not yet serving.
-#[derive(Debug)]
+/// A server whose sockets are bound and whose workers hold their buffers,
+/// not yet serving.
 pub struct Server {
-    sockets: Vec<UdpSocket>,
+    workers: Vec<BatchWorker>,
     local_addr: SocketAddr,
     policy: std::sync::Arc<crate::policy::Policy>,
-    busy_poll: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
-    /// Binds one socket per thread; an error names the address and the cause.
+    /// Binds one socket per thread and builds each thread's worker, buffers
+    /// and all, so that once this returns (and the ready line is printed)
+    /// the server's memory is claimed; an error names the address and the
+    /// cause.
     pub fn bind(config: &Config) -> anyhow::Result<Server> {
         anyhow::ensure!(config.threads >= 1, "the server needs at least one thread");
         let sockets = socket::bind_all(config.bind, config.port, config.threads)?;
@@ -29,11 +40,17 @@ impl Server {
         let local_addr = sockets[0]
             .local_addr()
             .context("cannot read the bound address")?;
+        let policy = std::sync::Arc::new(crate::policy::Policy::new(config.policy));
+        let workers = sockets
+            .into_iter()
+            .map(|socket| {
+                BatchWorker::new(socket, std::sync::Arc::clone(&policy), config.udp.busy_poll)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Server {
-            sockets,
+            workers,
             local_addr,
-            policy: std::sync::Arc::new(crate::policy::Policy::new(config.policy)),
-            busy_poll: config.udp.busy_poll,
+            policy,
         })
     }
 
@@ -47,13 +64,9 @@ impl Server {
     /// added up. A worker that fails sets `stop` too, so the others end and
     /// its error is returned.
     pub fn serve(self, stop: &AtomicBool) -> anyhow::Result<Counters> {
-        let policy = self.policy;
-        let busy_poll = self.busy_poll;
-        let workers = self
-            .sockets
-            .into_iter()
-            .map(|socket| BatchWorker::new(socket, std::sync::Arc::clone(&policy), busy_poll))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let Server {
+            workers, policy, ..
+        } = self;
         let served = thread::scope(|scope| {
             let mut handles = Vec::with_capacity(workers.len());
             let mut failure = None;
@@ -102,7 +115,7 @@ impl Server {
 mod tests {
     use super::*;
     use crate::config::Bind;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, UdpSocket};
     use std::time::Duration;
 
     #[test]
