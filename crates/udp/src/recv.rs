@@ -85,8 +85,9 @@ impl DatagramMut<'_> {
 /// Writes into every page of `buffers` so the kernel backs it now rather
 /// than at the first datagram long enough to reach it. Left lazy, a server's
 /// resident memory climbs for as long as long datagrams keep landing in
-/// slots they have not reached before (seconds to minutes under mixed
-/// traffic), which looks like a leak, and each such receive pays page faults.
+/// slots they have not reached before (still, in the second half of a
+/// 10-second soak), which looks like a leak, and each such receive pays
+/// page faults.
 fn make_resident(buffers: &mut [u8]) {
     // The smallest page Linux uses; larger pages are covered all the same.
     const PAGE: usize = 4096;
