@@ -96,7 +96,7 @@ pub fn run_cli(config: &Config) -> anyhow::Result<()> {
 fn connect(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<TcpStream> {
     let mut failures = Vec::with_capacity(addrs.len());
     for &addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        match upcase_load::connect::connect_tcp(addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(err) => {
                 debug!("cannot connect to {addr}: {err}");

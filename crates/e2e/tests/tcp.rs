@@ -14,6 +14,7 @@ use upcase_e2e::{
     PATIENCE, ServerProcess, Stopped, assert_success, client, crate_file, python3, run_with_input,
     vm_rss_kib,
 };
+use upcase_load::connect::connect_tcp;
 use upcase_proto::uppercase;
 
 /// Lines that exercise every path: ASCII, a longer uppercase, a caseless
@@ -164,7 +165,9 @@ fn udp_alone_refuses_tcp_and_keeps_the_foundation_ready_line() {
         server.ready_line,
         format!("The server is ready to receive on {addr}")
     );
-    let err = TcpStream::connect(addr).expect_err("no TCP listener");
+    // Not `TcpStream::connect`: with nothing listening, the kernel may
+    // choose the server's port as the source and connect to itself.
+    let err = connect_tcp(addr, PATIENCE).expect_err("no TCP listener");
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
     let stopped = stop(server);
     assert!(

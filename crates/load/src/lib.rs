@@ -12,6 +12,7 @@
 //! at most `--loss-timeout` to collect the last replies.
 
 mod args;
+pub mod connect;
 mod engine;
 mod inflight;
 pub mod payload;

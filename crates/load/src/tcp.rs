@@ -186,7 +186,7 @@ impl Conn {
 /// A connection to `server` that sends each write at once (no Nagle
 /// delay); non-blocking unless `blocking`, then waiting at most a tick.
 fn connect(server: SocketAddr, blocking: bool) -> anyhow::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&server, CONNECT_TIMEOUT)
+    let stream = crate::connect::connect_tcp(server, CONNECT_TIMEOUT)
         .with_context(|| format!("cannot connect to {server}"))?;
     stream.set_nodelay(true).context("cannot set TCP_NODELAY")?;
     if blocking {
