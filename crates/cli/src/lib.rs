@@ -1,6 +1,9 @@
 //! What `upcase-server` and `upcase-client` share as command-line programs:
 //! argument errors in one line, logging to stderr with `-v`/`-q`, and the
-//! `error: ...` line and exit status every failure ends in.
+//! `error: ...` line and exit status every failure ends in; and the value
+//! parsers ([`parse`]) their command lines share.
+
+pub mod parse;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

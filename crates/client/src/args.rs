@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use upcase_cli::Verbosity;
+use upcase_cli::parse::HostPort;
 
 /// Sends lines to an upcase server over UDP and prints their uppercase.
 ///
@@ -50,61 +51,17 @@ pub struct ConnectionArgs {
     /// Server host, with its port if wanted: a name, an IPv4 or an IPv6
     /// address (`localhost`, `::1`, `[::1]:12000`, `example.com:12000`).
     #[arg(long, default_value = "localhost", value_name = "HOST[:PORT]",
-          value_parser = parse_server)]
-    pub server: ServerArg,
+          value_parser = upcase_cli::parse::host_port)]
+    pub server: HostPort,
     /// Server port [default: the port in --server, else 12000].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// How long to wait for a reply before sending again (`250ms`, `2s`).
-    #[arg(long, default_value = "1s", value_parser = parse_timeout, value_name = "DURATION")]
+    #[arg(long, default_value = "1s", value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
     pub timeout: Duration,
     /// How many times to send a message again after a timeout.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub retries: u32,
-}
-
-/// `--server` split into its host and the port it may name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerArg {
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-/// `HOST`, `HOST:PORT`, `[IPV6]` or `[IPV6]:PORT`; a bare IPv6 address (two
-/// colons or more) is a host without a port.
-pub fn parse_server(text: &str) -> Result<ServerArg, String> {
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("{text:?} opens a [ it does not close"))?;
-        match after {
-            "" => (host, None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None => return Err(format!("{text:?} has {after:?} after the ], not :PORT")),
-            },
-        }
-    } else {
-        match text.split_once(':') {
-            Some((host, port)) if !port.contains(':') => (host, Some(port)),
-            _ => (text, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("{text:?} names no host"));
-    }
-    let port = port
-        .map(|port| {
-            port.parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| format!("{port:?} in {text:?} is not a port (1-65535)"))
-        })
-        .transpose()?;
-    Ok(ServerArg {
-        host: host.to_string(),
-        port,
-    })
 }
 
 /// A command line whose options contradict each other: exit status 2, like
@@ -119,16 +76,6 @@ impl std::fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
-
-/// A positive duration in humantime syntax: a zero timeout would never let a
-/// reply arrive.
-pub fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if duration.is_zero() {
-        return Err("the timeout must be more than zero".to_string());
-    }
-    Ok(duration)
-}
 
 /// Everything a client session needs, independent of where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,14 +113,10 @@ impl TryFrom<&Args> for Config {
     /// Refuses a `--server HOST:PORT` and a `--port` that disagree.
     fn try_from(args: &Args) -> Result<Config, UsageError> {
         let c = &args.connection;
-        let port = match (c.server.port, c.port) {
-            (Some(named), Some(given)) if named != given => {
-                return Err(UsageError(format!(
-                    "--server names port {named} and --port says {given}: give one"
-                )));
-            }
-            (named, given) => named.or(given).unwrap_or(upcase_proto::DEFAULT_PORT),
-        };
+        let port = c
+            .server
+            .port_or(c.port, upcase_proto::DEFAULT_PORT)
+            .map_err(UsageError)?;
         Ok(Config {
             server: c.server.host.clone(),
             port,

@@ -15,14 +15,11 @@ pub mod tcp;
 
 use std::io::{BufRead, IsTerminal, Write};
 
-pub use args::{
-    Args, Command, Config, ConnectionArgs, ServerArg, UsageError, join_words, parse_server,
-    parse_timeout,
-};
+pub use args::{Args, Command, Config, ConnectionArgs, UsageError, join_words};
 pub use input::{Line, read_line};
 pub use resolve::{Resolver, SystemResolver, server_addresses};
 pub use route::{Miss, NoReply, Route};
-pub use session::{PROMPT, check_size, family_of};
+pub use session::{PROMPT, check_size};
 
 /// Exit status when the server never replied, after every try.
 pub const EXIT_NO_REPLY: u8 = 3;

@@ -51,14 +51,6 @@ impl Link {
     }
 }
 
-/// The wire family of an address: IPv4-mapped IPv6 addresses travel as IPv4.
-pub fn family_of(addr: SocketAddr) -> Family {
-    match addr {
-        SocketAddr::V4(_) => Family::V4,
-        SocketAddr::V6(v6) => Family::of_ipv6_octets(v6.ip().octets()),
-    }
-}
-
 /// What waiting for a reply gave.
 enum Wait {
     Reply(usize, Verdict),
@@ -132,7 +124,7 @@ impl<'c, W: Write> Session<'c, W> {
             .as_ref()
             .map(|l| l.peer)
             .or(self.route.current())
-            .map_or(Family::V4, family_of)
+            .map_or(Family::V4, Family::of)
     }
 
     /// Sends one message and prints its reply, moving on to the next server
@@ -143,7 +135,7 @@ impl<'c, W: Write> Session<'c, W> {
         loop {
             let outcome = match self.connected()? {
                 Ok(peer) => {
-                    check_size(message, family_of(peer))?;
+                    check_size(message, Family::of(peer))?;
                     self.try_link(message)?
                 }
                 Err(unreachable) => Err(Miss::Unreachable(unreachable)),
@@ -439,9 +431,9 @@ mod tests {
     #[test]
     fn mapped_addresses_are_ipv4() {
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:5".parse().expect("addr");
-        assert_eq!(family_of(mapped), Family::V4);
-        assert_eq!(family_of("[::1]:5".parse().expect("addr")), Family::V6);
-        assert_eq!(family_of("127.0.0.1:5".parse().expect("addr")), Family::V4);
+        assert_eq!(Family::of(mapped), Family::V4);
+        assert_eq!(Family::of("[::1]:5".parse().expect("addr")), Family::V6);
+        assert_eq!(Family::of("127.0.0.1:5".parse().expect("addr")), Family::V4);
     }
 
     #[test]

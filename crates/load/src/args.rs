@@ -4,6 +4,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use upcase_cli::parse::HostPort;
 
 use crate::payload::SEQ_LEN;
 
@@ -31,14 +32,16 @@ pub enum Transport {
 /// reference, the textbook's Python one): replies per second and latency.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Server host: a name, or an IPv4 or IPv6 address (`::1` or `[::1]`); a
-    /// name with both kinds of address is reached over IPv4.
-    #[arg(long, default_value = "localhost", value_name = "HOST")]
-    pub server: String,
-    /// Server port (UDP, or TCP with --tcp).
-    #[arg(long, default_value_t = upcase_proto::DEFAULT_PORT,
-          value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: u16,
+    /// Server host, with its port if wanted: a name, or an IPv4 or IPv6
+    /// address (`::1`, `[::1]:12000`, `example.com:12000`); a name with both
+    /// kinds of address is reached over IPv4.
+    #[arg(long, default_value = "localhost", value_name = "HOST[:PORT]",
+          value_parser = upcase_cli::parse::host_port)]
+    pub server: HostPort,
+    /// Server port (UDP, or TCP with --tcp) [default: the port in --server,
+    /// else 12000].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
     /// ping: one request in flight; flood: --window requests in flight.
     #[arg(long, value_enum, default_value_t = Mode::Flood)]
     pub mode: Mode,
@@ -57,13 +60,13 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(SEQ_LEN as i64..=upcase_proto::MAX_PAYLOAD_V6 as i64))]
     pub size: u32,
     /// How long to measure (`500ms`, `5s`, `1m`).
-    #[arg(long, default_value = "5s", value_parser = parse_positive, value_name = "DURATION")]
+    #[arg(long, default_value = "5s", value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
     pub duration: Duration,
     /// Traffic before the measurement starts, not counted.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "0s", value_parser = upcase_cli::parse::duration, value_name = "DURATION")]
     pub warmup: Duration,
     /// A request unanswered for this long is lost; a reply after it is late.
-    #[arg(long, default_value = "200ms", value_parser = parse_positive, value_name = "DURATION")]
+    #[arg(long, default_value = "200ms", value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
     pub loss_timeout: Duration,
     /// Send at most N requests in all (the run still ends after --duration).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -94,8 +97,11 @@ pub struct BenchArgs {
 impl Default for BenchArgs {
     fn default() -> Self {
         BenchArgs {
-            server: "localhost".to_string(),
-            port: upcase_proto::DEFAULT_PORT,
+            server: HostPort {
+                host: "localhost".to_string(),
+                port: None,
+            },
+            port: None,
             mode: Mode::Flood,
             window: 64,
             sockets: 1,
@@ -112,18 +118,6 @@ impl Default for BenchArgs {
             json: false,
         }
     }
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| e.to_string())
-}
-
-fn parse_positive(text: &str) -> Result<Duration, String> {
-    let duration = parse_duration(text)?;
-    if duration.is_zero() {
-        return Err("must be more than zero".to_string());
-    }
-    Ok(duration)
 }
 
 /// The arguments checked, resolved and made consistent.
@@ -147,11 +141,12 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub fn new(args: &BenchArgs) -> anyhow::Result<Plan> {
-        let server = resolve(&args.server, args.port)?;
-        let family = match server {
-            SocketAddr::V4(_) => upcase_proto::Family::V4,
-            SocketAddr::V6(_) => upcase_proto::Family::V6,
-        };
+        let port = args
+            .server
+            .port_or(args.port, upcase_proto::DEFAULT_PORT)
+            .map_err(anyhow::Error::msg)?;
+        let server = resolve(&args.server.host, port)?;
+        let family = upcase_proto::Family::of(server);
         let size = args.size as usize;
         let transport = if args.tcp {
             Transport::Tcp
@@ -221,11 +216,7 @@ fn check_tcp(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let addrs: Vec<SocketAddr> = (bare, port)
+    let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve server {host:?}"))?
         .collect();
@@ -294,6 +285,11 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
+        let named = Plan::new(&parse(&["--server", "127.0.0.1:7"]).unwrap()).unwrap();
+        assert_eq!(named.server, "127.0.0.1:7".parse().unwrap());
+        let both = parse(&["--server", "127.0.0.1:7", "--port", "8"]).unwrap();
+        let err = Plan::new(&both).unwrap_err().to_string();
+        assert_eq!(err, "--server names port 7 and --port says 8: give one");
         let v4_too_big = parse(&["--size", "65508"]).unwrap();
         let err = Plan::new(&v4_too_big).unwrap_err().to_string();
         assert!(err.contains("65507"), "{err}");

@@ -38,14 +38,13 @@ impl Family {
         }
     }
 
-    /// The family the wire uses for a peer address given as its 16 IPv6 octets
-    /// (IPv4-mapped addresses are IPv4 on the wire).
-    pub fn of_ipv6_octets(octets: [u8; 16]) -> Family {
-        let mapped_prefix = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-        if octets[..12] == mapped_prefix {
-            Family::V4
-        } else {
-            Family::V6
+    /// The family a peer's datagrams travel over: an IPv4-mapped peer on a
+    /// dual-stack socket (`[::ffff:a.b.c.d]:p`) is IPv4 on the wire, with
+    /// IPv4's smaller limit.
+    pub fn of(peer: std::net::SocketAddr) -> Family {
+        match peer.ip().to_canonical() {
+            std::net::IpAddr::V4(_) => Family::V4,
+            std::net::IpAddr::V6(_) => Family::V6,
         }
     }
 
@@ -73,14 +72,11 @@ mod tests {
 
     #[test]
     fn mapped_addresses_are_ipv4_on_the_wire() {
-        let mapped = std::net::Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped();
-        assert_eq!(Family::of_ipv6_octets(mapped.octets()), Family::V4);
-        assert_eq!(
-            Family::of_ipv6_octets(std::net::Ipv6Addr::LOCALHOST.octets()),
-            Family::V6
-        );
+        let peer = |text: &str| text.parse::<std::net::SocketAddr>().expect("addr");
+        assert_eq!(Family::of(peer("127.0.0.1:5")), Family::V4);
+        assert_eq!(Family::of(peer("[::ffff:127.0.0.1]:5")), Family::V4);
+        assert_eq!(Family::of(peer("[::1]:5")), Family::V6);
         // IPv4-compatible (deprecated, ::a.b.c.d) is not mapped: it is IPv6 on the wire.
-        let compatible = std::net::Ipv4Addr::new(127, 0, 0, 1).to_ipv6_compatible();
-        assert_eq!(Family::of_ipv6_octets(compatible.octets()), Family::V6);
+        assert_eq!(Family::of(peer("[::127.0.0.1]:5")), Family::V6);
     }
 }

@@ -25,7 +25,7 @@ use upcase_udp::{DatagramMut, Queue, RecvBatch, SendBatch};
 use crate::counters::Counters;
 use crate::policy::Policy;
 use crate::warn_limit::{WarnLimiter, suppressed_note};
-use crate::worker::{RecvError, answer, answer_ascii_train, classify_recv_error, family_of, shown};
+use crate::worker::{RecvError, answer, answer_ascii_train, classify_recv_error, shown};
 
 /// Most batches answered after the stop: 64 x 64 datagrams, a few
 /// milliseconds of work.
@@ -265,8 +265,8 @@ impl State {
         // ASCII keeps every reply the length of its request, so the replies
         // form a train of the same shape; the other limits are the kernel's
         // for one GSO send.
-        let fits_one_send =
-            train.len() <= family_of(peer).max_payload() && segments <= MAX_GSO_SEGMENTS;
+        let fits_one_send = train.len() <= upcase_proto::Family::of(peer).max_payload()
+            && segments <= MAX_GSO_SEGMENTS;
         if fits_one_send
             && answer_ascii_train(
                 train,

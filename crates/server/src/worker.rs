@@ -71,7 +71,7 @@ pub fn answer<'a>(
         }
         return None;
     }
-    let family = family_of(peer);
+    let family = Family::of(peer);
     match uppercase_datagram(datagram, scratch, family.max_payload()) {
         Ok(reply) => {
             if reply.path == Path::InvalidUtf8 {
@@ -115,15 +115,6 @@ pub fn answer<'a>(
             }
             None
         }
-    }
-}
-
-/// The family a peer's datagrams travel over: an IPv4-mapped peer on the
-/// dual-stack socket is IPv4 on the wire, with IPv4's smaller limit.
-pub fn family_of(peer: SocketAddr) -> Family {
-    match peer {
-        SocketAddr::V4(_) => Family::V4,
-        SocketAddr::V6(v6) => Family::of_ipv6_octets(v6.ip().octets()),
     }
 }
 
@@ -260,9 +251,9 @@ mod tests {
 
     #[test]
     fn the_limit_follows_the_family_on_the_wire() {
-        assert_eq!(family_of(v4_peer()), Family::V4);
-        assert_eq!(family_of(mapped_peer()), Family::V4);
-        assert_eq!(family_of(v6_peer()), Family::V6);
+        assert_eq!(Family::of(v4_peer()), Family::V4);
+        assert_eq!(Family::of(mapped_peer()), Family::V4);
+        assert_eq!(Family::of(v6_peer()), Family::V6);
 
         // 65,504 ASCII bytes and one U+0390 (2 bytes, uppercased to 6): a
         // request that fits IPv4 whose reply fits only IPv6.
