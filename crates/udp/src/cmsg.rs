@@ -47,22 +47,42 @@ pub(crate) fn write_segment(control: *mut SegmentControl, size: u16) {
 }
 
 /// The segment size of a UDP GRO control message, if the kernel attached one.
-pub(crate) fn gro_segment_size(hdr: &libc::msghdr) -> Option<u16> {
-    if hdr.msg_control.is_null() {
-        return None;
-    }
-    let wanted = size_of::<libc::c_int>();
-    // SAFETY: msg_control points at this slot's control buffer, aligned for
-    // cmsghdr, and msg_controllen is what the kernel wrote into it (at most
-    // RECV_CONTROL_LEN). CMSG_FIRSTHDR/CMSG_NXTHDR return null rather than a
-    // header that does not fit in msg_controllen, and the data is read only
-    // when the header's own length says it holds a whole c_int.
+///
+/// A header whose length is shorter than a header or runs past
+/// `msg_controllen` ends the walk: the kernel never writes one, and neither
+/// its data nor the header after it can be trusted.
+///
+/// # Safety
+///
+/// `hdr.msg_control` is null or points at `hdr.msg_controllen` initialised
+/// bytes aligned for `cmsghdr` (a receive's [`RecvControl`], after the
+/// kernel lowered its length to what it wrote).
+pub(crate) unsafe fn gro_segment_size(hdr: &libc::msghdr) -> Option<u16> {
+    let controllen: usize = hdr.msg_controllen as _;
+    let end = (hdr.msg_control as usize).wrapping_add(controllen);
+    // SAFETY: by the caller's promise the buffer holds msg_controllen bytes,
+    // aligned. CMSG_FIRSTHDR returns its start only when a whole header fits
+    // in it (null otherwise, or when msg_control is null); CMSG_NXTHDR
+    // returns a header at cmsg + CMSG_ALIGN(cmsg_len) only when that whole
+    // header fits before `end`, and null when the step wraps. Each header is
+    // thus whole, aligned (CMSG_ALIGN keeps the buffer's alignment) and
+    // inside the buffer. libc's CMSG_NXTHDR (unlike glibc's macro) does not
+    // check that a header's own length fits, and would wrap to the same
+    // header for a length near usize::MAX, so `len <= room` is checked here
+    // first: then the data CMSG_DATA points at, `len - CMSG_LEN(0)` bytes of
+    // which hold a whole c_int, is inside the buffer, and CMSG_NXTHDR's step
+    // neither overflows nor stands still.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
         while !cmsg.is_null() {
             let c = &*cmsg;
-            let data_len = (c.cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
-            if c.cmsg_level == libc::SOL_UDP && c.cmsg_type == libc::UDP_GRO && data_len >= wanted {
+            let len = c.cmsg_len as usize;
+            let room = end - cmsg as usize;
+            if len < libc::CMSG_LEN(0) as usize || len > room {
+                return None;
+            }
+            let whole_int = len >= libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize;
+            if c.cmsg_level == libc::SOL_UDP && c.cmsg_type == libc::UDP_GRO && whole_int {
                 let value = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
                 return u16::try_from(value).ok().filter(|&s| s > 0);
             }
@@ -70,4 +90,85 @@ pub(crate) fn gro_segment_size(hdr: &libc::msghdr) -> Option<u16> {
         }
     }
     None
+}
+
+/// The GRO segment size a receive finds in its slot's own control buffer
+/// when the kernel wrote `control` there (cut to the buffer's size, zeros
+/// after it) and returned `controllen` (capped at the buffer's size).
+#[cfg(test)]
+pub(crate) fn gro_segment_size_in_slot(control: &[u8], controllen: usize) -> Option<u16> {
+    // Boxed: a read past it is a heap overflow AddressSanitizer reports.
+    let mut slot = Box::new(RecvControl([0; RECV_CONTROL_LEN]));
+    let written = control.len().min(RECV_CONTROL_LEN);
+    slot.0[..written].copy_from_slice(&control[..written]);
+    // SAFETY: msghdr is a C struct of integers and raw pointers, for which
+    // all-zero bytes is a valid value (null pointers, zero lengths).
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_control = slot.0.as_mut_ptr().cast();
+    hdr.msg_controllen = controllen.min(RECV_CONTROL_LEN) as _;
+    // SAFETY: the header points at the slot's buffer, aligned for cmsghdr,
+    // with a length no greater than the buffer's.
+    unsafe { gro_segment_size(&hdr) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A control message as Linux lays it out: length, level, type, data,
+    /// padding to the next header.
+    fn message(len: usize, level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
+        let mut bytes = len.to_ne_bytes().to_vec();
+        bytes.extend(level.to_ne_bytes());
+        bytes.extend(kind.to_ne_bytes());
+        bytes.extend(data);
+        bytes.resize(bytes.len().next_multiple_of(8), 0);
+        bytes
+    }
+
+    fn gro(size: i32) -> Vec<u8> {
+        message(20, libc::SOL_UDP, libc::UDP_GRO, &size.to_ne_bytes())
+    }
+
+    #[test]
+    fn a_gro_message_gives_its_segment_size() {
+        assert_eq!(gro_segment_size_in_slot(&gro(1200), 24), Some(1200));
+        let tos = message(17, libc::SOL_IP, libc::IP_TOS, &[0]);
+        let both = [tos, gro(1472)].concat();
+        assert_eq!(gro_segment_size_in_slot(&both, both.len()), Some(1472));
+        assert_eq!(gro_segment_size_in_slot(&[], 0), None);
+        for size in [0, -1, 65_536] {
+            assert_eq!(gro_segment_size_in_slot(&gro(size), 24), None, "{size}");
+        }
+    }
+
+    #[test]
+    fn nothing_past_the_length_the_kernel_returned_is_read() {
+        // The header fits in 16 bytes, its data (stale bytes) does not.
+        assert_eq!(gro_segment_size_in_slot(&gro(1200), 16), None);
+        // The same for a second header whose data runs past the end.
+        let first = message(24, libc::SOL_IP, libc::IP_TOS, &[0; 8]);
+        let control = [first, gro(1200)].concat();
+        assert_eq!(gro_segment_size_in_slot(&control, 40), None);
+        assert_eq!(gro_segment_size_in_slot(&control, 48), Some(1200));
+    }
+
+    #[test]
+    fn a_length_near_usize_max_ends_the_walk() {
+        // libc's CMSG_NXTHDR would step by CMSG_ALIGN(len), which overflows
+        // (wrapping to zero: the same header again, forever, in release).
+        for len in [usize::MAX, usize::MAX - 6] {
+            let control = message(len, libc::SOL_IP, libc::IP_TOS, &[0; 8]);
+            assert_eq!(gro_segment_size_in_slot(&control, 64), None);
+        }
+    }
+
+    #[test]
+    fn a_segment_control_message_holds_its_size() {
+        let mut control = SegmentControl([0xff; SEGMENT_CONTROL_LEN]);
+        write_segment(&raw mut control, 1200);
+        let mut expected = message(18, libc::SOL_UDP, libc::UDP_SEGMENT, &1200u16.to_ne_bytes());
+        expected[18..].copy_from_slice(&[0xff; 6]); // padding left as it was
+        assert_eq!(control.0.as_slice(), expected);
+    }
 }

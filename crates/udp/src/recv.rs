@@ -277,7 +277,11 @@ impl RecvBatch {
 fn meta_of(hdr: &libc::mmsghdr, addr: &RawAddr) -> Meta {
     Meta {
         peer: addr.get(hdr.msg_hdr.msg_namelen),
-        segment_size: gro_segment_size(&hdr.msg_hdr),
+        // SAFETY: msg_control points at this slot's RecvControl
+        // (`point_headers`), aligned for cmsghdr, and msg_controllen is at
+        // most its size: set so before every receive, then only lowered by
+        // the kernel to what it wrote.
+        segment_size: unsafe { gro_segment_size(&hdr.msg_hdr) },
         truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
     }
 }
