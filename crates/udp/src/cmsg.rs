@@ -95,7 +95,7 @@ pub(crate) unsafe fn gro_segment_size(hdr: &libc::msghdr) -> Option<u16> {
 /// The GRO segment size a receive finds in its slot's own control buffer
 /// when the kernel wrote `control` there (cut to the buffer's size, zeros
 /// after it) and returned `controllen` (capped at the buffer's size).
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn gro_segment_size_in_slot(control: &[u8], controllen: usize) -> Option<u16> {
     // Boxed: a read past it is a heap overflow AddressSanitizer reports.
     let mut slot = Box::new(RecvControl([0; RECV_CONTROL_LEN]));

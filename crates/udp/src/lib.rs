@@ -16,7 +16,9 @@
 //!
 //! Modules, leaves first; none imports one above it: `limits`, `addr`,
 //! `cmsg` and `wait` use only libc; `opts` adds socket2; `recv` and `send`
-//! build on `limits`, `addr` and `cmsg`; `gso` sends with `send`.
+//! build on `limits`, `addr` and `cmsg`; `gso` sends with `send`. With the
+//! `fuzzing` feature, `fuzzing` opens the two decoders of what the kernel
+//! writes (`addr`, `cmsg`) to the targets in `fuzz/`.
 #![warn(unreachable_pub)]
 
 #[cfg(not(target_os = "linux"))]
@@ -30,6 +32,10 @@ pub mod opts;
 mod recv;
 mod send;
 mod wait;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use gso::gso_supported;
 pub use limits::{DEFAULT_BATCH, MAX_BATCH};
