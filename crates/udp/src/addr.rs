@@ -97,12 +97,15 @@ impl RawAddr {
         if len < size_of::<libc::sa_family_t>() {
             return None;
         }
-        // SAFETY: both members start with the family field at offset 0, and
-        // every bit pattern is a valid value for these plain C integer structs.
+        // Reading either member is sound whatever was written last: every
+        // byte of a RawAddr is initialised (see the assertion above) and
+        // every bit pattern is a valid value of these C structs of integers.
+        // The family and the length say which member is meaningful.
+        // SAFETY: as above; both members start with the family, at offset 0.
         let family = unsafe { self.v4.sin_family };
         match i32::from(family) {
             libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-                // SAFETY: the kernel wrote a whole sockaddr_in (family and length say so).
+                // SAFETY: as above; and the kernel wrote a whole sockaddr_in.
                 let a = unsafe { self.v4 };
                 let ip = Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes());
                 Some(SocketAddr::V4(SocketAddrV4::new(
@@ -111,7 +114,7 @@ impl RawAddr {
                 )))
             }
             libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
-                // SAFETY: the kernel wrote a whole sockaddr_in6 (family and length say so).
+                // SAFETY: as above; and the kernel wrote a whole sockaddr_in6.
                 let a = unsafe { self.v6 };
                 Some(SocketAddr::V6(SocketAddrV6::new(
                     Ipv6Addr::from(a.sin6_addr.s6_addr),

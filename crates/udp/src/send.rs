@@ -97,7 +97,7 @@ impl SendBatch {
     }
 
     /// How many messages fit before a queue flushes by itself.
-    pub fn capacity(&self) -> usize {
+    fn capacity(&self) -> usize {
         self.hdrs.len()
     }
 
