@@ -5,23 +5,34 @@
 //! it is run with the rustup proxy's `cargo +nightly`, not the cargo that
 //! started xtask. New inputs go to `fuzz/corpus-work/<target>/` (ignored by
 //! git); the committed seeds in `fuzz/corpus/<target>/` are only read.
-//! Crashing inputs land in `fuzz/artifacts/<target>/`.
+//! Crashing inputs land in `fuzz/artifacts/<target>/`. With
+//! `CARGO_TARGET_DIR` set, the fuzz build goes to its `fuzz/` subdirectory,
+//! apart from the stable toolchain's artifacts.
 
-use std::fs;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
+use std::{env, fs};
 
 use anyhow::{Context, bail};
 
 use crate::workspace;
 
 /// Every target in `fuzz/Cargo.toml`, in the order they run.
-pub const TARGETS: &[&str] = &["transform", "reply_len", "stream", "client_replies"];
+pub const TARGETS: &[&str] = &[
+    "transform",
+    "reply_len",
+    "stream",
+    "client_replies",
+    "gro_control",
+    "raw_addr",
+];
 
-/// The crates under test forbid `unsafe`, so AddressSanitizer would find
-/// nothing and halve the speed; debug assertions (overflow checks) stay on.
-const BUILD_FLAGS: &[&str] = &["--sanitizer", "none", "--debug-assertions"];
+/// AddressSanitizer on, for every target: `gro_control` and `raw_addr` run
+/// crates/udp's `unsafe` decoders, and the transform's ASCII prefix is an
+/// `unsafe` AVX2 call. Debug assertions (overflow checks) stay on.
+const BUILD_FLAGS: &[&str] = &["--sanitizer", "address", "--debug-assertions"];
 
 #[derive(Debug, clap::Args)]
 pub struct FuzzArgs {
@@ -48,7 +59,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
     println!("==> building the fuzz targets (nightly)");
     let status = nightly(&fuzz_dir)
         .args(["fuzz", "build"])
-        .args(BUILD_FLAGS)
+        .args(build_flags())
         .status()
         .context("cannot run cargo +nightly fuzz build")?;
     if !status.success() {
@@ -83,6 +94,18 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
         outcomes.len()
     );
     Ok(())
+}
+
+/// [`BUILD_FLAGS`], and `--target-dir` under `CARGO_TARGET_DIR` when set:
+/// the same for `build` and `run`, so `run` finds what `build` made.
+fn build_flags() -> Vec<OsString> {
+    let mut flags: Vec<OsString> = BUILD_FLAGS.iter().map(OsString::from).collect();
+    if let Some(dir) = env::var_os("CARGO_TARGET_DIR") {
+        flags.push("--target-dir".into());
+        let dir = std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(&dir));
+        flags.push(dir.join("fuzz").into());
+    }
+    flags
 }
 
 /// `cargo +nightly` through the rustup proxy on PATH, from `dir`, without
@@ -135,7 +158,7 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64) -> anyhow::Result<Out
     let started = Instant::now();
     let status = nightly(fuzz_dir)
         .args(["fuzz", "run"])
-        .args(BUILD_FLAGS)
+        .args(build_flags())
         .arg(target)
         .arg(&work)
         .arg(&seeds)

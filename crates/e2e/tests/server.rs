@@ -678,7 +678,8 @@ fn send_train(socket: &UdpSocket, train: &[u8], segment: u16) {
 /// Receives `count` datagrams, a GRO buffer split into its segments, each
 /// with the segment size it arrived with.
 fn receive_segments(socket: &UdpSocket, count: usize) -> Vec<(Vec<u8>, Option<u16>)> {
-    let mut batch = upcase_udp::RecvBatch::default();
+    let mut batch =
+        upcase_udp::RecvBatch::new(upcase_udp::DEFAULT_BATCH, upcase_proto::RECV_BUFFER_LEN);
     let mut got = Vec::new();
     while got.len() < count {
         batch.recv(socket).expect("a reply before the deadline");

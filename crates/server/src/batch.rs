@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use tracing::{debug, warn};
+use upcase_proto::RECV_BUFFER_LEN;
 use upcase_udp::opts::MAX_GSO_SEGMENTS;
 use upcase_udp::{DatagramMut, Queue, RecvBatch, SendBatch};
 
@@ -90,7 +91,7 @@ impl BatchWorker {
             socket,
             local,
             // Slots of RECV_BUFFER_LEN: any datagram and any GRO train fit whole.
-            recv: RecvBatch::default(),
+            recv: RecvBatch::new(upcase_udp::DEFAULT_BATCH, RECV_BUFFER_LEN),
             send: SendBatch::default(),
             state: State {
                 scratch: Vec::new(),
@@ -423,7 +424,7 @@ mod tests {
 
     /// Receives `count` replies, GRO trains split; each with its segment size.
     fn replies(client: &UdpSocket, count: usize) -> Vec<(Vec<u8>, Option<u16>)> {
-        let mut batch = RecvBatch::default();
+        let mut batch = RecvBatch::new(upcase_udp::DEFAULT_BATCH, RECV_BUFFER_LEN);
         let mut got = Vec::new();
         while got.len() < count {
             batch.recv(client).expect("a reply");

@@ -13,9 +13,41 @@ pub(crate) union RawAddr {
     v6: libc::sockaddr_in6,
 }
 
+// Neither member has padding and the union is exactly the larger one, so
+// every byte of a RawAddr is one of a member's integers: built from
+// `zeroed`, whose member covers all of them, a RawAddr has no byte that is
+// not initialised (what `to_bytes` needs).
+const _: () = assert!(
+    size_of::<RawAddr>() == size_of::<libc::sockaddr_in6>()
+        && size_of::<libc::sockaddr_in6>() == 2 + 2 + 4 + 16 + 4
+        && size_of::<libc::sockaddr_in>() == 2 + 2 + 4 + 8
+);
+
 impl RawAddr {
     /// The size the kernel may write into (`msg_namelen` before a receive).
     pub(crate) const CAPACITY: libc::socklen_t = size_of::<RawAddr>() as libc::socklen_t;
+
+    /// Its size in bytes.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) const LEN: usize = size_of::<RawAddr>();
+
+    /// A RawAddr holding `bytes`, as if the kernel had written them.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn from_bytes(bytes: [u8; RawAddr::LEN]) -> RawAddr {
+        // SAFETY: the sizes are equal, and both members are C structs of
+        // integers, for which every bit pattern is a valid value.
+        unsafe { std::mem::transmute::<[u8; RawAddr::LEN], RawAddr>(bytes) }
+    }
+
+    /// Its bytes, as the kernel reads them.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn to_bytes(self) -> [u8; RawAddr::LEN] {
+        // SAFETY: the sizes are equal, and every byte is initialised: the
+        // constructors (`zeroed`, `from_bytes`) write all of them, `set`
+        // overwrites a member whole, and no member has padding (asserted
+        // above).
+        unsafe { std::mem::transmute::<RawAddr, [u8; RawAddr::LEN]>(self) }
+    }
 
     pub(crate) fn zeroed() -> RawAddr {
         RawAddr {
@@ -65,12 +97,15 @@ impl RawAddr {
         if len < size_of::<libc::sa_family_t>() {
             return None;
         }
-        // SAFETY: both members start with the family field at offset 0, and
-        // every bit pattern is a valid value for these plain C integer structs.
+        // Reading either member is sound whatever was written last: every
+        // byte of a RawAddr is initialised (see the assertion above) and
+        // every bit pattern is a valid value of these C structs of integers.
+        // The family and the length say which member is meaningful.
+        // SAFETY: as above; both members start with the family, at offset 0.
         let family = unsafe { self.v4.sin_family };
         match i32::from(family) {
             libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-                // SAFETY: the kernel wrote a whole sockaddr_in (family and length say so).
+                // SAFETY: as above; and the kernel wrote a whole sockaddr_in.
                 let a = unsafe { self.v4 };
                 let ip = Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes());
                 Some(SocketAddr::V4(SocketAddrV4::new(
@@ -79,7 +114,7 @@ impl RawAddr {
                 )))
             }
             libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
-                // SAFETY: the kernel wrote a whole sockaddr_in6 (family and length say so).
+                // SAFETY: as above; and the kernel wrote a whole sockaddr_in6.
                 let a = unsafe { self.v6 };
                 Some(SocketAddr::V6(SocketAddrV6::new(
                     Ipv6Addr::from(a.sin6_addr.s6_addr),
@@ -112,5 +147,25 @@ mod tests {
         }
         assert_eq!(RawAddr::zeroed().get(0), None);
         assert_eq!(RawAddr::zeroed().get(RawAddr::CAPACITY), None);
+    }
+
+    #[test]
+    fn the_kernels_bytes_decode_only_when_whole() {
+        // sockaddr_in for 127.0.0.1:12000, as the kernel writes it.
+        let mut v4 = [0u8; RawAddr::LEN];
+        v4[..8].copy_from_slice(&[2, 0, 0x2e, 0xe0, 127, 0, 0, 1]);
+        let raw = RawAddr::from_bytes(v4);
+        assert_eq!(raw.get(16), Some("127.0.0.1:12000".parse().unwrap()));
+        assert_eq!(raw.get(15), None, "cut short");
+        assert_eq!(raw.to_bytes(), v4);
+        // sockaddr_in6 for [::1]:53 with scope 0.
+        let mut v6 = [0u8; RawAddr::LEN];
+        v6[..4].copy_from_slice(&[10, 0, 0, 53]);
+        v6[23] = 1;
+        let raw = RawAddr::from_bytes(v6);
+        assert_eq!(raw.get(28), Some("[::1]:53".parse().unwrap()));
+        assert_eq!(raw.get(27), None, "cut short");
+        // AF_UNIX (1): not an IP address, whatever its length.
+        assert_eq!(RawAddr::from_bytes([1; RawAddr::LEN]).get(28), None);
     }
 }

@@ -1,22 +1,53 @@
 //! Socket options for fast UDP, set on any socket (std or socket2).
+//!
+//! socket2 sets what it knows (`SO_RCVBUF`; `SO_REUSEPORT` and
+//! `SO_BUSY_POLL` are there for callers that need them); what it lacks,
+//! `UDP_GRO` and `SO_RCVBUFFORCE`, is one `setsockopt` of an `int` here.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::OnceLock;
 
-/// `SOL_UDP`, the option level of UDP (the protocol number, 17).
-pub const SOL_UDP: libc::c_int = 17;
-/// `UDP_SEGMENT` (Linux 4.18): the GSO segment size of a send, as a socket
-/// option or as a control message of one send.
-pub const UDP_SEGMENT: libc::c_int = 103;
-/// `UDP_GRO` (Linux 5.0): deliver trains of datagrams as one coalesced buffer.
-pub const UDP_GRO: libc::c_int = 104;
-/// `SO_BUSY_POLL`: microseconds to busy-poll the device queue on a blocking receive.
-pub const SO_BUSY_POLL: libc::c_int = 46;
-/// The most datagrams one GSO send may carry on every kernel with GSO
-/// (`UDP_MAX_SEGMENTS` is 64 before Linux 6.x, 128 after).
-pub const MAX_GSO_SEGMENTS: usize = 64;
+use socket2::SockRef;
+
+pub use crate::limits::MAX_GSO_SEGMENTS;
+
+/// Turns on UDP GRO: trains of datagrams from one sender may then arrive as
+/// one buffer, with their segment size in [`crate::Meta::segment_size`].
+/// Receive slots must then be large (64 KiB) to hold a whole train.
+pub fn enable_gro(socket: &impl AsFd) -> io::Result<()> {
+    set_int(socket, libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Whether UDP GRO is on for `socket`.
+pub fn gro_enabled(socket: &impl AsFd) -> io::Result<bool> {
+    get_int(socket, libc::SOL_UDP, libc::UDP_GRO).map(|on| on != 0)
+}
+
+/// Asks for a receive buffer of `bytes` and returns what the kernel granted,
+/// as it reports it (twice the usable size, by its bookkeeping). Beyond
+/// `net.core.rmem_max`, tries `SO_RCVBUFFORCE`, which needs CAP_NET_ADMIN.
+pub fn set_recv_buffer(socket: &impl AsFd, bytes: usize) -> io::Result<usize> {
+    let request = bytes.min(libc::c_int::MAX as usize);
+    let sock = SockRef::from(socket);
+    sock.set_recv_buffer_size(request)?;
+    let granted = sock.recv_buffer_size()?;
+    // Linux reads back twice what it granted: less than twice the request
+    // means net.core.rmem_max cut it.
+    if granted / 2 >= request {
+        return Ok(granted);
+    }
+    // Without the capability this fails with EPERM: keep what we have. The
+    // request fits a c_int: it was capped above.
+    match set_int(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, request as _) {
+        Ok(()) => sock.recv_buffer_size(),
+        Err(_) => Ok(granted),
+    }
+}
+
+/// The receive buffer size the kernel reports.
+pub fn recv_buffer(socket: &impl AsFd) -> io::Result<usize> {
+    SockRef::from(socket).recv_buffer_size()
+}
 
 fn set_int(
     socket: &impl AsFd,
@@ -54,97 +85,56 @@ fn get_int(socket: &impl AsFd, level: libc::c_int, name: libc::c_int) -> io::Res
     Ok(value)
 }
 
-/// Turns on UDP GRO: trains of datagrams from one sender may then arrive as
-/// one buffer, with their segment size in [`crate::Meta::segment_size`].
-/// Receive slots must then be large (64 KiB) to hold a whole train.
-pub fn enable_gro(socket: &impl AsFd) -> io::Result<()> {
-    set_int(socket, SOL_UDP, UDP_GRO, 1)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
 
-/// Whether UDP GRO is on for `socket`.
-pub fn gro_enabled(socket: &impl AsFd) -> io::Result<bool> {
-    get_int(socket, SOL_UDP, UDP_GRO).map(|on| on != 0)
-}
-
-/// `SO_REUSEPORT`: several sockets may bind the same port and the kernel
-/// spreads datagrams over them. Must be set before `bind`, so on a socket2
-/// socket rather than a bound std one.
-pub fn set_reuse_port(socket: &impl AsFd, on: bool) -> io::Result<()> {
-    set_int(
-        socket,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEPORT,
-        libc::c_int::from(on),
-    )
-}
-
-/// Asks for a receive buffer of `bytes` and returns what the kernel granted,
-/// as it reports it (twice the usable size, by its bookkeeping). Beyond
-/// `net.core.rmem_max`, tries `SO_RCVBUFFORCE`, which needs CAP_NET_ADMIN.
-pub fn set_recv_buffer(socket: &impl AsFd, bytes: usize) -> io::Result<usize> {
-    set_buffer(socket, bytes, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE)
-}
-
-/// Asks for a send buffer of `bytes` and returns what the kernel granted;
-/// see [`set_recv_buffer`].
-pub fn set_send_buffer(socket: &impl AsFd, bytes: usize) -> io::Result<usize> {
-    set_buffer(socket, bytes, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE)
-}
-
-fn set_buffer(
-    socket: &impl AsFd,
-    bytes: usize,
-    name: libc::c_int,
-    force: libc::c_int,
-) -> io::Result<usize> {
-    let request = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    set_int(socket, libc::SOL_SOCKET, name, request)?;
-    let mut granted = get_int(socket, libc::SOL_SOCKET, name)?;
-    // Linux reads back twice what it granted: less than twice the request
-    // means net.core.[rw]mem_max cut it.
-    if granted / 2 < request {
-        // Without the capability this fails with EPERM: keep what we have.
-        if set_int(socket, libc::SOL_SOCKET, force, request).is_ok() {
-            granted = get_int(socket, libc::SOL_SOCKET, name)?;
-        }
+    fn socket() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").expect("bind")
     }
-    Ok(usize::try_from(granted).unwrap_or(0))
-}
 
-/// The receive buffer size the kernel reports.
-pub fn recv_buffer(socket: &impl AsFd) -> io::Result<usize> {
-    get_int(socket, libc::SOL_SOCKET, libc::SO_RCVBUF).map(|v| usize::try_from(v).unwrap_or(0))
-}
+    /// `net.core.rmem_max`: the most `SO_RCVBUF` grants on its own.
+    fn rmem_max() -> usize {
+        let text = std::fs::read_to_string("/proc/sys/net/core/rmem_max").expect("rmem_max");
+        text.trim().parse().expect("a number")
+    }
 
-/// The send buffer size the kernel reports.
-pub fn send_buffer(socket: &impl AsFd) -> io::Result<usize> {
-    get_int(socket, libc::SOL_SOCKET, libc::SO_SNDBUF).map(|v| usize::try_from(v).unwrap_or(0))
-}
+    /// Whether this process may go beyond it (CAP_NET_ADMIN).
+    fn may_force() -> bool {
+        set_int(&socket(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4096).is_ok()
+    }
 
-/// `SO_BUSY_POLL`: a blocking receive polls the device for `micros` before
-/// sleeping. It helps with real NICs; over loopback spinning in user space
-/// (non-blocking receives in a loop) is what removes the wake-up cost.
-pub fn set_busy_poll(socket: &impl AsFd, micros: u32) -> io::Result<()> {
-    let value = libc::c_int::try_from(micros).unwrap_or(libc::c_int::MAX);
-    set_int(socket, libc::SOL_SOCKET, SO_BUSY_POLL, value)
-}
+    #[test]
+    fn a_buffer_within_rmem_max_is_granted_as_asked() {
+        let request = rmem_max().min(256 * 1024);
+        let socket = socket();
+        let granted = set_recv_buffer(&socket, request).expect("SO_RCVBUF");
+        assert_eq!(granted, 2 * request, "Linux reports twice the request");
+        assert_eq!(recv_buffer(&socket).expect("read back"), granted);
+    }
 
-/// Whether this kernel sends UDP GSO trains: tried once per process by
-/// sending a two-segment train to a socket of our own on 127.0.0.1.
-pub fn gso_supported() -> bool {
-    static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| probe_gso().is_ok())
-}
+    #[test]
+    fn beyond_rmem_max_the_buffer_is_forced_when_allowed() {
+        let request = 2 * rmem_max();
+        let socket = socket();
+        let granted = set_recv_buffer(&socket, request).expect("SO_RCVBUF");
+        if may_force() {
+            assert_eq!(granted, 2 * request, "SO_RCVBUFFORCE went past rmem_max");
+        } else {
+            assert_eq!(granted, 2 * rmem_max(), "capped, and the EPERM swallowed");
+        }
+        assert_eq!(recv_buffer(&socket).expect("read back"), granted);
+        // A request beyond a c_int is capped, not wrapped to a small one.
+        let granted = set_recv_buffer(&socket, usize::MAX).expect("SO_RCVBUF");
+        assert!(granted >= 2 * rmem_max(), "granted {granted}");
+    }
 
-fn probe_gso() -> io::Result<()> {
-    let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-    let me = socket.local_addr()?;
-    let mut batch = crate::SendBatch::new(1);
-    let mut queue = batch.queue(&socket);
-    queue.push(Some(me), b"gsogso", Some(3))?;
-    let report = queue.finish()?;
-    match report.first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+    #[test]
+    fn gro_is_off_until_enabled() {
+        let socket = socket();
+        assert!(!gro_enabled(&socket).expect("read UDP_GRO"));
+        enable_gro(&socket).expect("UDP_GRO");
+        assert!(gro_enabled(&socket).expect("read UDP_GRO"));
     }
 }

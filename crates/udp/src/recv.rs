@@ -5,16 +5,8 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
 
 use crate::addr::RawAddr;
-use crate::opts::{SOL_UDP, UDP_GRO};
-
-/// Room for the control messages a receive may carry: the UDP GRO segment
-/// size (one `int`) with ample slack for others the socket might enable.
-const CONTROL_LEN: usize = 64;
-
-/// A control buffer aligned like `cmsghdr`, as `CMSG_FIRSTHDR` assumes.
-#[derive(Clone, Copy)]
-#[repr(C, align(8))]
-struct ControlBuf([u8; CONTROL_LEN]);
+use crate::cmsg::{RECV_CONTROL_LEN, RecvControl, gro_segment_size};
+use crate::limits::MAX_BATCH;
 
 /// Slots for up to N datagrams, filled by one `recvmmsg` call.
 ///
@@ -28,7 +20,7 @@ pub struct RecvBatch {
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<RawAddr>,
-    controls: Vec<ControlBuf>,
+    controls: Vec<RecvControl>,
     received: usize,
     /// How many headers, from the first, the kernel may have written since
     /// they were last reset.
@@ -42,7 +34,9 @@ pub struct RecvBatch {
 unsafe impl Send for RecvBatch {}
 
 /// What the kernel said about one received buffer, besides its bytes.
+/// More may come (a destination address, ECN bits): hence non-exhaustive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Meta {
     /// The sender (`None` if the kernel gave no IP address).
     pub peer: Option<SocketAddr>,
@@ -115,19 +109,11 @@ fn segments(bytes: &[u8], segment_size: Option<u16>) -> impl Iterator<Item = &[u
     whole.chain(bytes.chunks(size))
 }
 
-impl Default for RecvBatch {
-    /// 64 slots of [`upcase_proto::RECV_BUFFER_LEN`] bytes: any datagram, or
-    /// any GRO train, fits whole.
-    fn default() -> Self {
-        RecvBatch::new(crate::DEFAULT_BATCH, upcase_proto::RECV_BUFFER_LEN)
-    }
-}
-
 impl RecvBatch {
     /// A batch of `slots` buffers of `slot_len` bytes each. `slots` is taken
-    /// between 1 and [`crate::MAX_BATCH`], `slot_len` at least 1.
+    /// between 1 and [`MAX_BATCH`], `slot_len` at least 1.
     pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
-        let slots = slots.clamp(1, crate::MAX_BATCH);
+        let slots = slots.clamp(1, MAX_BATCH);
         let slot_len = slot_len.max(1);
         let mut batch = RecvBatch {
             buffers: vec![0; slots * slot_len],
@@ -143,7 +129,7 @@ impl RecvBatch {
                 slots
             ],
             addrs: vec![RawAddr::zeroed(); slots],
-            controls: vec![ControlBuf([0; CONTROL_LEN]); slots],
+            controls: vec![RecvControl([0; RECV_CONTROL_LEN]); slots],
             received: 0,
             dirty: slots,
         };
@@ -212,7 +198,7 @@ impl RecvBatch {
         for hdr in &mut self.hdrs[..self.dirty] {
             hdr.msg_len = 0;
             hdr.msg_hdr.msg_namelen = RawAddr::CAPACITY;
-            hdr.msg_hdr.msg_controllen = CONTROL_LEN as _;
+            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
             hdr.msg_hdr.msg_flags = 0;
         }
         let fd = socket.as_fd().as_raw_fd();
@@ -291,35 +277,13 @@ impl RecvBatch {
 fn meta_of(hdr: &libc::mmsghdr, addr: &RawAddr) -> Meta {
     Meta {
         peer: addr.get(hdr.msg_hdr.msg_namelen),
-        segment_size: gro_segment_size(&hdr.msg_hdr),
+        // SAFETY: msg_control points at this slot's RecvControl
+        // (`point_headers`), aligned for cmsghdr, and msg_controllen is at
+        // most its size: set so before every receive, then only lowered by
+        // the kernel to what it wrote.
+        segment_size: unsafe { gro_segment_size(&hdr.msg_hdr) },
         truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
     }
-}
-
-/// The segment size of a UDP GRO control message, if the kernel attached one.
-fn gro_segment_size(hdr: &libc::msghdr) -> Option<u16> {
-    if hdr.msg_control.is_null() {
-        return None;
-    }
-    let wanted = size_of::<libc::c_int>();
-    // SAFETY: msg_control points at this slot's control buffer, aligned for
-    // cmsghdr, and msg_controllen is what the kernel wrote into it (at most
-    // CONTROL_LEN). CMSG_FIRSTHDR/CMSG_NXTHDR return null rather than a
-    // header that does not fit in msg_controllen, and the data is read only
-    // when the header's own length says it holds a whole c_int.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
-        while !cmsg.is_null() {
-            let c = &*cmsg;
-            let data_len = (c.cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
-            if c.cmsg_level == SOL_UDP && c.cmsg_type == UDP_GRO && data_len >= wanted {
-                let value = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
-                return u16::try_from(value).ok().filter(|&s| s > 0);
-            }
-            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -26,16 +26,8 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use crate::addr::RawAddr;
-use crate::opts::{SOL_UDP, UDP_SEGMENT};
-
-/// A control buffer holding exactly one UDP_SEGMENT message (a `u16`), aligned
-/// like `cmsghdr`.
-#[derive(Clone, Copy)]
-#[repr(C, align(8))]
-struct SegmentControl([u8; SEGMENT_CONTROL_LEN]);
-
-// SAFETY: CMSG_SPACE only computes an aligned size (no pointer is involved).
-const SEGMENT_CONTROL_LEN: usize = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+use crate::cmsg::{SEGMENT_CONTROL_LEN, SegmentControl, write_segment};
+use crate::limits::{DEFAULT_BATCH, MAX_BATCH};
 
 /// Marks an entry whose bytes are borrowed rather than in the arena.
 const BORROWED: usize = usize::MAX;
@@ -62,6 +54,7 @@ unsafe impl Send for SendBatch {}
 
 /// What a flush did.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct SendReport {
     /// Messages the kernel accepted (a GSO message counts once).
     pub sent: usize,
@@ -75,7 +68,7 @@ pub struct SendReport {
 impl Default for SendBatch {
     /// Room for 64 messages.
     fn default() -> Self {
-        SendBatch::new(crate::DEFAULT_BATCH)
+        SendBatch::new(DEFAULT_BATCH)
     }
 }
 
@@ -104,7 +97,7 @@ impl SendBatch {
     }
 
     /// How many messages fit before a queue flushes by itself.
-    pub fn capacity(&self) -> usize {
+    fn capacity(&self) -> usize {
         self.hdrs.len()
     }
 
@@ -235,7 +228,7 @@ impl<'d, S: AsFd> Queue<'_, 'd, S> {
         match segment_size.filter(|&s| s > 0) {
             Some(size) => {
                 let control = &raw mut batch.controls[i];
-                write_segment_control(control, size);
+                write_segment(control, size);
                 hdr.msg_control = control.cast();
                 hdr.msg_controllen = SEGMENT_CONTROL_LEN as _;
             }
@@ -276,7 +269,7 @@ impl<'d, S: AsFd> Queue<'_, 'd, S> {
         let fd = self.socket.as_fd();
         let mut done = 0;
         while done < len {
-            let count = (len - done).min(crate::MAX_BATCH);
+            let count = (len - done).min(MAX_BATCH);
             match send_some(fd, &mut batch.hdrs[done..done + count]) {
                 Ok(sent) => {
                     self.report.sent += sent;
@@ -298,23 +291,6 @@ impl<'d, S: AsFd> Queue<'_, 'd, S> {
             }
         }
         Ok(())
-    }
-}
-
-/// Writes a UDP_SEGMENT control message with `size` into `control`.
-fn write_segment_control(control: *mut SegmentControl, size: u16) {
-    // SAFETY: `control` points at a buffer of SEGMENT_CONTROL_LEN bytes aligned
-    // for cmsghdr, the space CMSG_SPACE(2) asks for one u16 of data; a msghdr
-    // is built around it only to let CMSG_FIRSTHDR/CMSG_DATA find the offsets.
-    unsafe {
-        let mut hdr: libc::msghdr = std::mem::zeroed();
-        hdr.msg_control = control.cast();
-        hdr.msg_controllen = SEGMENT_CONTROL_LEN as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&hdr);
-        (*cmsg).cmsg_level = SOL_UDP;
-        (*cmsg).cmsg_type = UDP_SEGMENT;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
-        libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(size);
     }
 }
 

@@ -3,7 +3,12 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use upcase_udp::{RecvBatch, SendBatch, gso_supported, opts};
+use upcase_udp::{DEFAULT_BATCH, RecvBatch, SendBatch, gso_supported, opts};
+
+/// Slots that hold any datagram, and any GRO train, whole.
+fn whole_datagrams() -> RecvBatch {
+    RecvBatch::new(DEFAULT_BATCH, 65_536)
+}
 
 fn bound() -> UdpSocket {
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
@@ -64,7 +69,7 @@ fn batches_of_any_size_round_trip_with_their_peers() {
         assert_eq!((report.sent, report.failed), (sizes.len(), 0));
     }
 
-    let mut recv = RecvBatch::default();
+    let mut recv = whole_datagrams();
     let mut replies = SendBatch::default();
     let mut seen = 0;
     while seen < 2 * sizes.len() {
@@ -115,7 +120,7 @@ fn gso_trains_arrive_coalesced_with_gro_and_split_without() {
     queue.push(Some(addr(&server)), &train, Some(100)).unwrap();
     assert_eq!(queue.finish().unwrap().sent, 1);
 
-    let mut recv = RecvBatch::default();
+    let mut recv = whole_datagrams();
     let mut coalesced = 0;
     let mut got = Vec::new();
     while got.len() < 11 {
@@ -206,7 +211,7 @@ fn a_failing_message_is_skipped_and_the_rest_still_sent() {
     assert_eq!((report.sent, report.failed), (4, 2));
     assert!(report.first_error.is_some());
 
-    let got = receive(&server, &mut RecvBatch::default(), 3);
+    let got = receive(&server, &mut whole_datagrams(), 3);
     let got: Vec<Vec<u8>> = got.into_iter().map(|(b, _)| b).collect();
     assert_eq!(got, [&b"first"[..], b"second", b"third"]);
 }
@@ -247,7 +252,7 @@ fn copies_outlive_their_source() {
             .unwrap();
     }
     assert_eq!(queue.finish().unwrap().sent, 5);
-    let got = receive(&server, &mut RecvBatch::default(), 5);
+    let got = receive(&server, &mut whole_datagrams(), 5);
     let got: Vec<String> = got
         .into_iter()
         .map(|(b, _)| String::from_utf8(b).unwrap())
