@@ -2,14 +2,11 @@
 //! answers wrongly: the JSON result counts what really came back.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr};
 use std::process::Output;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
-use std::time::Duration;
 
-use upcase_e2e::{ServerProcess, addresses_in, client};
+use upcase_e2e::fake_server::{FakeServer, FakeTcpServer};
+use upcase_e2e::{ServerProcess, client, free_tcp_port, free_udp_port};
 
 /// Runs `upcase-client bench` against `addr` with `args` and `--json`.
 fn bench(addr: SocketAddr, args: &[&str]) -> Output {
@@ -134,52 +131,10 @@ fn paced_flood_over_several_sockets() {
     assert!((1..=501).contains(&sent), "{json}");
 }
 
-/// A server in a thread that echoes every datagram in lowercase, as a
-/// broken server might; stops when dropped.
-struct LowercaseServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl LowercaseServer {
-    fn start() -> LowercaseServer {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("read timeout");
-        let addr = socket.local_addr().expect("local address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !stopped.load(Ordering::Relaxed) {
-                if let Ok((n, peer)) = socket.recv_from(&mut buf) {
-                    buf[..n].make_ascii_lowercase();
-                    let _ = socket.send_to(&buf[..n], peer);
-                }
-            }
-        });
-        LowercaseServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for LowercaseServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[test]
 fn wrong_replies_are_counted_and_fail_the_run() {
-    let server = LowercaseServer::start();
+    // Echoes every datagram in lowercase, as a broken server might.
+    let server = FakeServer::start(|_, request, _| vec![request.to_ascii_lowercase()]);
     let out = bench(server.addr, &["--window", "4", "--duration", "200ms"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a wrong server must fail the run");
@@ -202,10 +157,7 @@ fn wrong_replies_are_counted_and_fail_the_run() {
 #[test]
 fn no_server_is_an_error_not_a_hang() {
     // A port nobody listens on: every request is refused or lost.
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_udp_port().expect("free port");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let out = bench(addr, &["--duration", "200ms", "--loss-timeout", "50ms"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -228,16 +180,6 @@ fn bench_words(addr: SocketAddr, options: &str) -> Output {
     bench(addr, &options.split_whitespace().collect::<Vec<_>>())
 }
 
-/// The TCP address of the server's ready line (`..., tcp ADDR`).
-fn tcp_addr(server: &ServerProcess) -> SocketAddr {
-    let after = server
-        .ready_line
-        .split("tcp ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no TCP address in {:?}", server.ready_line));
-    addresses_in(after)[0]
-}
-
 /// A clean TCP run: besides [`assert_clean_run`], every request sent was
 /// answered correctly (a stream loses nothing).
 fn assert_clean_tcp_run(out: &Output) -> String {
@@ -252,7 +194,7 @@ fn assert_clean_tcp_run(out: &Output) -> String {
 fn tcp_ping_against_the_real_server() {
     let server =
         ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0", "--transport", "tcp"]);
-    let out = bench_words(tcp_addr(&server), "--tcp --mode ping --duration 300ms");
+    let out = bench_words(server.tcp_addr(), "--tcp --mode ping --duration 300ms");
     let json = assert_clean_tcp_run(&out);
     assert!(json.contains("\"mode\":\"ping\""), "{json}");
     assert_eq!(count(&json, "window"), 1, "{json}");
@@ -263,9 +205,9 @@ fn tcp_ping_against_the_real_server() {
 fn tcp_flood_over_several_connections_on_the_udp_port() {
     // Both transports, one port: --tcp reaches the TCP side of it.
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
-    assert_eq!(tcp_addr(&server), server.addr(), "{}", server.ready_line);
+    assert_eq!(server.tcp_addr(), server.addr(), "{}", server.ready.line());
     let out = bench_words(
-        tcp_addr(&server),
+        server.tcp_addr(),
         "--tcp --window 32 --sockets 4 --size 100 --duration 300ms",
     );
     let json = assert_clean_tcp_run(&out);
@@ -276,7 +218,7 @@ fn tcp_flood_over_several_connections_on_the_udp_port() {
 #[test]
 fn tcp_flood_over_ipv6_with_large_paced_requests() {
     let server = ServerProcess::start(&["--bind", "::1", "--port", "0", "--transport", "tcp"]);
-    let addr = tcp_addr(&server);
+    let addr = server.tcp_addr();
     assert!(addr.is_ipv6(), "{addr}");
     let out = bench_words(
         addr,
@@ -287,43 +229,9 @@ fn tcp_flood_over_ipv6_with_large_paced_requests() {
     assert!((1..=601).contains(&count(&json, "sent")), "paced: {json}");
 }
 
-/// A TCP server in a thread that serves one connection with `serve`.
-struct OneConnection {
-    addr: SocketAddr,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl OneConnection {
-    fn start(serve: impl FnOnce(TcpStream) + Send + 'static) -> OneConnection {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local address");
-        let thread = thread::spawn(move || {
-            if let Ok((stream, _)) = listener.accept() {
-                // Bounds the test if the client hangs: it fails, never waits.
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                serve(stream);
-            }
-        });
-        OneConnection {
-            addr,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for OneConnection {
-    fn drop(&mut self) {
-        // Ends a wait for a client that never came.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[test]
 fn tcp_wrong_replies_are_counted_and_fail_the_run() {
-    let server = OneConnection::start(|mut stream| {
+    let server = FakeTcpServer::start(|mut stream| {
         let mut buf = [0u8; 4096];
         while let Ok(n @ 1..) = stream.read(&mut buf) {
             buf[..n].make_ascii_lowercase();
@@ -369,10 +277,7 @@ fn assert_one_error_line(out: &Output, words: &[&str]) {
 
 #[test]
 fn tcp_to_a_closed_port_is_one_error_line() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_tcp_port().expect("free port");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let out = bench_words(addr, "--tcp --duration 300ms");
     assert_one_error_line(
@@ -383,7 +288,7 @@ fn tcp_to_a_closed_port_is_one_error_line() {
 
 #[test]
 fn tcp_connection_closed_by_the_server_is_an_error() {
-    let server = OneConnection::start(|mut stream| {
+    let server = FakeTcpServer::start(|mut stream| {
         // Takes the first request whole, answers nothing, and closes.
         let mut first = [0u8; 32];
         let _ = stream.read_exact(&mut first);
