@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::process::{self, Guard, Memory};
+use upcase_e2e::{Memory, Process, reachable};
+
 use build::Tools;
 use load::{Load, Row, Sample, Server};
 use procs::{Pinning, Role};
@@ -318,7 +319,7 @@ fn measure(
                     }
                 }
             }
-            match process::memory_of(guard.pid()) {
+            match guard.memory() {
                 Ok(reading) => memory.push((server, reading)),
                 Err(err) => errors.push(format!("run {run}, {} memory: {err:#}", server.name())),
             }
@@ -344,11 +345,17 @@ fn describe(sample: &Sample) -> String {
 }
 
 /// Starts `server` and returns once it has answered a datagram.
-fn start_server(bench: &Bench, server: Server, label: &str) -> anyhow::Result<(Guard, SocketAddr)> {
+fn start_server(
+    bench: &Bench,
+    server: Server,
+    label: &str,
+) -> anyhow::Result<(Process, SocketAddr)> {
     let tools = &bench.tools;
     let port = match server {
         Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => 0,
-        _ => procs::free_port()?,
+        // Another process could take it before the server binds it; the
+        // readiness probe then fails with a clear message.
+        _ => upcase_e2e::free_udp_port().context("no free UDP port on loopback")?,
     };
     let (program, mut args): (&Path, Vec<OsString>) = match server {
         Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => (&tools.server, Vec::new()),
@@ -371,16 +378,17 @@ fn start_server(bench: &Bench, server: Server, label: &str) -> anyhow::Result<(G
     args.extend(server.args(port).into_iter().map(OsString::from));
     let mut command = bench.pinning.command(Role::Server, program);
     command.args(args);
-    let mut guard = Guard::spawn(command, label, &bench.logs)?;
+    let mut guard = Process::spawn(&mut command)
+        .label(label)
+        .logs_in(&bench.logs)
+        .start()?;
     let addr = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => process::wait_ready_line(
-            &mut guard,
-            procs::STARTUP_LIMIT,
-            process::ready_line_address,
-        )?,
+        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => {
+            reachable(guard.wait_ready(procs::STARTUP_LIMIT)?.first())
+        }
         _ => SocketAddr::from(([127, 0, 0, 1], port)),
     };
-    procs::wait_answering(&mut guard, addr, procs::STARTUP_LIMIT)?;
+    guard.wait_answering(addr, b"upcase bench probe", procs::STARTUP_LIMIT)?;
     Ok((guard, addr))
 }
 
@@ -399,7 +407,10 @@ fn run_load(
     .with_context(|| format!("{} is not available", load.name()))?;
     let mut command = bench.pinning.command(Role::Load, program);
     command.args(load.args(row.spec(), addr.port(), bench.seconds));
-    let mut guard = Guard::spawn(command, label, &bench.logs)?;
+    let mut guard = Process::spawn(&mut command)
+        .label(label)
+        .logs_in(&bench.logs)
+        .start()?;
     // Loss timeouts and draining add well under a second; the rest is slack
     // for a loaded machine, while still bounding a hung load tool.
     let limit = Duration::from_secs_f64(bench.seconds) + Duration::from_secs(20);

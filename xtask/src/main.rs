@@ -8,7 +8,6 @@ mod bench;
 mod ci;
 mod demo;
 mod fuzz;
-mod process;
 mod soak;
 mod workspace;
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use super::load::{Load, Row, Sample, Server};
-use crate::process::Memory;
+use upcase_e2e::Memory;
 
 /// Everything one server/load pair measured in one row, over all runs.
 #[derive(Clone, Debug, Serialize)]
