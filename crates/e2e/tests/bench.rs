@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::process::Output;
 
+use upcase_bench::ClientRun;
 use upcase_e2e::fake_server::{FakeServer, FakeTcpServer};
 use upcase_e2e::{ServerProcess, client, free_tcp_port, free_udp_port};
 
@@ -16,48 +17,23 @@ fn bench(addr: SocketAddr, args: &[&str]) -> Output {
     client(&argv, b"")
 }
 
-/// The one JSON object on stdout, as text (checked to be a single line
-/// that is an object).
-fn json_of(out: &Output) -> String {
+/// The one JSON object on stdout (checked to be a single line that is an
+/// object), read by the bench's own reader.
+fn run_of(out: &Output) -> ClientRun {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one JSON line expected, got {stdout:?}");
     let line = lines[0].trim();
     assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
-    line.to_string()
+    ClientRun::from_stdout(line).unwrap_or_else(|err| panic!("{err:#}"))
 }
 
-/// The unsigned integer field `key` of a flat JSON object.
-fn count(json: &str, key: &str) -> u64 {
-    let pattern = format!("\"{key}\":");
-    let start = json
-        .find(&pattern)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pattern.len();
-    let digits: String = json[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a count in {json}"))
+/// A round-trip time that a run with correct replies has.
+fn latency(value: Option<f64>, run: &ClientRun) -> f64 {
+    value.unwrap_or_else(|| panic!("no latency in {run:?}"))
 }
 
-fn number(json: &str, key: &str) -> f64 {
-    let pattern = format!("\"{key}\":");
-    let start = json
-        .find(&pattern)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pattern.len();
-    let text: String = json[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
-        .collect();
-    text.parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
-}
-
-fn assert_clean_run(out: &Output) -> String {
+fn assert_clean_run(out: &Output) -> ClientRun {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {stderr}");
     // Not a terminal: no progress bar, no escape sequences.
@@ -65,14 +41,20 @@ fn assert_clean_run(out: &Output) -> String {
         !stderr.contains('\x1b'),
         "progress bar drawn into a pipe: {stderr:?}"
     );
-    let json = json_of(out);
-    assert!(count(&json, "correct") > 0, "{json}");
-    assert_eq!(count(&json, "wrong"), 0, "{json}");
-    assert!(count(&json, "sent") >= count(&json, "correct"), "{json}");
-    assert!(number(&json, "replies_per_s") > 0.0, "{json}");
-    assert!(number(&json, "p50_us") <= number(&json, "p99_us"), "{json}");
-    assert!(number(&json, "p99_us") <= number(&json, "max_us"), "{json}");
-    json
+    let run = run_of(out);
+    assert!(run.correct > 0, "{run:?}");
+    assert_eq!(run.wrong, 0, "{run:?}");
+    assert!(run.sent >= run.correct, "{run:?}");
+    assert!(run.replies_per_s > 0.0, "{run:?}");
+    assert!(
+        latency(run.p50_us, &run) <= latency(run.p99_us, &run),
+        "{run:?}"
+    );
+    assert!(
+        latency(run.p99_us, &run) <= latency(run.max_us, &run),
+        "{run:?}"
+    );
+    run
 }
 
 #[test]
@@ -82,9 +64,9 @@ fn ping_against_the_real_server() {
         server.loopback_addr(),
         &["--mode", "ping", "--duration", "300ms"],
     );
-    let json = assert_clean_run(&out);
-    assert!(json.contains("\"mode\":\"ping\""), "{json}");
-    assert_eq!(count(&json, "window"), 1, "{json}");
+    let run = assert_clean_run(&out);
+    assert_eq!(run.mode, "ping", "{run:?}");
+    assert_eq!(run.window, 1, "{run:?}");
 }
 
 #[test]
@@ -103,9 +85,9 @@ fn flood_against_the_real_server() {
             "100",
         ],
     );
-    let json = assert_clean_run(&out);
-    assert_eq!(count(&json, "window"), 16, "{json}");
-    assert_eq!(count(&json, "size"), 100, "{json}");
+    let run = assert_clean_run(&out);
+    assert_eq!(run.window, 16, "{run:?}");
+    assert_eq!(run.size, 100, "{run:?}");
 }
 
 #[test]
@@ -124,11 +106,10 @@ fn paced_flood_over_several_sockets() {
             "250ms",
         ],
     );
-    let json = assert_clean_run(&out);
+    let run = assert_clean_run(&out);
     // Pacing allows the first request at once, then one per 0.5 ms: at most
     // 501 in 0.25 s, however fast the server answers.
-    let sent = count(&json, "sent");
-    assert!((1..=501).contains(&sent), "{json}");
+    assert!((1..=501).contains(&run.sent), "{run:?}");
 }
 
 #[test]
@@ -145,12 +126,12 @@ fn wrong_replies_are_counted_and_fail_the_run() {
         "{stderr}"
     );
     // The result is still printed, with what came back.
-    let json = json_of(&out);
-    assert!(count(&json, "wrong") > 0, "{json}");
-    assert_eq!(count(&json, "correct"), 0, "{json}");
-    assert!(
-        json.contains("\"p50_us\":null"),
-        "no latency without a correct reply: {json}"
+    let run = run_of(&out);
+    assert!(run.wrong > 0, "{run:?}");
+    assert_eq!(run.correct, 0, "{run:?}");
+    assert_eq!(
+        run.p50_us, None,
+        "no latency without a correct reply: {run:?}"
     );
 }
 
@@ -163,7 +144,7 @@ fn no_server_is_an_error_not_a_hang() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("error: no correct reply"), "{stderr}");
-    assert_eq!(count(&json_of(&out), "correct"), 0);
+    assert_eq!(run_of(&out).correct, 0);
 }
 
 #[test]
@@ -182,12 +163,12 @@ fn bench_words(addr: SocketAddr, options: &str) -> Output {
 
 /// A clean TCP run: besides [`assert_clean_run`], every request sent was
 /// answered correctly (a stream loses nothing).
-fn assert_clean_tcp_run(out: &Output) -> String {
-    let json = assert_clean_run(out);
-    assert!(json.contains("\"transport\":\"tcp\""), "{json}");
-    assert_eq!(count(&json, "correct"), count(&json, "sent"), "{json}");
-    assert_eq!(count(&json, "lost"), 0, "{json}");
-    json
+fn assert_clean_tcp_run(out: &Output) -> ClientRun {
+    let run = assert_clean_run(out);
+    assert_eq!(run.transport, "tcp", "{run:?}");
+    assert_eq!(run.correct, run.sent, "{run:?}");
+    assert_eq!(run.lost, 0, "{run:?}");
+    run
 }
 
 #[test]
@@ -195,10 +176,10 @@ fn tcp_ping_against_the_real_server() {
     let server =
         ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0", "--transport", "tcp"]);
     let out = bench_words(server.tcp_addr(), "--tcp --mode ping --duration 300ms");
-    let json = assert_clean_tcp_run(&out);
-    assert!(json.contains("\"mode\":\"ping\""), "{json}");
-    assert_eq!(count(&json, "window"), 1, "{json}");
-    assert_eq!(count(&json, "sockets"), 1, "{json}");
+    let run = assert_clean_tcp_run(&out);
+    assert_eq!(run.mode, "ping", "{run:?}");
+    assert_eq!(run.window, 1, "{run:?}");
+    assert_eq!(run.sockets, 1, "{run:?}");
 }
 
 #[test]
@@ -210,9 +191,9 @@ fn tcp_flood_over_several_connections_on_the_udp_port() {
         server.tcp_addr(),
         "--tcp --window 32 --sockets 4 --size 100 --duration 300ms",
     );
-    let json = assert_clean_tcp_run(&out);
-    assert_eq!(count(&json, "sockets"), 4, "{json}");
-    assert_eq!(count(&json, "size"), 100, "{json}");
+    let run = assert_clean_tcp_run(&out);
+    assert_eq!(run.sockets, 4, "{run:?}");
+    assert_eq!(run.size, 100, "{run:?}");
 }
 
 #[test]
@@ -224,9 +205,9 @@ fn tcp_flood_over_ipv6_with_large_paced_requests() {
         addr,
         "--tcp --window 8 --sockets 2 --size 20000 --rate 2000 --duration 300ms",
     );
-    let json = assert_clean_tcp_run(&out);
-    assert!(json.contains("\"server\":\"[::1]:"), "{json}");
-    assert!((1..=601).contains(&count(&json, "sent")), "paced: {json}");
+    let run = assert_clean_tcp_run(&out);
+    assert!(run.server.starts_with("[::1]:"), "{run:?}");
+    assert!((1..=601).contains(&run.sent), "paced: {run:?}");
 }
 
 #[test]
@@ -249,13 +230,10 @@ fn tcp_wrong_replies_are_counted_and_fail_the_run() {
             .any(|l| l.starts_with("error: ") && l.contains("wrong replies")),
         "{stderr}"
     );
-    let json = json_of(&out);
-    assert!(
-        count(&json, "wrong") > 4,
-        "wrong replies free the window: {json}"
-    );
-    assert_eq!(count(&json, "correct"), 0, "{json}");
-    assert_eq!(count(&json, "wrong"), count(&json, "sent"), "{json}");
+    let run = run_of(&out);
+    assert!(run.wrong > 4, "wrong replies free the window: {run:?}");
+    assert_eq!(run.correct, 0, "{run:?}");
+    assert_eq!(run.wrong, run.sent, "{run:?}");
 }
 
 /// Asserts a failed run that printed nothing but one `error:` line

@@ -7,16 +7,16 @@ use std::time::Duration;
 
 /// How long a server may take to answer its first datagram (Python starts
 /// slowly on a busy machine).
-pub const STARTUP_LIMIT: Duration = Duration::from_secs(15);
+pub(crate) const STARTUP_LIMIT: Duration = Duration::from_secs(15);
 
 /// Which core each side runs on, when `taskset` can pin them.
 #[derive(Clone, Debug)]
-pub struct Pinning {
+pub(crate) struct Pinning {
     taskset: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug)]
-pub enum Role {
+pub(crate) enum Role {
     Server,
     Load,
 }
@@ -24,7 +24,7 @@ pub enum Role {
 impl Pinning {
     /// Pins the server to core 0 and the load to core 1 if both cores can be
     /// used; otherwise runs unpinned and says why in `notes`.
-    pub fn detect(notes: &mut Vec<String>) -> Pinning {
+    pub(crate) fn detect(notes: &mut Vec<String>) -> Pinning {
         let works = Command::new("taskset")
             .args(["-c", "1", "true"])
             .stdout(Stdio::null())
@@ -47,11 +47,11 @@ impl Pinning {
         }
     }
 
-    pub fn is_pinned(&self) -> bool {
+    pub(crate) fn is_pinned(&self) -> bool {
         self.taskset.is_some()
     }
 
-    pub fn command(&self, role: Role, program: &Path) -> Command {
+    pub(crate) fn command(&self, role: Role, program: &Path) -> Command {
         match &self.taskset {
             Some(taskset) => {
                 let mut command = Command::new(taskset);
