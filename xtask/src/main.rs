@@ -5,6 +5,8 @@
 //! its own crate, `upcase-bench`); adding one is a variant in [`Task`] and
 //! a line in `main`.
 
+#![forbid(unsafe_code)]
+
 mod ci;
 mod demo;
 mod fuzz;

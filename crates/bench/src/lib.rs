@@ -11,6 +11,7 @@
 //! [`run`]. Its one public type beside the options is [`ClientRun`], the
 //! one reader of `upcase-client bench --json`.
 
+#![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
 mod build;

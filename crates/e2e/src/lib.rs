@@ -19,6 +19,8 @@
 //! `unsafe` here is one `pre_exec` (in `process.rs`) that ties each child's
 //! life to its parent's; signals go through `nix`'s safe `kill`.
 
+#![deny(unsafe_code)]
+
 pub mod fake_server;
 mod memory;
 mod probe;

@@ -1,5 +1,6 @@
 //! Child processes that cannot outlive what started them: killed when
-//! dropped, and by the kernel when their parent dies (a CI timeout, ^C).
+//! dropped, and by the kernel when the thread that started them dies (a CI
+//! timeout, ^C, a test that panicked).
 //! Their stdout and stderr are read by a thread each as they come, so no
 //! pipe can fill up and block them, and kept in memory (and in log files
 //! when asked) for the caller to read, during the run and after it.
@@ -156,6 +157,7 @@ impl<'a> Spawn<'a> {
 /// Has the kernel kill the child when its parent dies. The parent is the
 /// thread that spawns it: spawn from a thread that outlives the child (a
 /// test's own thread, xtask's main thread).
+#[allow(unsafe_code)] // The kit's one unsafe block: see lib.rs.
 fn die_with_parent(command: &mut Command) {
     let parent = getpid();
     // SAFETY: the closure runs in the child between fork and exec, where

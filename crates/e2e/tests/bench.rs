@@ -60,10 +60,7 @@ fn assert_clean_run(out: &Output) -> ClientRun {
 #[test]
 fn ping_against_the_real_server() {
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
-    let out = bench(
-        server.loopback_addr(),
-        &["--mode", "ping", "--duration", "300ms"],
-    );
+    let out = bench_words(server.loopback_addr(), "--mode ping --duration 300ms");
     let run = assert_clean_run(&out);
     assert_eq!(run.mode, "ping", "{run:?}");
     assert_eq!(run.window, 1, "{run:?}");
@@ -72,18 +69,9 @@ fn ping_against_the_real_server() {
 #[test]
 fn flood_against_the_real_server() {
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
-    let out = bench(
+    let out = bench_words(
         server.loopback_addr(),
-        &[
-            "--mode",
-            "flood",
-            "--window",
-            "16",
-            "--duration",
-            "300ms",
-            "--size",
-            "100",
-        ],
+        "--mode flood --window 16 --duration 300ms --size 100",
     );
     let run = assert_clean_run(&out);
     assert_eq!(run.window, 16, "{run:?}");
@@ -93,18 +81,9 @@ fn flood_against_the_real_server() {
 #[test]
 fn paced_flood_over_several_sockets() {
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
-    let out = bench(
+    let out = bench_words(
         server.loopback_addr(),
-        &[
-            "--window",
-            "8",
-            "--sockets",
-            "3",
-            "--rate",
-            "2000",
-            "--duration",
-            "250ms",
-        ],
+        "--window 8 --sockets 3 --rate 2000 --duration 250ms",
     );
     let run = assert_clean_run(&out);
     // Pacing allows the first request at once, then one per 0.5 ms: at most
@@ -112,11 +91,9 @@ fn paced_flood_over_several_sockets() {
     assert!((1..=501).contains(&run.sent), "{run:?}");
 }
 
-#[test]
-fn wrong_replies_are_counted_and_fail_the_run() {
-    // Echoes every datagram in lowercase, as a broken server might.
-    let server = FakeServer::start(|_, request, _| vec![request.to_ascii_lowercase()]);
-    let out = bench(server.addr, &["--window", "4", "--duration", "200ms"]);
+/// Asserts a run failed with an error naming wrong replies, and returns the
+/// result it still printed, with what came back.
+fn failed_on_wrong_replies(out: &Output) -> ClientRun {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a wrong server must fail the run");
     assert!(
@@ -125,8 +102,15 @@ fn wrong_replies_are_counted_and_fail_the_run() {
             .any(|l| l.starts_with("error: ") && l.contains("wrong replies")),
         "{stderr}"
     );
-    // The result is still printed, with what came back.
-    let run = run_of(&out);
+    run_of(out)
+}
+
+#[test]
+fn wrong_replies_are_counted_and_fail_the_run() {
+    // Echoes every datagram in lowercase, as a broken server might.
+    let server = FakeServer::start(|_, request, _| vec![request.to_ascii_lowercase()]);
+    let out = bench(server.addr, &["--window", "4", "--duration", "200ms"]);
+    let run = failed_on_wrong_replies(&out);
     assert!(run.wrong > 0, "{run:?}");
     assert_eq!(run.correct, 0, "{run:?}");
     assert_eq!(
@@ -222,15 +206,7 @@ fn tcp_wrong_replies_are_counted_and_fail_the_run() {
         }
     });
     let out = bench_words(server.addr, "--tcp --window 4 --duration 200ms");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a wrong server must fail the run");
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.starts_with("error: ") && l.contains("wrong replies")),
-        "{stderr}"
-    );
-    let run = run_of(&out);
+    let run = failed_on_wrong_replies(&out);
     assert!(run.wrong > 4, "wrong replies free the window: {run:?}");
     assert_eq!(run.correct, 0, "{run:?}");
     assert_eq!(run.wrong, run.sent, "{run:?}");

@@ -61,16 +61,24 @@ fn start(bind: &str, extra: &[&str]) -> (ServerProcess, SocketAddr) {
 
 /// Sends `bytes`, ends the stream, returns everything that came back.
 fn whole_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut stream = connect(addr);
-    stream.write_all(bytes).expect("send");
-    stream.shutdown(Shutdown::Write).expect("shutdown");
-    read_to_end(&mut stream)
+    exchange(&mut connect(addr), bytes)
 }
 
 fn stop(server: ServerProcess) -> Stopped {
     let stopped = server.stop_with(Signal::SIGTERM);
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
     assert!(!stopped.stderr.contains("panicked"), "{}", stopped.stderr);
+    stopped
+}
+
+/// [`stop`], which must take less than a second.
+fn stop_within_a_second(server: ServerProcess) -> Stopped {
+    let stopped = stop(server);
+    assert!(
+        stopped.elapsed < Duration::from_secs(1),
+        "{:?}",
+        stopped.elapsed
+    );
     stopped
 }
 
@@ -264,12 +272,7 @@ fn a_client_that_never_reads_cannot_grow_server_memory() {
     );
     // Stuck in a write at the stop: closed after the grace period, and the
     // server still exits within a second.
-    let stopped = stop(server);
-    assert!(
-        stopped.elapsed < Duration::from_secs(1),
-        "{:?}",
-        stopped.elapsed
-    );
+    let stopped = stop_within_a_second(server);
     assert_eq!(stopped.tcp().closed_at_stop, 1);
     let held = stopped.tcp().bytes_in - stopped.tcp().bytes_out;
     assert!(held <= 16 * 1024, "the server held {held} bytes");
@@ -325,12 +328,7 @@ fn a_signal_closes_the_listener_and_lingering_connections_within_a_second() {
     let mut lingering = connect(addr);
     lingering.write_all(b"a").expect("send");
     assert_eq!(read_exactly(&mut lingering, 1), b"A");
-    let stopped = stop(server);
-    assert!(
-        stopped.elapsed < Duration::from_secs(1),
-        "{:?}",
-        stopped.elapsed
-    );
+    let stopped = stop_within_a_second(server);
     assert_eq!(stopped.tcp().closed_at_stop, 1);
     assert!(closed_by_server(&mut lingering));
     assert!(TcpStream::connect(addr).is_err(), "the listener is gone");
