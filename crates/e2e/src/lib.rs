@@ -21,6 +21,7 @@
 
 #![deny(unsafe_code)]
 
+mod capture;
 pub mod fake_server;
 mod memory;
 mod probe;
