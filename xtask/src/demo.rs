@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use upcase_e2e::{Process, ReadyLine, Signal, Summary};
 
-use crate::process::{self, Guard};
 use crate::workspace;
 
 /// One datagram per line over UDP, one line of the stream over TCP: plain ASCII, a character whose uppercase is
@@ -51,7 +51,7 @@ pub fn run() -> anyhow::Result<()> {
         server_args.join(" ")
     ));
     let server = Server::start(&bin.join("upcase-server"), &server_args, &logs)?;
-    println!("   {}", server.ready_line);
+    println!("   {}", server.ready.line());
 
     let port = server.addr.port().to_string();
     let client = bin.join("upcase-client");
@@ -222,70 +222,75 @@ fn run_client(
     label: &str,
     logs: &Path,
 ) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut command = Command::new(program);
-    command.args(args);
-    let mut child = Guard::spawn_with_input(command, label, logs, input)?;
-    let status = child.wait_within(PATIENCE).context("the client")?;
-    let stderr = child.stderr();
-    if !status.success() {
-        bail!("the client failed ({status}): {}", stderr.trim_end());
+    let out = Process::spawn(Command::new(program).args(args))
+        .label(label)
+        .logs_in(logs)
+        .input(input)
+        .start()?
+        .finish(PATIENCE)
+        .context("the client")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("the client failed ({}): {}", out.status, stderr.trim_end());
     }
     for line in stderr.lines() {
         println!("   client: {line}");
     }
-    Ok(reply_lines(&child.stdout_bytes()?))
+    Ok(reply_lines(&out.stdout))
 }
 
-/// The address in a ready line of the form `... on udp A, tcp A`: both
+/// The address of a ready line of the form `... on udp A, tcp A`: both
 /// transports on the same address and port, or `None`.
-fn shared_port(line: &str) -> Option<SocketAddr> {
-    let named = line.strip_prefix("The server is ready to receive on ")?;
-    let (udp, tcp) = named.split_once(", ")?;
-    let udp: SocketAddr = udp.strip_prefix("udp ")?.parse().ok()?;
-    let tcp: SocketAddr = tcp.strip_prefix("tcp ")?.parse().ok()?;
-    (udp == tcp).then_some(udp)
+fn shared_port(ready: &ReadyLine) -> Option<SocketAddr> {
+    ready.udp().filter(|udp| ready.tcp() == Some(*udp))
 }
 
 /// The running server and its ready line.
 struct Server {
-    child: Guard,
-    ready_line: String,
+    process: Process,
+    ready: ReadyLine,
     addr: SocketAddr,
 }
 
 impl Server {
     fn start(program: &Path, args: &[&str], logs: &Path) -> anyhow::Result<Server> {
-        let mut command = Command::new(program);
-        command.args(args);
-        let mut child = Guard::spawn(command, "server", logs)?;
-        let (ready_line, addr) = process::wait_ready_line(&mut child, PATIENCE, |line| {
-            Some((line.to_string(), shared_port(line)?))
+        let mut process = Process::spawn(Command::new(program).args(args))
+            .label("server")
+            .logs_in(logs)
+            .start()?;
+        let ready = process.wait_ready(PATIENCE)?;
+        let addr = shared_port(&ready).with_context(|| {
+            format!(
+                "the server serves UDP and TCP on different ports: {:?}",
+                ready.line()
+            )
         })?;
         Ok(Server {
-            child,
-            ready_line,
+            process,
+            ready,
             addr,
         })
     }
 
     /// Sends SIGINT, waits for a clean exit and returns the summary line
     /// the server logged, from `summary:` on.
-    fn interrupt(mut self) -> anyhow::Result<String> {
-        self.child.signal(libc::SIGINT)?;
-        let status = self
-            .child
-            .wait_within(PATIENCE)
-            .context("the server, after SIGINT")?;
-        let log = self.child.stderr();
-        if !status.success() {
+    fn interrupt(self) -> anyhow::Result<String> {
+        let stopped = self
+            .process
+            .stop_with(Signal::SIGINT, PATIENCE)
+            .context("the server")?;
+        let log = stopped.stderr.trim_end();
+        if !stopped.status.success() {
             bail!(
-                "the server exited with {status} after SIGINT; its stderr:\n{}",
-                log.trim_end()
+                "the server exited with {} after SIGINT; its stderr:\n{log}",
+                stopped.status
             );
         }
-        log.lines()
-            .find_map(|line| line.find("summary:").map(|at| line[at..].to_string()))
-            .with_context(|| format!("the server logged no summary line; its stderr:\n{log}"))
+        let line = Summary::line_in(log)
+            .with_context(|| format!("the server logged no summary line; its stderr:\n{log}"))?;
+        // Shown as logged, once it is known to read as a summary.
+        Summary::parse(line)?;
+        Ok(line.to_string())
     }
 }
 
@@ -322,7 +327,7 @@ mod tests {
 
     #[test]
     fn the_ready_line_gives_one_port_for_both_transports() {
-        let port = |line: &str| shared_port(line).map(|a| a.port());
+        let port = |line: &str| shared_port(&ReadyLine::parse(line)?).map(|a| a.port());
         assert_eq!(
             port("The server is ready to receive on udp 127.0.0.1:5, tcp 127.0.0.1:5"),
             Some(5)

@@ -1,14 +1,15 @@
 //! `cargo xtask <task>`: the project's chores in plain Rust, so they run
 //! anywhere cargo does, with nothing else to install.
 //!
-//! Each task lives in its own module with a `run` function; adding one is a
-//! variant in [`Task`] and a line in `main`.
+//! Each task lives in its own module with a `run` function (the bench in
+//! its own crate, `upcase-bench`); adding one is a variant in [`Task`] and
+//! a line in `main`.
 
-mod bench;
+#![forbid(unsafe_code)]
+
 mod ci;
 mod demo;
 mod fuzz;
-mod process;
 mod soak;
 mod workspace;
 
@@ -37,7 +38,15 @@ enum Task {
     Soak(soak::SoakArgs),
     /// Measure upcase-server against the C references and the Python
     /// original on loopback; write target/bench/report.{md,json,svg}.
-    Bench(bench::BenchArgs),
+    Bench(upcase_bench::BenchArgs),
+}
+
+/// How xtask was asked to run, as the user typed it (`cargo xtask ...`).
+fn command_line() -> String {
+    std::iter::once("cargo xtask".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() -> ExitCode {
@@ -47,7 +56,7 @@ fn main() -> ExitCode {
         Task::Ci => ci::run(),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Soak(args) => soak::run(&args),
-        Task::Bench(args) => bench::run(args),
+        Task::Bench(args) => upcase_bench::run(args, &command_line()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

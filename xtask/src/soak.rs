@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
+use upcase_e2e::{Memory, Process, Signal, Stopped, Summary, reachable};
 use upcase_proto::{MAX_PAYLOAD_V4, uppercase};
 
-use crate::process::{self, Guard};
 use crate::workspace;
 
 /// The bound on the server's resident memory, whatever the run's length:
@@ -265,7 +265,11 @@ fn is_passing(e: &io::Error) -> bool {
 
 /// Starts the server on an ephemeral loopback port, its output in `logs`;
 /// returns it with the address its ready line names.
-fn start_server(program: &Path, threads: u16, logs: &Path) -> anyhow::Result<(Guard, SocketAddr)> {
+fn start_server(
+    program: &Path,
+    threads: u16,
+    logs: &Path,
+) -> anyhow::Result<(Process, SocketAddr)> {
     let mut command = Command::new(program);
     command
         .args([
@@ -278,26 +282,27 @@ fn start_server(program: &Path, threads: u16, logs: &Path) -> anyhow::Result<(Gu
             "--threads",
         ])
         .arg(threads.to_string());
-    let mut server = Guard::spawn(command, "server", logs)?;
-    let addr = process::wait_ready_line(&mut server, PATIENCE, process::ready_line_address)?;
+    let mut server = Process::spawn(&mut command)
+        .label("server")
+        .logs_in(logs)
+        .start()?;
+    let addr = reachable(server.wait_ready(PATIENCE)?.first());
     Ok((server, addr))
 }
 
-/// SIGTERM; the time to exit and the stderr, or an error if it takes
-/// longer than [`PATIENCE`] or fails.
-fn terminate(mut server: Guard) -> anyhow::Result<(Duration, String)> {
-    let started = Instant::now();
-    server.signal(libc::SIGTERM)?;
-    let status = server
-        .wait_within(PATIENCE)
-        .context("the server, after SIGTERM")?;
-    let elapsed = started.elapsed();
-    let log = server.stderr();
+/// SIGTERM; the server after its exit, or an error if it takes longer than
+/// [`PATIENCE`] or fails.
+fn terminate(server: Process) -> anyhow::Result<Stopped> {
+    let stopped = server
+        .stop_with(Signal::SIGTERM, PATIENCE)
+        .context("the server")?;
     ensure!(
-        status.success(),
-        "the server exited with {status}; its stderr:\n{log}"
+        stopped.status.success(),
+        "the server exited with {}; its stderr:\n{}",
+        stopped.status,
+        stopped.stderr
     );
-    Ok((elapsed, log))
+    Ok(stopped)
 }
 
 /// Datagrams the kernel dropped for the server's sockets (receive buffer
@@ -316,43 +321,6 @@ fn kernel_drops(pid: u32, port: u16) -> Option<u64> {
         .filter_map(|line| line.split_whitespace().last()?.parse::<u64>().ok())
         .sum();
     Some(drops)
-}
-
-/// The value of `key=N` in a summary line.
-fn summary_value(line: &str, key: &str) -> anyhow::Result<u64> {
-    line.split_whitespace()
-        .filter_map(|word| word.split_once('='))
-        .find(|(k, _)| *k == key)
-        .and_then(|(_, v)| v.trim_end_matches(',').parse().ok())
-        .with_context(|| format!("no {key}= in the summary line {line:?}"))
-}
-
-/// Asks the server one question from a fresh socket, retrying, and checks
-/// the answer: proof it is alive and still right after the flood.
-fn probe(server: SocketAddr) -> anyhow::Result<()> {
-    let socket = UdpSocket::bind("127.0.0.1:0").context("cannot bind the probe")?;
-    socket.connect(server).context("cannot connect the probe")?;
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .context("cannot set a timeout")?;
-    let question = "still there, straße?".as_bytes();
-    let mut buf = [0u8; 256];
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        socket.send(question).context("cannot send the probe")?;
-        if let Ok(len) = socket.recv(&mut buf) {
-            ensure!(
-                &buf[..len] == "STILL THERE, STRASSE?".as_bytes(),
-                "the server answered the probe wrongly: {:?}",
-                String::from_utf8_lossy(&buf[..len])
-            );
-            return Ok(());
-        }
-    }
-    bail!(
-        "the server did not answer the probe within {} s",
-        PATIENCE.as_secs()
-    )
 }
 
 /// RSS samples taken during the run: (time since start, KiB).
@@ -386,7 +354,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     let logs = target.join("soak");
     fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let threads = 2;
-    let (server, addr) = start_server(
+    let (mut server, addr) = start_server(
         &target.join("release").join("upcase-server"),
         threads,
         &logs,
@@ -409,7 +377,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         let sampler = s.spawn(|| {
             let mut samples = Vec::new();
             while !stop_sampler.load(Ordering::Relaxed) {
-                if let Ok(memory) = process::memory_of(pid) {
+                if let Ok(memory) = Memory::of(pid) {
                     samples.push((started.elapsed(), memory.vm_rss_kib));
                 }
                 if let Some(drops) = kernel_drops(pid, addr.port()) {
@@ -429,7 +397,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("the sampler panicked"))?;
         // Still flooding: the server must answer a newcomer and then stop on
         // SIGTERM in time.
-        let probed = probe(addr);
+        let probed = server.wait_answering(addr, "still there, straße?".as_bytes(), PATIENCE);
         let drops = last_drops.load(Ordering::Relaxed);
         let terminated = terminate(server);
         stop_senders.store(true, Ordering::Relaxed);
@@ -441,41 +409,26 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
                     .map_err(|_| anyhow::anyhow!("a sender panicked"))??,
             );
         }
-        probed?;
-        let (stop_time, log) = terminated?;
-        Ok((run_time, samples, sent, drops, stop_time, log))
+        probed.context("after the flood")?;
+        Ok((run_time, samples, sent, drops, terminated?))
     })?;
-    let (run_time, samples, sent, drops, stop_time, log) = outcome;
-    report_and_check(
-        args, run_time, &samples, &sent, drops, stop_time, &log, threads,
-    )
+    let (run_time, samples, sent, drops, stopped) = outcome;
+    report_and_check(args, run_time, &samples, &sent, drops, &stopped, threads)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn report_and_check(
     args: &SoakArgs,
     run_time: Duration,
     samples: &Samples,
     sent: &[Sent],
     kernel_drops: u64,
-    stop_time: Duration,
-    log: &str,
+    stopped: &Stopped,
     threads: u16,
 ) -> anyhow::Result<()> {
-    let summary = log
-        .lines()
-        .find_map(|line| line.find("summary:").map(|at| &line[at..]))
-        .with_context(|| {
-            format!("the server logged no summary after SIGTERM; its stderr:\n{log}")
-        })?;
-    let value = |key| summary_value(summary, key);
-    let received = value("received")?;
-    let replied = value("replied")?;
-    let accounted = replied
-        + value("dropped_too_large")?
-        + value("dropped_rate_limited")?
-        + value("dropped_ratio")?
-        + value("send_errors")?;
+    let log = &stopped.stderr;
+    let stop_time = stopped.elapsed;
+    let udp = Summary::from_log(log)?.udp;
+    let (received, replied, accounted) = (udp.received, udp.replied, udp.accounted_for());
     let total_sent: u64 = sent.iter().map(|s| s.sent).sum();
     let total_replies: u64 = sent.iter().map(|s| s.replies).sum();
     let wrong: Vec<&String> = sent.iter().flat_map(|s| &s.wrong).collect();
@@ -500,13 +453,13 @@ fn report_and_check(
     );
     println!("  {:<36} {:>14}", "server: received", received);
     println!("  {:<36} {:>14}", "server: replied", replied);
-    for key in [
-        "dropped_too_large",
-        "dropped_rate_limited",
-        "dropped_ratio",
-        "send_errors",
+    for (key, value) in [
+        ("dropped_too_large", udp.dropped_too_large),
+        ("dropped_rate_limited", udp.dropped_rate_limited),
+        ("dropped_ratio", udp.dropped_ratio),
+        ("send_errors", udp.send_errors),
     ] {
-        println!("  {:<36} {:>14}", format!("server: {key}"), value(key)?);
+        println!("  {:<36} {:>14}", format!("server: {key}"), value);
     }
     println!(
         "  {:<36} {:>14}",
@@ -529,7 +482,7 @@ fn report_and_check(
     ensure!(wrong.is_empty(), "wrong replies: {wrong:?}");
     ensure!(
         received == accounted,
-        "the counters do not add up: received={received}, but replied + dropped + send_errors = {accounted} ({summary})"
+        "the counters do not add up: received={received}, but replied + dropped + send_errors = {accounted} ({udp:?})"
     );
     ensure!(
         received <= total_sent + 64,
@@ -541,7 +494,7 @@ fn report_and_check(
     );
     ensure!(
         received > 0 && replied > 0,
-        "the server answered nothing: {summary}"
+        "the server answered nothing: {udp:?}"
     );
     ensure!(samples.0.len() >= 2, "too few memory samples");
     ensure!(
@@ -616,12 +569,5 @@ mod tests {
             (Duration::from_secs(9), 250),
         ]);
         assert_eq!(s.halves(Duration::from_secs(10)), (300, 250));
-    }
-
-    #[test]
-    fn summary_values_are_read() {
-        let line = "summary: received=10 replied=9 dropped_too_large=1";
-        assert_eq!(summary_value(line, "replied").expect("present"), 9);
-        assert!(summary_value(line, "dropped_ratio").is_err());
     }
 }

@@ -4,87 +4,38 @@
 //! fixed buffer whatever arrives.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use upcase_client::{Config, NoReply, run};
+use upcase_e2e::fake_server::Flooder;
 
 /// How long a flood lasts at most: far longer than the client's timeouts,
 /// so a client still waiting when it ends has ignored its deadline.
 const FLOOD_LIMIT: Duration = Duration::from_secs(20);
 
-/// A server that answers the first datagram with its uppercase, then sends
-/// `flood` to the client from `flooders` threads until `stop` or
-/// [`FLOOD_LIMIT`]. Returns whether a flood ran out its time, and how many
-/// datagrams it sent.
-struct Flooder {
-    addr: SocketAddr,
-    stop: AtomicBool,
-    ran_out: AtomicBool,
-    sent: AtomicU64,
-}
-
-impl Flooder {
-    fn serve(&self, socket: &UdpSocket, flood: &[u8], flooders: usize) {
-        let mut buf = vec![0; 65_536];
-        let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-            return;
-        };
-        socket
-            .send_to(&upcase_proto::uppercase(&buf[..len]), peer)
-            .expect("first reply");
-        thread::scope(|s| {
-            for _ in 0..flooders {
-                s.spawn(|| {
-                    let out = socket.try_clone().expect("clone");
-                    let deadline = Instant::now() + FLOOD_LIMIT;
-                    while !self.stop.load(Ordering::Relaxed) {
-                        if Instant::now() > deadline {
-                            self.ran_out.store(true, Ordering::Relaxed);
-                            return;
-                        }
-                        // The client's buffer being full is its problem.
-                        if out.send_to(flood, peer).is_ok() {
-                            self.sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-        });
-    }
-}
-
+/// Runs the client on `input` against a server that answers the first
+/// datagram with its uppercase, then sends `flood` to the client from two
+/// threads until the client is done: what the client returned and printed,
+/// how long it took, and how many datagrams flooded it.
 fn flood_test(flood: &[u8], input: &[u8]) -> (anyhow::Result<()>, Vec<u8>, Duration, u64) {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.set_read_timeout(Some(FLOOD_LIMIT)).expect("timeout");
-    let flooder = Flooder {
-        addr: socket.local_addr().expect("addr"),
-        stop: AtomicBool::new(false),
-        ran_out: AtomicBool::new(false),
-        sent: AtomicU64::new(0),
-    };
+    let flooder = Flooder::start(flood.to_vec(), 2, FLOOD_LIMIT);
     let config = Config {
         timeout: Duration::from_millis(200),
         retries: 1,
         ..Config::new(flooder.addr.ip().to_string(), flooder.addr.port())
     };
-    let (result, out, took) = thread::scope(|s| {
-        s.spawn(|| flooder.serve(&socket, flood, 2));
-        let started = Instant::now();
-        let mut out = Vec::new();
-        let resolver = |_: &str, _: u16| -> io::Result<Vec<SocketAddr>> { Ok(vec![]) };
-        let result = run(&config, &resolver, input, false, &mut out);
-        let took = started.elapsed();
-        flooder.stop.store(true, Ordering::Relaxed);
-        (result, out, took)
-    });
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let resolver = |_: &str, _: u16| -> io::Result<Vec<SocketAddr>> { Ok(vec![]) };
+    let result = run(&config, &resolver, input, false, &mut out);
+    let took = started.elapsed();
+    let flooded = flooder.stop();
     assert!(
-        !flooder.ran_out.load(Ordering::Relaxed),
+        !flooded.ran_out,
         "the client was still waiting after {FLOOD_LIMIT:?} of flood"
     );
-    (result, out, took, flooder.sent.load(Ordering::Relaxed))
+    (result, out, took, flooded.sent)
 }
 
 #[test]

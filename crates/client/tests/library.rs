@@ -2,18 +2,18 @@
 //! resolver, input and output.
 
 use std::io::{self, Read};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use upcase_client::{Config, EXIT_NO_REPLY, NoReply, PROMPT, exit_code, run};
 use upcase_e2e::fake_server::{FakeServer, silent, uppercasing};
+use upcase_e2e::free_udp_port;
 
 /// A loopback port with no socket behind it: sending there is refused.
 fn refused_addr() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr")
+    SocketAddr::from(([127, 0, 0, 1], free_udp_port().expect("free port")))
 }
 
 /// A long timeout, so a busy machine never makes a test retry by surprise.

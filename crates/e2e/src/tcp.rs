@@ -4,6 +4,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::PATIENCE;
 
@@ -51,5 +52,41 @@ pub fn closed_by_server(stream: &mut TcpStream) -> bool {
             err.kind(),
             ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
         ),
+    }
+}
+
+/// How far [`write_until_stalled`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: usize,
+    /// A write blocked: the peer stopped reading.
+    pub stalled: bool,
+}
+
+/// Writes until the peer stops reading (one write blocks for `stall`), at
+/// most `cap` bytes and [`PATIENCE`]; the stream keeps `stall` as its write
+/// timeout. Panics if a write fails otherwise.
+pub fn write_until_stalled(stream: &mut TcpStream, stall: Duration, cap: usize) -> Written {
+    stream.set_write_timeout(Some(stall)).expect("timeout");
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut bytes = 0usize;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match stream.write(&chunk) {
+            Ok(n) => bytes += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Written {
+                    bytes,
+                    stalled: true,
+                };
+            }
+            Err(e) => panic!("send failed after {bytes} bytes: {e}"),
+        }
+        if bytes >= cap || Instant::now() > deadline {
+            return Written {
+                bytes,
+                stalled: false,
+            };
+        }
     }
 }

@@ -12,7 +12,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use upcase_e2e::{PATIENCE, ServerProcess, Stopped, vm_rss_kib};
+use socket2::{Domain, Protocol, Socket, Type};
+use upcase_e2e::{PATIENCE, ServerProcess, Signal, Stopped, wait_until};
 use upcase_proto::uppercase;
 
 fn start(extra: &[&str]) -> ServerProcess {
@@ -43,14 +44,10 @@ fn ask(socket: &UdpSocket, request: &[u8], tries: u32) -> Option<Vec<u8>> {
 
 /// Every datagram received is replied or counted as dropped or failed.
 fn assert_counters_add_up(stopped: &Stopped) {
-    let accounted = stopped.counter("replied")
-        + stopped.counter("dropped_too_large")
-        + stopped.counter("dropped_rate_limited")
-        + stopped.counter("dropped_ratio")
-        + stopped.counter("send_errors");
+    let udp = stopped.udp();
     assert_eq!(
-        stopped.counter("received"),
-        accounted,
+        udp.received,
+        udp.accounted_for(),
         "counters do not add up; stderr:\n{}",
         stopped.stderr
     );
@@ -68,7 +65,7 @@ fn warning_lines(stopped: &Stopped) -> Vec<&str> {
 fn many_sources_reuse_a_fixed_table_and_are_all_answered() {
     let server = start(&["--rate-limit", "100", "--rate-limit-table", "16"]);
     let addr = server.addr();
-    let rss_before = vm_rss_kib(server.pid());
+    let rss_before = server.memory().vm_rss_kib;
     let mut sources = 0u64;
     for third in 0..4u8 {
         for fourth in 2..=250u8 {
@@ -84,7 +81,7 @@ fn many_sources_reuse_a_fixed_table_and_are_all_answered() {
             sources += 1;
         }
     }
-    let rss_after = vm_rss_kib(server.pid());
+    let rss_after = server.memory().vm_rss_kib;
     let polite = socket_on(Ipv4Addr::LOCALHOST, addr, Duration::from_secs(2));
     assert_eq!(
         ask(&polite, b"still here?", 3).as_deref(),
@@ -94,7 +91,7 @@ fn many_sources_reuse_a_fixed_table_and_are_all_answered() {
         rss_after < rss_before + 4 * 1024,
         "RSS grew from {rss_before} to {rss_after} KiB"
     );
-    let stopped = server.stop_with(libc::SIGTERM);
+    let stopped = server.stop_with(Signal::SIGTERM);
     assert!(stopped.status.success());
     let table = stopped
         .stderr
@@ -111,7 +108,7 @@ fn many_sources_reuse_a_fixed_table_and_are_all_answered() {
         numbers[1] >= sources + 1 - 16,
         "older sources are forgotten: {table}"
     );
-    assert_eq!(stopped.counter("dropped_rate_limited"), 0);
+    assert_eq!(stopped.udp().dropped_rate_limited, 0);
     assert_counters_add_up(&stopped);
 }
 
@@ -182,10 +179,10 @@ fn a_heavy_sender_is_limited_and_a_polite_one_still_answered() {
         heavy_replies <= allowed,
         "the heavy sender got {heavy_replies} replies to {heavy_sent} in {heavy_time:?}, over {allowed}"
     );
-    let stopped = server.stop_with(libc::SIGTERM);
+    let stopped = server.stop_with(Signal::SIGTERM);
     let lifetime = began.elapsed();
     assert!(stopped.status.success());
-    let limited = stopped.counter("dropped_rate_limited");
+    let limited = stopped.udp().dropped_rate_limited;
     assert!(
         limited >= heavy_sent / 4,
         "only {limited} of {heavy_sent} heavy datagrams were rate-limited; stderr:\n{}",
@@ -234,10 +231,10 @@ fn a_max_reply_ratio_of_one_refuses_to_amplify() {
         replies.push(buf[..len].to_vec());
     }
     assert_eq!(replies, [b"SS".to_vec(), Vec::new(), b"ABC".to_vec()]);
-    let stopped = server.stop_with(libc::SIGTERM);
-    assert_eq!(stopped.counter("received"), 4);
-    assert_eq!(stopped.counter("replied"), 3);
-    assert_eq!(stopped.counter("dropped_ratio"), 1);
+    let stopped = server.stop_with(Signal::SIGTERM);
+    assert_eq!(stopped.udp().received, 4);
+    assert_eq!(stopped.udp().replied, 3);
+    assert_eq!(stopped.udp().dropped_ratio, 1);
     assert_counters_add_up(&stopped);
     assert!(
         stopped
@@ -255,42 +252,23 @@ fn send_from_port_zero(server: SocketAddr, payload: &[u8]) -> bool {
     let SocketAddr::V4(v4) = server else {
         return false;
     };
-    // SAFETY: plain socket(2)/sendto(2)/close(2) calls on a descriptor this
-    // function owns, with a sockaddr_in that lives across the call.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP);
-        if fd < 0 {
-            return false;
-        }
-        let mut datagram = Vec::with_capacity(8 + payload.len());
-        datagram.extend_from_slice(&0u16.to_be_bytes()); // source port 0
-        datagram.extend_from_slice(&v4.port().to_be_bytes());
-        datagram.extend_from_slice(
-            &u16::try_from(8 + payload.len())
-                .expect("small")
-                .to_be_bytes(),
-        );
-        datagram.extend_from_slice(&0u16.to_be_bytes()); // no checksum (IPv4 allows it)
-        datagram.extend_from_slice(payload);
-        let to = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let sent = libc::sendto(
-            fd,
-            datagram.as_ptr().cast(),
-            datagram.len(),
-            0,
-            (&raw const to).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        libc::close(fd);
-        assert_eq!(sent, datagram.len() as isize, "raw send");
-    }
+    // The kernel writes the IP header; this is the UDP header and payload.
+    let Ok(raw) = Socket::new_raw(Domain::IPV4, Type::RAW, Some(Protocol::UDP)) else {
+        return false;
+    };
+    let mut datagram = Vec::with_capacity(8 + payload.len());
+    datagram.extend_from_slice(&0u16.to_be_bytes()); // source port 0
+    datagram.extend_from_slice(&v4.port().to_be_bytes());
+    datagram.extend_from_slice(
+        &u16::try_from(8 + payload.len())
+            .expect("small")
+            .to_be_bytes(),
+    );
+    datagram.extend_from_slice(&0u16.to_be_bytes()); // no checksum (IPv4 allows it)
+    datagram.extend_from_slice(payload);
+    let to = SocketAddr::from((*v4.ip(), 0));
+    let sent = raw.send_to(&datagram, &to.into()).expect("raw send");
+    assert_eq!(sent, datagram.len(), "raw send");
     true
 }
 
@@ -319,11 +297,11 @@ fn failed_sends_are_counted_and_the_server_keeps_answering() {
     );
     let mut server = server;
     assert!(server.is_running());
-    let stopped = server.stop_with(libc::SIGTERM);
+    let stopped = server.stop_with(Signal::SIGTERM);
     assert!(stopped.status.success(), "{}", stopped.stderr);
     assert_counters_add_up(&stopped);
     if raw {
-        assert_eq!(stopped.counter("send_errors"), forged, "{}", stopped.stderr);
+        assert_eq!(stopped.udp().send_errors, forged, "{}", stopped.stderr);
         assert!(
             stopped
                 .stderr
@@ -358,15 +336,10 @@ fn sigterm_during_a_flood_stops_it_within_a_second() {
                 }
             });
         }
-        let deadline = Instant::now() + PATIENCE;
-        while sent.load(Ordering::Relaxed) < 20_000 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
-        assert!(
-            sent.load(Ordering::Relaxed) >= 20_000,
-            "the flood did not start"
-        );
-        let stopped = server.stop_with(libc::SIGTERM);
+        wait_until("the flood started", || {
+            sent.load(Ordering::Relaxed) >= 20_000
+        });
+        let stopped = server.stop_with(Signal::SIGTERM);
         stop.store(true, Ordering::Relaxed);
         stopped
     });
@@ -376,6 +349,6 @@ fn sigterm_during_a_flood_stops_it_within_a_second() {
         "took {:?} to stop during the flood",
         stopped.elapsed
     );
-    assert!(stopped.counter("received") > 0);
+    assert!(stopped.udp().received > 0);
     assert_counters_add_up(&stopped);
 }

@@ -2,14 +2,12 @@
 //! answers wrongly: the JSON result counts what really came back.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr};
 use std::process::Output;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
-use std::time::Duration;
 
-use upcase_e2e::{ServerProcess, addresses_in, client};
+use upcase_bench::ClientRun;
+use upcase_e2e::fake_server::{FakeServer, FakeTcpServer};
+use upcase_e2e::{ServerProcess, client, free_tcp_port, free_udp_port};
 
 /// Runs `upcase-client bench` against `addr` with `args` and `--json`.
 fn bench(addr: SocketAddr, args: &[&str]) -> Output {
@@ -19,48 +17,23 @@ fn bench(addr: SocketAddr, args: &[&str]) -> Output {
     client(&argv, b"")
 }
 
-/// The one JSON object on stdout, as text (checked to be a single line
-/// that is an object).
-fn json_of(out: &Output) -> String {
+/// The one JSON object on stdout (checked to be a single line that is an
+/// object), read by the bench's own reader.
+fn run_of(out: &Output) -> ClientRun {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one JSON line expected, got {stdout:?}");
     let line = lines[0].trim();
     assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
-    line.to_string()
+    ClientRun::from_stdout(line).unwrap_or_else(|err| panic!("{err:#}"))
 }
 
-/// The unsigned integer field `key` of a flat JSON object.
-fn count(json: &str, key: &str) -> u64 {
-    let pattern = format!("\"{key}\":");
-    let start = json
-        .find(&pattern)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pattern.len();
-    let digits: String = json[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a count in {json}"))
+/// A round-trip time that a run with correct replies has.
+fn latency(value: Option<f64>, run: &ClientRun) -> f64 {
+    value.unwrap_or_else(|| panic!("no latency in {run:?}"))
 }
 
-fn number(json: &str, key: &str) -> f64 {
-    let pattern = format!("\"{key}\":");
-    let start = json
-        .find(&pattern)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pattern.len();
-    let text: String = json[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
-        .collect();
-    text.parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
-}
-
-fn assert_clean_run(out: &Output) -> String {
+fn assert_clean_run(out: &Output) -> ClientRun {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {stderr}");
     // Not a terminal: no progress bar, no escape sequences.
@@ -68,119 +41,59 @@ fn assert_clean_run(out: &Output) -> String {
         !stderr.contains('\x1b'),
         "progress bar drawn into a pipe: {stderr:?}"
     );
-    let json = json_of(out);
-    assert!(count(&json, "correct") > 0, "{json}");
-    assert_eq!(count(&json, "wrong"), 0, "{json}");
-    assert!(count(&json, "sent") >= count(&json, "correct"), "{json}");
-    assert!(number(&json, "replies_per_s") > 0.0, "{json}");
-    assert!(number(&json, "p50_us") <= number(&json, "p99_us"), "{json}");
-    assert!(number(&json, "p99_us") <= number(&json, "max_us"), "{json}");
-    json
+    let run = run_of(out);
+    assert!(run.correct > 0, "{run:?}");
+    assert_eq!(run.wrong, 0, "{run:?}");
+    assert!(run.sent >= run.correct, "{run:?}");
+    assert!(run.replies_per_s > 0.0, "{run:?}");
+    assert!(
+        latency(run.p50_us, &run) <= latency(run.p99_us, &run),
+        "{run:?}"
+    );
+    assert!(
+        latency(run.p99_us, &run) <= latency(run.max_us, &run),
+        "{run:?}"
+    );
+    run
 }
 
 #[test]
 fn ping_against_the_real_server() {
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
-    let out = bench(
-        server.loopback_addr(),
-        &["--mode", "ping", "--duration", "300ms"],
-    );
-    let json = assert_clean_run(&out);
-    assert!(json.contains("\"mode\":\"ping\""), "{json}");
-    assert_eq!(count(&json, "window"), 1, "{json}");
+    let out = bench_words(server.loopback_addr(), "--mode ping --duration 300ms");
+    let run = assert_clean_run(&out);
+    assert_eq!(run.mode, "ping", "{run:?}");
+    assert_eq!(run.window, 1, "{run:?}");
 }
 
 #[test]
 fn flood_against_the_real_server() {
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
-    let out = bench(
+    let out = bench_words(
         server.loopback_addr(),
-        &[
-            "--mode",
-            "flood",
-            "--window",
-            "16",
-            "--duration",
-            "300ms",
-            "--size",
-            "100",
-        ],
+        "--mode flood --window 16 --duration 300ms --size 100",
     );
-    let json = assert_clean_run(&out);
-    assert_eq!(count(&json, "window"), 16, "{json}");
-    assert_eq!(count(&json, "size"), 100, "{json}");
+    let run = assert_clean_run(&out);
+    assert_eq!(run.window, 16, "{run:?}");
+    assert_eq!(run.size, 100, "{run:?}");
 }
 
 #[test]
 fn paced_flood_over_several_sockets() {
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
-    let out = bench(
+    let out = bench_words(
         server.loopback_addr(),
-        &[
-            "--window",
-            "8",
-            "--sockets",
-            "3",
-            "--rate",
-            "2000",
-            "--duration",
-            "250ms",
-        ],
+        "--window 8 --sockets 3 --rate 2000 --duration 250ms",
     );
-    let json = assert_clean_run(&out);
+    let run = assert_clean_run(&out);
     // Pacing allows the first request at once, then one per 0.5 ms: at most
     // 501 in 0.25 s, however fast the server answers.
-    let sent = count(&json, "sent");
-    assert!((1..=501).contains(&sent), "{json}");
+    assert!((1..=501).contains(&run.sent), "{run:?}");
 }
 
-/// A server in a thread that echoes every datagram in lowercase, as a
-/// broken server might; stops when dropped.
-struct LowercaseServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl LowercaseServer {
-    fn start() -> LowercaseServer {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("read timeout");
-        let addr = socket.local_addr().expect("local address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !stopped.load(Ordering::Relaxed) {
-                if let Ok((n, peer)) = socket.recv_from(&mut buf) {
-                    buf[..n].make_ascii_lowercase();
-                    let _ = socket.send_to(&buf[..n], peer);
-                }
-            }
-        });
-        LowercaseServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for LowercaseServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-#[test]
-fn wrong_replies_are_counted_and_fail_the_run() {
-    let server = LowercaseServer::start();
-    let out = bench(server.addr, &["--window", "4", "--duration", "200ms"]);
+/// Asserts a run failed with an error naming wrong replies, and returns the
+/// result it still printed, with what came back.
+fn failed_on_wrong_replies(out: &Output) -> ClientRun {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a wrong server must fail the run");
     assert!(
@@ -189,29 +102,33 @@ fn wrong_replies_are_counted_and_fail_the_run() {
             .any(|l| l.starts_with("error: ") && l.contains("wrong replies")),
         "{stderr}"
     );
-    // The result is still printed, with what came back.
-    let json = json_of(&out);
-    assert!(count(&json, "wrong") > 0, "{json}");
-    assert_eq!(count(&json, "correct"), 0, "{json}");
-    assert!(
-        json.contains("\"p50_us\":null"),
-        "no latency without a correct reply: {json}"
+    run_of(out)
+}
+
+#[test]
+fn wrong_replies_are_counted_and_fail_the_run() {
+    // Echoes every datagram in lowercase, as a broken server might.
+    let server = FakeServer::start(|_, request, _| vec![request.to_ascii_lowercase()]);
+    let out = bench(server.addr, &["--window", "4", "--duration", "200ms"]);
+    let run = failed_on_wrong_replies(&out);
+    assert!(run.wrong > 0, "{run:?}");
+    assert_eq!(run.correct, 0, "{run:?}");
+    assert_eq!(
+        run.p50_us, None,
+        "no latency without a correct reply: {run:?}"
     );
 }
 
 #[test]
 fn no_server_is_an_error_not_a_hang() {
     // A port nobody listens on: every request is refused or lost.
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_udp_port().expect("free port");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let out = bench(addr, &["--duration", "200ms", "--loss-timeout", "50ms"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("error: no correct reply"), "{stderr}");
-    assert_eq!(count(&json_of(&out), "correct"), 0);
+    assert_eq!(run_of(&out).correct, 0);
 }
 
 #[test]
@@ -228,102 +145,58 @@ fn bench_words(addr: SocketAddr, options: &str) -> Output {
     bench(addr, &options.split_whitespace().collect::<Vec<_>>())
 }
 
-/// The TCP address of the server's ready line (`..., tcp ADDR`).
-fn tcp_addr(server: &ServerProcess) -> SocketAddr {
-    let after = server
-        .ready_line
-        .split("tcp ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no TCP address in {:?}", server.ready_line));
-    addresses_in(after)[0]
-}
-
 /// A clean TCP run: besides [`assert_clean_run`], every request sent was
 /// answered correctly (a stream loses nothing).
-fn assert_clean_tcp_run(out: &Output) -> String {
-    let json = assert_clean_run(out);
-    assert!(json.contains("\"transport\":\"tcp\""), "{json}");
-    assert_eq!(count(&json, "correct"), count(&json, "sent"), "{json}");
-    assert_eq!(count(&json, "lost"), 0, "{json}");
-    json
+fn assert_clean_tcp_run(out: &Output) -> ClientRun {
+    let run = assert_clean_run(out);
+    assert_eq!(run.transport, "tcp", "{run:?}");
+    assert_eq!(run.correct, run.sent, "{run:?}");
+    assert_eq!(run.lost, 0, "{run:?}");
+    run
 }
 
 #[test]
 fn tcp_ping_against_the_real_server() {
     let server =
         ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0", "--transport", "tcp"]);
-    let out = bench_words(tcp_addr(&server), "--tcp --mode ping --duration 300ms");
-    let json = assert_clean_tcp_run(&out);
-    assert!(json.contains("\"mode\":\"ping\""), "{json}");
-    assert_eq!(count(&json, "window"), 1, "{json}");
-    assert_eq!(count(&json, "sockets"), 1, "{json}");
+    let out = bench_words(server.tcp_addr(), "--tcp --mode ping --duration 300ms");
+    let run = assert_clean_tcp_run(&out);
+    assert_eq!(run.mode, "ping", "{run:?}");
+    assert_eq!(run.window, 1, "{run:?}");
+    assert_eq!(run.sockets, 1, "{run:?}");
 }
 
 #[test]
 fn tcp_flood_over_several_connections_on_the_udp_port() {
     // Both transports, one port: --tcp reaches the TCP side of it.
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
-    assert_eq!(tcp_addr(&server), server.addr(), "{}", server.ready_line);
+    assert_eq!(server.tcp_addr(), server.addr(), "{}", server.ready.line());
     let out = bench_words(
-        tcp_addr(&server),
+        server.tcp_addr(),
         "--tcp --window 32 --sockets 4 --size 100 --duration 300ms",
     );
-    let json = assert_clean_tcp_run(&out);
-    assert_eq!(count(&json, "sockets"), 4, "{json}");
-    assert_eq!(count(&json, "size"), 100, "{json}");
+    let run = assert_clean_tcp_run(&out);
+    assert_eq!(run.sockets, 4, "{run:?}");
+    assert_eq!(run.size, 100, "{run:?}");
 }
 
 #[test]
 fn tcp_flood_over_ipv6_with_large_paced_requests() {
     let server = ServerProcess::start(&["--bind", "::1", "--port", "0", "--transport", "tcp"]);
-    let addr = tcp_addr(&server);
+    let addr = server.tcp_addr();
     assert!(addr.is_ipv6(), "{addr}");
     let out = bench_words(
         addr,
         "--tcp --window 8 --sockets 2 --size 20000 --rate 2000 --duration 300ms",
     );
-    let json = assert_clean_tcp_run(&out);
-    assert!(json.contains("\"server\":\"[::1]:"), "{json}");
-    assert!((1..=601).contains(&count(&json, "sent")), "paced: {json}");
-}
-
-/// A TCP server in a thread that serves one connection with `serve`.
-struct OneConnection {
-    addr: SocketAddr,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl OneConnection {
-    fn start(serve: impl FnOnce(TcpStream) + Send + 'static) -> OneConnection {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local address");
-        let thread = thread::spawn(move || {
-            if let Ok((stream, _)) = listener.accept() {
-                // Bounds the test if the client hangs: it fails, never waits.
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                serve(stream);
-            }
-        });
-        OneConnection {
-            addr,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for OneConnection {
-    fn drop(&mut self) {
-        // Ends a wait for a client that never came.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    let run = assert_clean_tcp_run(&out);
+    assert!(run.server.starts_with("[::1]:"), "{run:?}");
+    assert!((1..=601).contains(&run.sent), "paced: {run:?}");
 }
 
 #[test]
 fn tcp_wrong_replies_are_counted_and_fail_the_run() {
-    let server = OneConnection::start(|mut stream| {
+    let server = FakeTcpServer::start(|mut stream| {
         let mut buf = [0u8; 4096];
         while let Ok(n @ 1..) = stream.read(&mut buf) {
             buf[..n].make_ascii_lowercase();
@@ -333,21 +206,10 @@ fn tcp_wrong_replies_are_counted_and_fail_the_run() {
         }
     });
     let out = bench_words(server.addr, "--tcp --window 4 --duration 200ms");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a wrong server must fail the run");
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.starts_with("error: ") && l.contains("wrong replies")),
-        "{stderr}"
-    );
-    let json = json_of(&out);
-    assert!(
-        count(&json, "wrong") > 4,
-        "wrong replies free the window: {json}"
-    );
-    assert_eq!(count(&json, "correct"), 0, "{json}");
-    assert_eq!(count(&json, "wrong"), count(&json, "sent"), "{json}");
+    let run = failed_on_wrong_replies(&out);
+    assert!(run.wrong > 4, "wrong replies free the window: {run:?}");
+    assert_eq!(run.correct, 0, "{run:?}");
+    assert_eq!(run.wrong, run.sent, "{run:?}");
 }
 
 /// Asserts a failed run that printed nothing but one `error:` line
@@ -369,10 +231,7 @@ fn assert_one_error_line(out: &Output, words: &[&str]) {
 
 #[test]
 fn tcp_to_a_closed_port_is_one_error_line() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_tcp_port().expect("free port");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let out = bench_words(addr, "--tcp --duration 300ms");
     assert_one_error_line(
@@ -383,7 +242,7 @@ fn tcp_to_a_closed_port_is_one_error_line() {
 
 #[test]
 fn tcp_connection_closed_by_the_server_is_an_error() {
-    let server = OneConnection::start(|mut stream| {
+    let server = FakeTcpServer::start(|mut stream| {
         // Takes the first request whole, answers nothing, and closes.
         let mut first = [0u8; 32];
         let _ = stream.read_exact(&mut first);

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use upcase_e2e::fake_server::{FakeServer, silent, uppercasing};
-use upcase_e2e::{PATIENCE, binary, client, run_with_input, wait_with_deadline};
+use upcase_e2e::{PATIENCE, Process, binary, client, free_udp_port, run_with_input};
 use upcase_proto::uppercase;
 
 /// Runs the client against `server` on IPv4 loopback, with `extra` options.
@@ -163,10 +163,7 @@ fn retries_zero_means_one_try() {
 
 #[test]
 fn a_port_without_a_socket_is_refused_at_once() {
-    let port = {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        socket.local_addr().expect("addr").port()
-    };
+    let port = free_udp_port().expect("free port");
     // With a one-minute timeout, only the ICMP error can end this in time
     // (run_with_input gives up after PATIENCE).
     let out = client(
@@ -237,32 +234,27 @@ fn replies_queued_before_a_message_are_not_its_answer() {
         0 => vec![uppercase(request), uppercase(request)],
         _ => vec![],
     });
-    let mut child = Command::new(binary("upcase-client"))
-        .args([
-            "--server",
-            "127.0.0.1",
-            "--port",
-            &server.port(),
-            "--timeout",
-            "100ms",
-            "--retries",
-            "0",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let mut stdin = child.stdin.take().expect("stdin");
+    let mut child = Process::spawn(Command::new(binary("upcase-client")).args([
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &server.port(),
+        "--timeout",
+        "100ms",
+        "--retries",
+        "0",
+    ]))
+    .piped_stdin()
+    .start()
+    .expect("spawn client");
+    let mut stdin = child.take_stdin().expect("stdin");
     stdin.write_all(b"same\n").expect("first line");
     for _ in 0..2 {
         assert!(server.wait_sent(PATIENCE), "the server sent both replies");
     }
     stdin.write_all(b"same\n").expect("second line");
     drop(stdin);
-    let status = wait_with_deadline(&mut child, PATIENCE).expect("client exits");
-    let out = child.wait_with_output().expect("output");
-    let out = Output { status, ..out };
+    let out = child.finish(PATIENCE).expect("client exits");
     assert_eq!(stdout(&out), "SAME\n");
     let line = one_error_line(&out, 3);
     assert!(line.starts_with("error: no reply from"), "{line}");
@@ -429,16 +421,18 @@ fn bad_command_lines_exit_2_with_one_line() {
 #[test]
 fn a_closed_stdout_ends_quietly() {
     let server = FakeServer::start(uppercasing);
-    let mut child = Command::new(binary("upcase-client"))
-        .args(["--server", "127.0.0.1", "--port", &server.port()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
     // The reader goes away before the first reply is written, as `| head -0`.
-    drop(child.stdout.take());
-    let mut stdin = child.stdin.take().expect("stdin");
+    let mut child = Process::spawn(Command::new(binary("upcase-client")).args([
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &server.port(),
+    ]))
+    .piped_stdin()
+    .closed_stdout()
+    .start()
+    .expect("spawn client");
+    let mut stdin = child.take_stdin().expect("stdin");
     let writer = thread::spawn(move || {
         for _ in 0..100 {
             if stdin.write_all(b"line\n").is_err() {
@@ -446,12 +440,12 @@ fn a_closed_stdout_ends_quietly() {
             }
         }
     });
-    let status = wait_with_deadline(&mut child, PATIENCE).expect("client exits");
+    let status = child.wait_within(PATIENCE).expect("client exits");
     let _ = writer.join();
-    let out = child.wait_with_output().expect("output");
-    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
-    assert!(stderr(&out).lines().count() <= 1, "{}", stderr(&out));
-    assert!(status.success(), "{status:?}: {}", stderr(&out));
+    let stderr = child.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.lines().count() <= 1, "{stderr}");
+    assert!(status.success(), "{status:?}: {stderr}");
 }
 
 #[test]

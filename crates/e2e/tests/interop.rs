@@ -5,7 +5,9 @@
 
 use std::process::Command;
 
-use upcase_e2e::{ServerProcess, assert_success, client, crate_file, python3, run_with_input};
+use upcase_e2e::{
+    ServerProcess, Signal, assert_success, client, crate_file, python3, run_with_input,
+};
 use upcase_proto::uppercase;
 
 /// Lines that exercise every path: ASCII, a longer uppercase, a caseless
@@ -77,11 +79,11 @@ fn the_python_client_talks_to_our_server() {
         let out = run_with_input(&mut python_client(&server), &input());
         assert_success(&out, "udp_client.py");
         assert_eq!(out.stdout, expected_output(), "over {bind}");
-        let stopped = server.stop_with(libc::SIGTERM);
+        let stopped = server.stop_with(Signal::SIGTERM);
         assert!(stopped.status.success(), "server: {}", stopped.stderr);
-        assert_eq!(stopped.counter("received"), LINES.len() as u64);
-        assert_eq!(stopped.counter("replied"), LINES.len() as u64);
-        assert_eq!(stopped.counter("invalid_utf8"), 1);
+        assert_eq!(stopped.udp().received, LINES.len() as u64);
+        assert_eq!(stopped.udp().replied, LINES.len() as u64);
+        assert_eq!(stopped.udp().invalid_utf8, 1);
     }
 }
 

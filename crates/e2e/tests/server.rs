@@ -12,49 +12,20 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use upcase_e2e::{PATIENCE, ServerProcess, Stopped, binary, run_with_input, vm_rss_kib};
+use upcase_e2e::{
+    PATIENCE, ServerProcess, Signal, Stopped, UdpCounts, binary, lowercase_text, run_with_input,
+};
 use upcase_proto::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6, uppercase, uppercased_len};
 
-/// What the tests sent and received, to compare with the server's summary.
-#[derive(Debug, Default)]
-struct Tally {
-    received: u64,
-    replied: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-    invalid_utf8: u64,
-    dropped_too_large: u64,
-}
-
-impl Tally {
-    fn add(&mut self, other: &Tally) {
-        self.received += other.received;
-        self.replied += other.replied;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-        self.invalid_utf8 += other.invalid_utf8;
-        self.dropped_too_large += other.dropped_too_large;
-    }
-
-    fn assert_matches(&self, stopped: &Stopped) {
-        let summary = [
-            ("received", self.received),
-            ("replied", self.replied),
-            ("bytes_in", self.bytes_in),
-            ("bytes_out", self.bytes_out),
-            ("invalid_utf8", self.invalid_utf8),
-            ("dropped_too_large", self.dropped_too_large),
-            ("send_errors", 0),
-        ];
-        for (key, expected) in summary {
-            assert_eq!(
-                stopped.counter(key),
-                expected,
-                "{key} in the summary; stderr:\n{}",
-                stopped.stderr
-            );
-        }
-    }
+/// Asserts that the server's summary counts exactly what the test tallied
+/// as it sent and received.
+fn assert_summary_is(stopped: &Stopped, tally: &UdpCounts) {
+    assert_eq!(
+        stopped.udp(),
+        *tally,
+        "the summary; stderr:\n{}",
+        stopped.stderr
+    );
 }
 
 /// A client socket of the server address's family, connected to it so that
@@ -89,7 +60,7 @@ fn ask(socket: &UdpSocket, request: &[u8]) -> Vec<u8> {
 }
 
 /// Asks and checks the reply is the uppercase of the request; counts both.
-fn exchange(socket: &UdpSocket, request: &[u8], tally: &mut Tally) {
+fn exchange(socket: &UdpSocket, request: &[u8], tally: &mut UdpCounts) {
     let reply = ask(socket, request);
     assert_eq!(
         reply,
@@ -108,7 +79,7 @@ fn exchange(socket: &UdpSocket, request: &[u8], tally: &mut Tally) {
 
 /// Sends a request whose reply must not come, and proves it did not: the
 /// probe sent right after it is answered first.
-fn exchange_refused(socket: &UdpSocket, request: &[u8], tally: &mut Tally) {
+fn exchange_refused(socket: &UdpSocket, request: &[u8], tally: &mut UdpCounts) {
     socket.send(request).expect("send");
     tally.received += 1;
     tally.bytes_in += request.len() as u64;
@@ -144,7 +115,7 @@ fn the_ready_line_names_the_bound_address() {
     let server = start_on("127.0.0.1");
     let addr = server.addr();
     assert_eq!(
-        server.ready_line,
+        server.ready.line(),
         // UDP and TCP by default, on the same address and port (issue 6).
         format!("The server is ready to receive on udp {addr}, tcp {addr}")
     );
@@ -172,12 +143,12 @@ fn text_is_uppercased_and_invalid_utf8_passes_through() {
 fn an_empty_datagram_gets_an_empty_reply() {
     let server = start_on("127.0.0.1");
     let client = client_of(server.addr());
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     exchange(&client, b"", &mut tally);
     // And the server is still there for the next one.
     exchange(&client, b"after", &mut tally);
-    let stopped = server.stop_with(libc::SIGINT);
-    tally.assert_matches(&stopped);
+    let stopped = server.stop_with(Signal::SIGINT);
+    assert_summary_is(&stopped, &tally);
 }
 
 #[test]
@@ -195,14 +166,14 @@ fn bound_to_ipv6_loopback_the_largest_ipv6_datagram_is_answered_whole() {
     let server = start_on("::1");
     assert_eq!(server.addr().ip(), Ipv6Addr::LOCALHOST);
     let client = client_of(server.addr());
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     exchange(&client, "straße".as_bytes(), &mut tally);
     let mut request = vec![b'z'; MAX_PAYLOAD_V6 - 1];
     request.push(b'!');
     exchange(&client, &request, &mut tally);
-    let stopped = server.stop_with(libc::SIGINT);
-    tally.assert_matches(&stopped);
-    assert_eq!(stopped.counter("bytes_out"), 7 + MAX_PAYLOAD_V6 as u64);
+    let stopped = server.stop_with(Signal::SIGINT);
+    assert_summary_is(&stopped, &tally);
+    assert_eq!(stopped.udp().bytes_out, 7 + MAX_PAYLOAD_V6 as u64);
 }
 
 #[test]
@@ -213,13 +184,13 @@ fn a_reply_too_large_is_not_sent_and_is_reported() {
     let request = "\u{390}".repeat(12_500).into_bytes();
     assert_eq!(request.len(), 25_000);
     assert_eq!(uppercased_len(&request), 75_000);
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     exchange_refused(&client, &request, &mut tally);
     exchange(&client, b"still here", &mut tally);
-    let stopped = server.stop_with(libc::SIGINT);
+    let stopped = server.stop_with(Signal::SIGINT);
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
-    tally.assert_matches(&stopped);
-    assert_eq!(stopped.counter("dropped_too_large"), 1);
+    assert_summary_is(&stopped, &tally);
+    assert_eq!(stopped.udp().dropped_too_large, 1);
     let source = format!("127.0.0.1:{}", local_port(&client));
     let warnings: Vec<_> = stopped
         .stderr
@@ -248,14 +219,14 @@ fn on_the_dual_stack_socket_an_ipv4_peer_gets_the_ipv4_limit() {
     assert!(request.len() <= MAX_PAYLOAD_V4);
     assert!(reply_len > MAX_PAYLOAD_V4 && reply_len <= MAX_PAYLOAD_V6);
 
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     let over_v6 = v6_client(port);
     exchange(&over_v6, &request, &mut tally);
     let over_v4 = v4_client(port);
     exchange_refused(&over_v4, &request, &mut tally);
 
-    let stopped = server.stop_with(libc::SIGTERM);
-    tally.assert_matches(&stopped);
+    let stopped = server.stop_with(Signal::SIGTERM);
+    assert_summary_is(&stopped, &tally);
     let source = format!("127.0.0.1:{}", local_port(&over_v4));
     assert!(
         stopped
@@ -275,15 +246,15 @@ fn the_default_bind_answers_ipv4_and_ipv6_clients() {
         addr.ip(),
         Ipv6Addr::UNSPECIFIED,
         "one dual-stack socket on [::]: {}",
-        server.ready_line
+        server.ready.line()
     );
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     for request in sample_requests() {
         exchange(&v4_client(addr.port()), &request, &mut tally);
         exchange(&v6_client(addr.port()), &request, &mut tally);
     }
-    let stopped = server.stop_with(libc::SIGINT);
-    tally.assert_matches(&stopped);
+    let stopped = server.stop_with(Signal::SIGINT);
+    assert_summary_is(&stopped, &tally);
 }
 
 /// The receive slots of one worker: 64 of 64 KiB.
@@ -305,7 +276,7 @@ fn memory_is_claimed_before_the_ready_line() {
         "--threads",
         &threads.to_string(),
     ]);
-    let at_ready = vm_rss_kib(server.pid());
+    let at_ready = server.memory().vm_rss_kib;
     assert!(
         at_ready >= threads * SLOTS_KIB_PER_THREAD,
         "resident at the ready line: {at_ready} KiB, below {threads} threads' slots"
@@ -313,7 +284,7 @@ fn memory_is_claimed_before_the_ready_line() {
     let client = client_of(server.addr());
     let largest = vec![b'a'; MAX_PAYLOAD_V4];
     assert_eq!(ask(&client, &largest), uppercase(&largest));
-    assert!(server.stop_with(libc::SIGTERM).status.success());
+    assert!(server.stop_with(Signal::SIGTERM).status.success());
 }
 
 #[test]
@@ -322,7 +293,7 @@ fn many_datagrams_from_several_sockets_are_all_answered() {
     let addr = server.addr();
     let total = from_clients_at_once(4, |c| {
         let client = client_of(addr);
-        let mut tally = Tally::default();
+        let mut tally = UdpCounts::default();
         for i in 0..250 {
             let request = format!("client {c} straße {i} {}", "x".repeat(i));
             exchange(&client, request.as_bytes(), &mut tally);
@@ -330,16 +301,16 @@ fn many_datagrams_from_several_sockets_are_all_answered() {
         tally
     });
     assert_eq!(total.received, 1000);
-    let stopped = server.stop_with(libc::SIGINT);
-    total.assert_matches(&stopped);
+    let stopped = server.stop_with(Signal::SIGINT);
+    assert_summary_is(&stopped, &total);
 }
 
 /// Sends the sample requests, stops the server with `signal`, and checks
 /// the exit and the summary.
-fn stops_cleanly_on(signal: i32) {
+fn stops_cleanly_on(signal: Signal) {
     let server = start_on("127.0.0.1");
     let client = client_of(server.addr());
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     for request in sample_requests() {
         exchange(&client, &request, &mut tally);
     }
@@ -351,7 +322,7 @@ fn stops_cleanly_on(signal: i32) {
         "stopping took {:?}",
         stopped.elapsed
     );
-    tally.assert_matches(&stopped);
+    assert_summary_is(&stopped, &tally);
     let summaries = stopped
         .stderr
         .lines()
@@ -363,25 +334,25 @@ fn stops_cleanly_on(signal: i32) {
 
 #[test]
 fn sigint_stops_it_with_a_summary() {
-    stops_cleanly_on(libc::SIGINT);
+    stops_cleanly_on(Signal::SIGINT);
 }
 
 #[test]
 fn sigterm_stops_it_with_a_summary() {
-    stops_cleanly_on(libc::SIGTERM);
+    stops_cleanly_on(Signal::SIGTERM);
 }
 
 #[test]
 fn an_idle_server_stops_promptly_too() {
     let server = start_on("127.0.0.1");
-    let stopped = server.stop_with(libc::SIGTERM);
+    let stopped = server.stop_with(Signal::SIGTERM);
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
     assert!(
         stopped.elapsed < Duration::from_secs(1),
         "{:?}",
         stopped.elapsed
     );
-    Tally::default().assert_matches(&stopped);
+    assert_summary_is(&stopped, &UdpCounts::default());
 }
 
 #[test]
@@ -389,7 +360,7 @@ fn two_threads_share_the_port_and_their_counts_add_up() {
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0", "--threads", "2"]);
     let addr = server.addr();
     assert_ne!(addr.port(), 0);
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     // Many source ports, so the kernel's hash spreads them over both sockets.
     for c in 0..16 {
         let client = client_of(addr);
@@ -397,14 +368,14 @@ fn two_threads_share_the_port_and_their_counts_add_up() {
             exchange(&client, format!("c{c} ß{i}").as_bytes(), &mut tally);
         }
     }
-    let stopped = server.stop_with(libc::SIGINT);
+    let stopped = server.stop_with(Signal::SIGINT);
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
     assert!(
         stopped.elapsed < Duration::from_secs(1),
         "{:?}",
         stopped.elapsed
     );
-    tally.assert_matches(&stopped);
+    assert_summary_is(&stopped, &tally);
 }
 
 /// Runs the server expecting it to refuse to start; returns its stderr.
@@ -532,7 +503,7 @@ fn a_flood_of_garbage_never_stops_it() {
     let mut server = start_on("127.0.0.1");
     let clients: Vec<_> = (0..3).map(|_| client_of(server.addr())).collect();
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     for i in 0..400 {
         let request = garbage(&mut rng);
         let client = &clients[i % clients.len()];
@@ -544,9 +515,9 @@ fn a_flood_of_garbage_never_stops_it() {
     }
     assert!(server.is_running());
     assert!(tally.invalid_utf8 > 0, "the flood held invalid UTF-8");
-    let stopped = server.stop_with(libc::SIGINT);
+    let stopped = server.stop_with(Signal::SIGINT);
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
-    tally.assert_matches(&stopped);
+    assert_summary_is(&stopped, &tally);
 }
 
 /// A client socket whose receive buffer holds a whole burst of replies.
@@ -558,7 +529,7 @@ fn burst_client(server: SocketAddr) -> UdpSocket {
 
 /// Sends every request at once, then gathers as many replies; checks that
 /// they are the requests' uppercase (in any order) and counts both.
-fn burst(socket: &UdpSocket, requests: &[Vec<u8>], tally: &mut Tally) {
+fn burst(socket: &UdpSocket, requests: &[Vec<u8>], tally: &mut UdpCounts) {
     for request in requests {
         assert_eq!(socket.send(request).expect("send"), request.len());
     }
@@ -586,23 +557,18 @@ fn burst(socket: &UdpSocket, requests: &[Vec<u8>], tally: &mut Tally) {
     }
 }
 
-/// `len` bytes of lowercase text, different for each `tag`.
-fn lowercase_of_len(tag: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|i| b'a' + ((i + tag) % 26) as u8).collect()
-}
-
 /// Bursts of `per_client` requests from `clients` sockets at once.
-fn bursts_from_several_sockets(addr: SocketAddr, clients: usize, per_client: usize) -> Tally {
+fn bursts_from_several_sockets(addr: SocketAddr, clients: usize, per_client: usize) -> UdpCounts {
     from_clients_at_once(clients, |c| {
         let requests: Vec<Vec<u8>> = (0..per_client)
             .map(|i| match i % 4 {
                 0 => format!("client {c} burst {i} straße").into_bytes(),
-                1 => lowercase_of_len(c + i, 1 + i % 1400),
+                1 => lowercase_text(c + i, 1 + i % 1400),
                 2 => format!("c{c} #{i} ﬁ 안녕").into_bytes(),
                 _ => format!("client {c} burst {i}").into_bytes(),
             })
             .collect();
-        let mut tally = Tally::default();
+        let mut tally = UdpCounts::default();
         burst(&burst_client(addr), &requests, &mut tally);
         tally
     })
@@ -610,8 +576,8 @@ fn bursts_from_several_sockets(addr: SocketAddr, clients: usize, per_client: usi
 
 /// Runs `client(c)` for `c` in `0..clients` on threads at once and adds up
 /// their tallies.
-fn from_clients_at_once(clients: usize, client: impl Fn(usize) -> Tally + Sync) -> Tally {
-    let tallies: Vec<Tally> = thread::scope(|s| {
+fn from_clients_at_once(clients: usize, client: impl Fn(usize) -> UdpCounts + Sync) -> UdpCounts {
+    let tallies: Vec<UdpCounts> = thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
                 let client = &client;
@@ -623,9 +589,9 @@ fn from_clients_at_once(clients: usize, client: impl Fn(usize) -> Tally + Sync) 
             .map(|h| h.join().expect("client thread"))
             .collect()
     });
-    let mut total = Tally::default();
-    for tally in &tallies {
-        total.add(tally);
+    let mut total = UdpCounts::default();
+    for tally in tallies {
+        total += tally;
     }
     total
 }
@@ -635,16 +601,16 @@ fn bursts_from_several_sockets_are_all_answered_by_two_threads() {
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0", "--threads", "2"]);
     let tally = bursts_from_several_sockets(server.addr(), 8, 200);
     assert_eq!(tally.received, 1600);
-    let stopped = server.stop_with(libc::SIGTERM);
+    let stopped = server.stop_with(Signal::SIGTERM);
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
-    tally.assert_matches(&stopped);
+    assert_summary_is(&stopped, &tally);
 }
 
 #[test]
 fn a_burst_of_every_size_is_answered_whole_over_both_families() {
     let server = ServerProcess::start(&["--port", "0", "--threads", "2"]);
     let port = server.addr().port();
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     for (client, largest) in [
         (
             burst_client((Ipv4Addr::LOCALHOST, port).into()),
@@ -658,12 +624,12 @@ fn a_burst_of_every_size_is_answered_whole_over_both_families() {
         let requests: Vec<Vec<u8>> = [0, 1, 32, 1400, 1472, 9000, 32_768, largest]
             .iter()
             .enumerate()
-            .map(|(tag, &len)| lowercase_of_len(tag, len))
+            .map(|(tag, &len)| lowercase_text(tag, len))
             .collect();
         burst(&client, &requests, &mut tally);
     }
-    let stopped = server.stop_with(libc::SIGINT);
-    tally.assert_matches(&stopped);
+    let stopped = server.stop_with(Signal::SIGINT);
+    assert_summary_is(&stopped, &tally);
 }
 
 /// Sends `train` as one UDP GSO send of `segment`-byte datagrams.
@@ -712,14 +678,14 @@ fn gso_trains_get_every_reply(options: &[&str]) {
     let mut args = vec!["--bind", "127.0.0.1", "--port", "0"];
     args.extend_from_slice(options);
     let server = ServerProcess::start(&args);
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     let segments: Vec<Vec<u8>> = (0..20)
-        .map(|tag| lowercase_of_len(tag, 100))
-        .chain([lowercase_of_len(20, 37)])
+        .map(|tag| lowercase_text(tag, 100))
+        .chain([lowercase_text(20, 37)])
         .collect();
     let train = segments.concat();
     let expected: Vec<Vec<u8>> = segments.iter().map(|s| uppercase(s)).collect();
-    let count = |tally: &mut Tally, segments: &[Vec<u8>]| {
+    let count = |tally: &mut UdpCounts, segments: &[Vec<u8>]| {
         for s in segments {
             tally.received += 1;
             tally.replied += 1;
@@ -769,8 +735,8 @@ fn gso_trains_get_every_reply(options: &[&str]) {
     assert_eq!(got, mixed_expected);
     count(&mut tally, &mixed);
 
-    let stopped = server.stop_with(libc::SIGTERM);
-    tally.assert_matches(&stopped);
+    let stopped = server.stop_with(Signal::SIGTERM);
+    assert_summary_is(&stopped, &tally);
 }
 
 #[test]
@@ -781,9 +747,9 @@ fn one_three_or_one_per_core_threads_all_serve() {
         args.extend(threads.iter().flat_map(|n| ["--threads", n]));
         let server = ServerProcess::start(&args);
         let tally = bursts_from_several_sockets(server.addr(), 6, 50);
-        let stopped = server.stop_with(libc::SIGINT);
+        let stopped = server.stop_with(Signal::SIGINT);
         assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
-        tally.assert_matches(&stopped);
+        assert_summary_is(&stopped, &tally);
         let plural = if expected == 1 { "" } else { "s" };
         assert!(
             stopped
@@ -805,10 +771,10 @@ fn the_granted_receive_buffer_is_logged() {
         "--recv-buffer",
         "1048576",
     ]);
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     exchange(&client_of(server.addr()), b"buffered", &mut tally);
-    let stopped = server.stop_with(libc::SIGINT);
-    tally.assert_matches(&stopped);
+    let stopped = server.stop_with(Signal::SIGINT);
+    assert_summary_is(&stopped, &tally);
     let line = stopped
         .stderr
         .lines()
@@ -834,12 +800,12 @@ fn busy_polling_answers_and_stops_promptly_on_sigterm() {
         "--busy-poll",
     ]);
     let client = client_of(server.addr());
-    let mut tally = Tally::default();
+    let mut tally = UdpCounts::default();
     for request in sample_requests() {
         exchange(&client, &request, &mut tally);
     }
     burst(&burst_client(server.addr()), &sample_requests(), &mut tally);
-    let stopped = server.stop_with(libc::SIGTERM);
+    let stopped = server.stop_with(Signal::SIGTERM);
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
     assert!(
         stopped.elapsed < Duration::from_secs(1),
@@ -847,5 +813,5 @@ fn busy_polling_answers_and_stops_promptly_on_sigterm() {
         stopped.elapsed
     );
     tally.invalid_utf8 = 2;
-    tally.assert_matches(&stopped);
+    assert_summary_is(&stopped, &tally);
 }

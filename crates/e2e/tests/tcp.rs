@@ -2,17 +2,19 @@
 //! `upcase-client --tcp` on loopback, plain `std` TCP sockets, and Python
 //! peers of the textbook's TCPServer.py / TCPClient.py shape.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use upcase_e2e::tcp::{closed_by_server, connect, exchange, read_exactly, read_to_end};
+use upcase_e2e::tcp::{
+    Written, closed_by_server, connect, exchange, read_exactly, read_to_end, write_until_stalled,
+};
 use upcase_e2e::{
-    PATIENCE, ServerProcess, Stopped, assert_success, client, crate_file, python3, run_with_input,
-    vm_rss_kib,
+    PATIENCE, Process, ServerProcess, Signal, Stopped, assert_success, binary, client, crate_file,
+    free_tcp_port, python3, run_with_input,
 };
 use upcase_load::connect::connect_tcp;
 use upcase_proto::uppercase;
@@ -36,18 +38,6 @@ fn expected_output() -> Vec<u8> {
     uppercase(&input())
 }
 
-/// The address after `tcp ` in a ready line.
-fn tcp_addr_in(ready_line: &str) -> Option<SocketAddr> {
-    let (_, rest) = ready_line.split_once("tcp ")?;
-    rest.split([',', ' ']).next()?.parse().ok()
-}
-
-/// The address after `udp ` in a ready line.
-fn udp_addr_in(ready_line: &str) -> Option<SocketAddr> {
-    let (_, rest) = ready_line.split_once("udp ")?;
-    rest.split([',', ' ']).next()?.parse().ok()
-}
-
 fn loopback(addr: SocketAddr, v6: bool) -> SocketAddr {
     if !addr.ip().is_unspecified() {
         return addr;
@@ -65,23 +55,30 @@ fn start(bind: &str, extra: &[&str]) -> (ServerProcess, SocketAddr) {
     let mut args = vec!["--bind", bind, "--port", "0"];
     args.extend_from_slice(extra);
     let server = ServerProcess::start(&args);
-    let addr = tcp_addr_in(&server.ready_line)
-        .unwrap_or_else(|| panic!("no tcp address in {:?}", server.ready_line));
+    let addr = server.tcp_addr();
     (server, addr)
 }
 
 /// Sends `bytes`, ends the stream, returns everything that came back.
 fn whole_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut stream = connect(addr);
-    stream.write_all(bytes).expect("send");
-    stream.shutdown(Shutdown::Write).expect("shutdown");
-    read_to_end(&mut stream)
+    exchange(&mut connect(addr), bytes)
 }
 
 fn stop(server: ServerProcess) -> Stopped {
-    let stopped = server.stop_with(libc::SIGTERM);
+    let stopped = server.stop_with(Signal::SIGTERM);
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
     assert!(!stopped.stderr.contains("panicked"), "{}", stopped.stderr);
+    stopped
+}
+
+/// [`stop`], which must take less than a second.
+fn stop_within_a_second(server: ServerProcess) -> Stopped {
+    let stopped = stop(server);
+    assert!(
+        stopped.elapsed < Duration::from_secs(1),
+        "{:?}",
+        stopped.elapsed
+    );
     stopped
 }
 
@@ -100,7 +97,7 @@ fn streams_come_back_uppercased_over_ipv4_and_ipv6() {
     for bind in ["127.0.0.1", "::1"] {
         let (server, addr) = start(bind, &["--transport", "tcp"]);
         assert_eq!(
-            server.ready_line,
+            server.ready.line(),
             format!("The server is ready to receive on tcp {addr}")
         );
         assert_eq!(addr.ip(), bind.parse::<std::net::IpAddr>().expect("ip"));
@@ -110,31 +107,25 @@ fn streams_come_back_uppercased_over_ipv4_and_ipv6() {
             "over {bind}"
         );
         let stopped = stop(server);
-        assert_eq!(stopped.counter("tcp_accepted"), 1);
-        assert_eq!(stopped.counter("tcp_bytes_in"), input().len() as u64);
-        assert_eq!(
-            stopped.counter("tcp_bytes_out"),
-            expected_output().len() as u64
-        );
-        assert_eq!(stopped.counter("tcp_errors"), 0);
-        assert_eq!(stopped.counter("received"), 0, "no UDP served");
+        assert_eq!(stopped.tcp().accepted, 1);
+        assert_eq!(stopped.tcp().bytes_in, input().len() as u64);
+        assert_eq!(stopped.tcp().bytes_out, expected_output().len() as u64);
+        assert_eq!(stopped.tcp().errors, 0);
+        assert_eq!(stopped.udp().received, 0, "no UDP served");
     }
 }
 
 #[test]
 fn by_default_udp_and_tcp_share_one_port_on_both_families() {
     let server = ServerProcess::start(&["--port", "0"]);
-    let (udp, tcp) = (
-        udp_addr_in(&server.ready_line).expect("udp address"),
-        tcp_addr_in(&server.ready_line).expect("tcp address"),
-    );
+    let (udp, tcp) = (server.ready.udp().expect("udp address"), server.tcp_addr());
     assert_eq!(
-        server.ready_line,
+        server.ready.line(),
         format!("The server is ready to receive on udp {udp}, tcp {tcp}")
     );
     assert_eq!(udp, tcp, "the same address and port");
     assert_ne!(udp.port(), 0);
-    assert_eq!(server.addrs, vec![udp, tcp]);
+    assert_eq!(server.ready.addrs(), [udp, tcp]);
     let datagram = UdpSocket::bind("127.0.0.1:0").expect("udp client");
     datagram.set_read_timeout(Some(PATIENCE)).expect("timeout");
     datagram
@@ -149,11 +140,8 @@ fn by_default_udp_and_tcp_share_one_port_on_both_families() {
         }
     }
     let stopped = stop(server);
-    assert_eq!(stopped.counter("received"), 1);
-    assert_eq!(
-        stopped.counter("tcp_accepted"),
-        if udp.is_ipv6() { 2 } else { 0 }
-    );
+    assert_eq!(stopped.udp().received, 1);
+    assert_eq!(stopped.tcp().accepted, if udp.is_ipv6() { 2 } else { 0 });
 }
 
 #[test]
@@ -162,7 +150,7 @@ fn udp_alone_refuses_tcp_and_keeps_the_foundation_ready_line() {
         ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0", "--transport", "udp"]);
     let addr = server.addr();
     assert_eq!(
-        server.ready_line,
+        server.ready.line(),
         format!("The server is ready to receive on {addr}")
     );
     // Not `TcpStream::connect`: with nothing listening, the kernel may
@@ -247,10 +235,10 @@ fn two_hundred_connections_at_once_each_get_exactly_their_own_stream() {
     });
     let stopped = stop(server);
     let sent: u64 = (0..CLIENTS).map(|i| stream_of(i).len() as u64).sum();
-    assert_eq!(stopped.counter("tcp_accepted"), CLIENTS as u64);
-    assert_eq!(stopped.counter("tcp_refused"), 0);
-    assert_eq!(stopped.counter("tcp_errors"), 0);
-    assert_eq!(stopped.counter("tcp_bytes_in"), sent);
+    assert_eq!(stopped.tcp().accepted, CLIENTS as u64);
+    assert_eq!(stopped.tcp().refused, 0);
+    assert_eq!(stopped.tcp().errors, 0);
+    assert_eq!(stopped.tcp().bytes_in, sent);
 }
 
 /// The bound on how much a never-reading client may grow the server: the
@@ -263,31 +251,16 @@ const RSS_GROWTH_BOUND_KIB: u64 = 8 * 1024;
 fn a_client_that_never_reads_cannot_grow_server_memory() {
     const CAP: usize = 64 << 20;
     let (server, addr) = start("127.0.0.1", &["--transport", "tcp"]);
-    let pid = server.pid();
     // One exchange first, so the server's lazily set up parts are counted
     // in the baseline.
     assert_eq!(whole_exchange(addr, b"warm up"), b"WARM UP");
-    let before = vm_rss_kib(pid);
+    let before = server.memory().vm_rss_kib;
     let mut stream = connect(addr);
-    stream
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .expect("timeout");
-    let chunk = vec![b'a'; 64 * 1024];
-    let mut written = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stalled = loop {
-        match stream.write(&chunk) {
-            Ok(n) => written += n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break true;
-            }
-            Err(e) => panic!("send failed after {written} bytes: {e}"),
-        }
-        if written >= CAP || Instant::now() > deadline {
-            break false;
-        }
-    };
-    let after = vm_rss_kib(pid);
+    let Written {
+        bytes: written,
+        stalled,
+    } = write_until_stalled(&mut stream, Duration::from_millis(500), CAP);
+    let after = server.memory().vm_rss_kib;
     eprintln!("{written} bytes unread; server RSS {before} KiB before, {after} KiB after");
     assert!(
         after <= before + RSS_GROWTH_BOUND_KIB,
@@ -299,14 +272,9 @@ fn a_client_that_never_reads_cannot_grow_server_memory() {
     );
     // Stuck in a write at the stop: closed after the grace period, and the
     // server still exits within a second.
-    let stopped = stop(server);
-    assert!(
-        stopped.elapsed < Duration::from_secs(1),
-        "{:?}",
-        stopped.elapsed
-    );
-    assert_eq!(stopped.counter("tcp_closed_at_stop"), 1);
-    let held = stopped.counter("tcp_bytes_in") - stopped.counter("tcp_bytes_out");
+    let stopped = stop_within_a_second(server);
+    assert_eq!(stopped.tcp().closed_at_stop, 1);
+    let held = stopped.tcp().bytes_in - stopped.tcp().bytes_out;
     assert!(held <= 16 * 1024, "the server held {held} bytes");
 }
 
@@ -329,8 +297,8 @@ fn an_idle_client_is_closed_after_the_idle_timeout() {
     busy.shutdown(Shutdown::Write).expect("shutdown");
     assert_eq!(read_to_end(&mut busy), b"");
     let stopped = stop(server);
-    assert_eq!(stopped.counter("tcp_timed_out"), 1);
-    assert_eq!(stopped.counter("tcp_accepted"), 2);
+    assert_eq!(stopped.tcp().timed_out, 1);
+    assert_eq!(stopped.tcp().accepted, 2);
 }
 
 #[test]
@@ -350,8 +318,8 @@ fn connections_over_the_limit_are_refused_and_counted() {
         assert_eq!(read_to_end(stream), b"STILL");
     }
     let stopped = stop(server);
-    assert_eq!(stopped.counter("tcp_refused"), 1);
-    assert_eq!(stopped.counter("tcp_accepted"), 2);
+    assert_eq!(stopped.tcp().refused, 1);
+    assert_eq!(stopped.tcp().accepted, 2);
 }
 
 #[test]
@@ -360,13 +328,8 @@ fn a_signal_closes_the_listener_and_lingering_connections_within_a_second() {
     let mut lingering = connect(addr);
     lingering.write_all(b"a").expect("send");
     assert_eq!(read_exactly(&mut lingering, 1), b"A");
-    let stopped = stop(server);
-    assert!(
-        stopped.elapsed < Duration::from_secs(1),
-        "{:?}",
-        stopped.elapsed
-    );
-    assert_eq!(stopped.counter("tcp_closed_at_stop"), 1);
+    let stopped = stop_within_a_second(server);
+    assert_eq!(stopped.tcp().closed_at_stop, 1);
     assert!(closed_by_server(&mut lingering));
     assert!(TcpStream::connect(addr).is_err(), "the listener is gone");
 }
@@ -393,7 +356,7 @@ fn the_python_client_talks_to_our_server() {
         assert_success(&out, "tcp_client.py");
         assert_eq!(out.stdout, expected_output(), "over {bind}");
         let stopped = stop(server);
-        assert_eq!(stopped.counter("tcp_accepted"), LINES.len() as u64);
+        assert_eq!(stopped.tcp().accepted, LINES.len() as u64);
     }
 }
 
@@ -435,44 +398,46 @@ fn our_client_streams_lines_over_tcp() {
         assert_success(&out, "upcase-client --tcp MESSAGE");
         assert_eq!(out.stdout, b"ONE MESSAGE\n");
         let stopped = stop(server);
-        assert_eq!(stopped.counter("tcp_accepted"), 2);
-        assert_eq!(stopped.counter("received"), 0, "nothing over UDP");
+        assert_eq!(stopped.tcp().accepted, 2);
+        assert_eq!(stopped.udp().received, 0, "nothing over UDP");
     }
 }
 
 #[test]
 fn our_client_prints_each_reply_as_its_line_is_sent() {
     let (server, addr) = start("127.0.0.1", &[]);
-    let mut child = Command::new(upcase_e2e::binary("upcase-client"))
-        .args(["--tcp", "--server", "127.0.0.1", "--port"])
-        .arg(addr.port().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut client = Process::spawn(
+        Command::new(binary("upcase-client"))
+            .args(["--tcp", "--server", "127.0.0.1", "--port"])
+            .arg(addr.port().to_string()),
+    )
+    .piped_stdin()
+    .start()
+    .expect("spawn client");
+    let mut stdin = client.take_stdin().expect("stdin");
     // A person typing: each reply must come before the next line is typed.
+    let mut replies = String::new();
     for (line, reply) in [("first line", "FIRST LINE\n"), ("straße", "STRASSE\n")] {
         writeln!(stdin, "{line}").expect("type");
         stdin.flush().expect("flush");
-        let mut got = String::new();
-        stdout.read_line(&mut got).expect("reply line");
-        assert_eq!(got, reply);
+        replies.push_str(reply);
+        let lines = replies.lines().count();
+        let got = client
+            .wait_for_stdout(PATIENCE, |out| {
+                (out.iter().filter(|&&b| b == b'\n').count() >= lines).then(|| out.to_vec())
+            })
+            .expect("reply line");
+        assert_eq!(String::from_utf8_lossy(&got), replies);
     }
     drop(stdin);
-    let status = upcase_e2e::wait_with_deadline(&mut child, PATIENCE).expect("exit");
+    let status = client.wait_within(PATIENCE).expect("exit");
     assert!(status.success(), "{status}");
     stop(server);
 }
 
 #[test]
 fn our_client_reports_a_closed_port_in_one_line() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
+    let port = free_tcp_port().expect("free port");
     let out = client(
         &[
             "--tcp",
@@ -514,5 +479,5 @@ fn our_client_reports_a_server_over_its_limit() {
         "{line}"
     );
     let stopped = stop(server);
-    assert_eq!(stopped.counter("tcp_refused"), 1);
+    assert_eq!(stopped.tcp().refused, 1);
 }

@@ -6,8 +6,10 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Barrier;
 use std::thread;
 
-use upcase_e2e::PATIENCE;
-use upcase_e2e::tcp::{closed_by_server, exchange, read_exactly, read_to_end};
+use upcase_e2e::tcp::{
+    Written, closed_by_server, exchange, read_exactly, read_to_end, write_until_stalled,
+};
+use upcase_e2e::{PATIENCE, wait_until};
 use upcase_proto::uppercase;
 
 use super::*;
@@ -66,15 +68,6 @@ impl Drop for Service {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// Polls `condition` until it holds, failing the test after [`PATIENCE`].
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -194,24 +187,11 @@ fn a_client_that_never_reads_cannot_make_the_server_buffer() {
         ..TcpLimits::default()
     });
     let mut stream = service.connect();
-    stream
-        .set_write_timeout(Some(Duration::from_millis(300)))
-        .expect("timeout");
-    let chunk = vec![b'a'; 64 * 1024];
-    let mut written = 0usize;
     // Sends until the kernel's buffers are full and the server stops reading.
-    let stalled = loop {
-        match stream.write(&chunk) {
-            Ok(n) => written += n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break true;
-            }
-            Err(e) => panic!("send failed after {written} bytes: {e}"),
-        }
-        if written >= CAP {
-            break false;
-        }
-    };
+    let Written {
+        bytes: written,
+        stalled,
+    } = write_until_stalled(&mut stream, Duration::from_millis(300), CAP);
     assert!(
         stalled,
         "the server took {written} bytes without any being read"

@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::load::{Load, Row, Server};
-use super::report::{Line, fmt_count, fmt_ratio, fmt_us};
+use crate::load::{Load, Row, Server};
+use crate::report::{Line, fmt_count, fmt_ratio, fmt_us};
 
 const WIDTH: u32 = 980;
 const LABEL_RIGHT: u32 = 270;
@@ -26,7 +26,7 @@ fn color(server: Server) -> &'static str {
     }
 }
 
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -43,7 +43,7 @@ pub fn escape(text: &str) -> String {
 
 fn label(line: &Line) -> String {
     match line.load {
-        Load::Loadgen if line.row != Row::ClientVsLoadgen => line.server_name.to_string(),
+        Load::Loadgen if line.row != Row::ClientVsLoadgen => line.server_name.clone(),
         load => format!("{} ← {}", line.server_name, load.name()),
     }
 }
@@ -65,7 +65,7 @@ fn bar(svg: &mut String, y: u32, width: f64, fill: &str, opacity: f64) {
 }
 
 /// The whole picture; `subtitle` says where and how it was measured.
-pub fn render(lines: &[Line], subtitle: &str) -> String {
+pub(crate) fn render(lines: &[Line], subtitle: &str) -> String {
     let mut body = String::new();
     let mut y = 70;
     let bold = r#"font-weight="bold""#;
@@ -190,7 +190,7 @@ pub fn render(lines: &[Line], subtitle: &str) -> String {
 /// Checks that `xml` is well-formed as far as this file's SVG needs: one
 /// root element, tags nested and closed, quoted attributes, and `&` only in
 /// entities. A stand-in for a renderer when none is installed.
-pub fn check_well_formed(xml: &str) -> Result<(), String> {
+pub(crate) fn check_well_formed(xml: &str) -> Result<(), String> {
     let mut stack: Vec<&str> = Vec::new();
     let mut roots = 0;
     let mut rest = xml;
@@ -308,14 +308,14 @@ fn check_text(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::load::Sample;
+    use crate::load::Sample;
 
     fn line(row: Row, server: Server, load: Load, rate: Option<f64>) -> Line {
         Line {
             row,
-            row_title: row.title(),
+            row_title: row.title().to_string(),
             server,
-            server_name: server.name(),
+            server_name: server.name().to_string(),
             load,
             replies_per_s: rate,
             ratio: rate.map(|r| r / 100_000.0),

@@ -7,20 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
 
-pub struct Tools {
-    pub server: PathBuf,
+pub(crate) struct Tools {
+    pub(crate) server: PathBuf,
     /// `upcase-client`, when it has the `bench` subcommand.
-    pub client: Option<PathBuf>,
-    pub limit_server: Option<PathBuf>,
-    pub loadgen: Option<PathBuf>,
-    pub python: Option<PathBuf>,
+    pub(crate) client: Option<PathBuf>,
+    pub(crate) limit_server: Option<PathBuf>,
+    pub(crate) loadgen: Option<PathBuf>,
+    pub(crate) python: Option<PathBuf>,
     /// The textbook server, `seed_udp_server.py`.
-    pub seed_server: Option<PathBuf>,
+    pub(crate) seed_server: Option<PathBuf>,
 }
 
 /// Cargo's target directory for this workspace (honours CARGO_TARGET_DIR).
-pub fn target_dir(cargo: &OsStr, root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn target_dir(cargo: &OsStr, root: &Path) -> anyhow::Result<PathBuf> {
     let out = Command::new(cargo)
         .current_dir(root)
         .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -30,19 +31,25 @@ pub fn target_dir(cargo: &OsStr, root: &Path) -> anyhow::Result<PathBuf> {
     if !out.status.success() {
         bail!("cargo metadata failed ({})", out.status);
     }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("cargo metadata printed no JSON")?;
-    let dir = meta["target_directory"]
-        .as_str()
-        .context("cargo metadata names no target_directory")?;
-    Ok(PathBuf::from(dir))
+    /// The one field of `cargo metadata` read here.
+    #[derive(Deserialize)]
+    struct Metadata {
+        target_directory: PathBuf,
+    }
+    let meta: Metadata = serde_json::from_slice(&out.stdout)
+        .context("cargo metadata printed no JSON with a target_directory")?;
+    Ok(meta.target_directory)
 }
 
 /// `cargo build [--release] -p upcase-server -p upcase-client`; returns the
 /// paths cargo reports for the two executables. Without `release` it reuses
 /// the debug build CI has already made: a smoke run checks that everything
 /// works, not how fast.
-pub fn build_bins(cargo: &OsStr, root: &Path, release: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
+pub(crate) fn build_bins(
+    cargo: &OsStr,
+    root: &Path,
+    release: bool,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let profile = if release { "release" } else { "dev" };
     eprintln!("bench: building upcase-server and upcase-client ({profile} profile)");
     let out = Command::new(cargo)
@@ -70,18 +77,31 @@ pub fn build_bins(cargo: &OsStr, root: &Path, release: bool) -> anyhow::Result<(
 }
 
 /// The executable of target `name` among cargo's JSON messages.
-pub fn executable_named(messages: &str, name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn executable_named(messages: &str, name: &str) -> anyhow::Result<PathBuf> {
+    /// The fields of one cargo message read here (`--message-format=json`).
+    #[derive(Deserialize)]
+    struct Message {
+        reason: String,
+        target: Option<Target>,
+        executable: Option<PathBuf>,
+    }
+    #[derive(Deserialize)]
+    struct Target {
+        name: String,
+    }
     messages
         .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == name)
-        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .filter_map(|line| serde_json::from_str::<Message>(line).ok())
+        .filter(|msg| {
+            msg.reason == "compiler-artifact" && msg.target.as_ref().is_some_and(|t| t.name == name)
+        })
+        .find_map(|msg| msg.executable)
         .with_context(|| format!("cargo reported no executable for {name}"))
 }
 
 /// Compiles `limit_server` and `loadgen` into `bin`; `None` (with a note)
 /// for each that cannot be built here.
-pub fn build_c(
+pub(crate) fn build_c(
     anchors: &Path,
     bin: &Path,
     notes: &mut Vec<String>,
@@ -131,7 +151,7 @@ pub fn build_c(
 
 /// The real Python 3 executable (not a shim script, so that the pid we
 /// watch is Python's own and no wrapper costs start-up time).
-pub fn find_python(notes: &mut Vec<String>) -> Option<PathBuf> {
+pub(crate) fn find_python(notes: &mut Vec<String>) -> Option<PathBuf> {
     let out = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .stderr(Stdio::null())
@@ -155,7 +175,7 @@ pub fn find_python(notes: &mut Vec<String>) -> Option<PathBuf> {
 }
 
 /// Whether `upcase-client bench --help` describes the load options we use.
-pub fn client_has_bench(client: &Path) -> bool {
+pub(crate) fn client_has_bench(client: &Path) -> bool {
     Command::new(client)
         .args(["bench", "--help"])
         .stdin(Stdio::null())

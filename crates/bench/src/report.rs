@@ -5,43 +5,44 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::load::{Load, Row, Sample, Server};
-use crate::process::Memory;
+use upcase_e2e::Memory;
+
+use crate::load::{Load, Row, Sample, Server};
 
 /// Everything one server/load pair measured in one row, over all runs.
-#[derive(Clone, Debug, Serialize)]
-pub struct Entry {
-    pub row: Row,
-    pub server: Server,
-    pub load: Load,
-    pub samples: Vec<Sample>,
-    pub errors: Vec<String>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub(crate) row: Row,
+    pub(crate) server: Server,
+    pub(crate) load: Load,
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// One line of the table: medians over the successful runs.
-#[derive(Clone, Debug, Serialize)]
-pub struct Line {
-    pub row: Row,
-    pub row_title: &'static str,
-    pub server: Server,
-    pub server_name: &'static str,
-    pub load: Load,
-    pub replies_per_s: Option<f64>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Line {
+    pub(crate) row: Row,
+    pub(crate) row_title: String,
+    pub(crate) server: Server,
+    pub(crate) server_name: String,
+    pub(crate) load: Load,
+    pub(crate) replies_per_s: Option<f64>,
     /// Against the C recvmmsg reference (driven by the same load tool as the
     /// row's reference line) in the same row.
-    pub ratio: Option<f64>,
-    pub p50_us: Option<f64>,
-    pub p99_us: Option<f64>,
-    pub lost: Option<u64>,
-    pub mismatches: u64,
-    pub samples: Vec<Sample>,
-    pub errors: Vec<String>,
+    pub(crate) ratio: Option<f64>,
+    pub(crate) p50_us: Option<f64>,
+    pub(crate) p99_us: Option<f64>,
+    pub(crate) lost: Option<u64>,
+    pub(crate) mismatches: u64,
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// Median; the mean of the middle two for an even count.
-pub fn median(values: &[f64]) -> Option<f64> {
+pub(crate) fn median(values: &[f64]) -> Option<f64> {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     if sorted.is_empty() {
         return None;
@@ -55,7 +56,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
-pub fn ratio(value: Option<f64>, reference: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio(value: Option<f64>, reference: Option<f64>) -> Option<f64> {
     match (value, reference) {
         (Some(v), Some(r)) if r > 0.0 => Some(v / r),
         _ => None,
@@ -65,7 +66,7 @@ pub fn ratio(value: Option<f64>, reference: Option<f64>) -> Option<f64> {
 /// The table in display order. The client-vs-loadgen row repeats the
 /// loadgen line of flood W=64 on the reference server as its own reference:
 /// the client ran right after it, in the same server session.
-pub fn lines(entries: &[Entry]) -> Vec<Line> {
+pub(crate) fn lines(entries: &[Entry]) -> Vec<Line> {
     let mut lines = Vec::new();
     for row in Row::ALL {
         let mut in_row: Vec<&Entry> = Vec::new();
@@ -107,9 +108,9 @@ fn summarize(row: Row, entry: &Entry) -> Line {
     };
     Line {
         row,
-        row_title: row.title(),
+        row_title: row.title().to_string(),
         server: entry.server,
-        server_name: entry.server.name(),
+        server_name: entry.server.name().to_string(),
         load: entry.load,
         replies_per_s: of(|s| Some(s.replies_per_s)),
         ratio: None,
@@ -123,17 +124,17 @@ fn summarize(row: Row, entry: &Entry) -> Line {
 }
 
 /// Peak memory of one server over its sessions.
-#[derive(Clone, Debug, Serialize)]
-pub struct MemoryLine {
-    pub server: Server,
-    pub server_name: &'static str,
-    pub vm_hwm_kib: u64,
-    pub vm_rss_kib: u64,
-    pub threads: u64,
-    pub hwm_per_thread_kib: u64,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct MemoryLine {
+    pub(crate) server: Server,
+    pub(crate) server_name: String,
+    pub(crate) vm_hwm_kib: u64,
+    pub(crate) vm_rss_kib: u64,
+    pub(crate) threads: u64,
+    pub(crate) hwm_per_thread_kib: u64,
 }
 
-pub fn memory_lines(readings: &[(Server, Memory)]) -> Vec<MemoryLine> {
+pub(crate) fn memory_lines(readings: &[(Server, Memory)]) -> Vec<MemoryLine> {
     let mut lines = Vec::new();
     for server in Server::ALL {
         let mine: Vec<&Memory> = readings
@@ -146,7 +147,7 @@ pub fn memory_lines(readings: &[(Server, Memory)]) -> Vec<MemoryLine> {
         };
         lines.push(MemoryLine {
             server,
-            server_name: server.name(),
+            server_name: server.name().to_string(),
             vm_hwm_kib: peak.vm_hwm_kib,
             vm_rss_kib: mine.iter().map(|m| m.vm_rss_kib).max().unwrap_or(0),
             threads: peak.threads,
@@ -157,25 +158,29 @@ pub fn memory_lines(readings: &[(Server, Memory)]) -> Vec<MemoryLine> {
 }
 
 /// Throughput of the transform alone on one input.
-#[derive(Clone, Debug, Serialize)]
-pub struct TransformLine {
-    pub input: String,
-    pub bytes: u64,
-    pub rust_gbps: f64,
-    pub python_gbps: Option<f64>,
-    pub ratio: Option<f64>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct TransformLine {
+    pub(crate) input: String,
+    pub(crate) bytes: u64,
+    pub(crate) rust_gbps: f64,
+    pub(crate) python_gbps: Option<f64>,
+    pub(crate) ratio: Option<f64>,
 }
 
 /// A goal from the issue, and whether this run met it.
-#[derive(Clone, Debug, Serialize)]
-pub struct Target {
-    pub what: String,
-    pub goal: String,
-    pub measured: String,
-    pub met: Option<bool>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Target {
+    pub(crate) what: String,
+    pub(crate) goal: String,
+    pub(crate) measured: String,
+    pub(crate) met: Option<bool>,
 }
 
-pub fn targets(lines: &[Line], memory: &[MemoryLine], transform: &[TransformLine]) -> Vec<Target> {
+pub(crate) fn targets(
+    lines: &[Line],
+    memory: &[MemoryLine],
+    transform: &[TransformLine],
+) -> Vec<Target> {
     let client = lines
         .iter()
         .find(|l| l.row == Row::ClientVsLoadgen && l.load == Load::Client)
@@ -299,19 +304,19 @@ fn server_targets(lines: &[Line]) -> Vec<Target> {
 }
 
 /// Where and how the figures were taken.
-#[derive(Clone, Debug, Serialize)]
-pub struct Machine {
-    pub cores: usize,
-    pub cpu: String,
-    pub kernel: String,
-    pub date: String,
-    pub rustc: String,
-    pub commit: String,
-    pub command: String,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Machine {
+    pub(crate) cores: usize,
+    pub(crate) cpu: String,
+    pub(crate) kernel: String,
+    pub(crate) date: String,
+    pub(crate) rustc: String,
+    pub(crate) commit: String,
+    pub(crate) command: String,
 }
 
 impl Machine {
-    pub fn collect(root: &Path, command: String) -> Machine {
+    pub(crate) fn collect(root: &Path, command: String) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -342,27 +347,27 @@ fn output_of(command: &mut Command) -> String {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Settings {
-    pub runs: u32,
-    pub seconds: f64,
-    pub quick: bool,
-    pub pinned: bool,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Settings {
+    pub(crate) runs: u32,
+    pub(crate) seconds: f64,
+    pub(crate) quick: bool,
+    pub(crate) pinned: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub machine: Machine,
-    pub settings: Settings,
-    pub lines: Vec<Line>,
-    pub memory: Vec<MemoryLine>,
-    pub transform: Vec<TransformLine>,
-    pub targets: Vec<Target>,
-    pub notes: Vec<String>,
-    pub errors: Vec<String>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Report {
+    pub(crate) machine: Machine,
+    pub(crate) settings: Settings,
+    pub(crate) lines: Vec<Line>,
+    pub(crate) memory: Vec<MemoryLine>,
+    pub(crate) transform: Vec<TransformLine>,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
-pub fn fmt_count(value: Option<f64>) -> String {
+pub(crate) fn fmt_count(value: Option<f64>) -> String {
     let Some(value) = value else {
         return "–".into();
     };
@@ -377,11 +382,11 @@ pub fn fmt_count(value: Option<f64>) -> String {
     out
 }
 
-pub fn fmt_ratio(value: Option<f64>) -> String {
+pub(crate) fn fmt_ratio(value: Option<f64>) -> String {
     value.map_or("–".into(), |r| format!("{r:.2}x"))
 }
 
-pub fn fmt_us(value: Option<f64>) -> String {
+pub(crate) fn fmt_us(value: Option<f64>) -> String {
     value.map_or("–".into(), |v| format!("{v:.1}"))
 }
 
@@ -393,7 +398,7 @@ fn fmt_met(met: Option<bool>) -> &'static str {
     }
 }
 
-pub fn render_markdown(report: &Report) -> String {
+pub(crate) fn render_markdown(report: &Report) -> String {
     let m = &report.machine;
     let s = &report.settings;
     let mut md = String::new();
@@ -681,7 +686,14 @@ mod tests {
         assert!(md.contains("- a note") && md.contains("- an error"), "{md}");
         let table_rows = md.lines().filter(|l| l.starts_with("| ping")).count();
         assert_eq!(table_rows, 3);
-        let json = serde_json::to_string(&report).unwrap();
-        assert!(json.contains("\"replies_per_s\":15000.0"), "{json}");
+        // report.json reads back through the same types.
+        let json = serde_json::to_string_pretty(&report).unwrap();
+        let read: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(read.lines[0].replies_per_s, Some(15000.0), "{json}");
+        assert_eq!(read.lines[0].row, Row::Ping);
+        assert_eq!(read.lines[2].errors, ["Python seed did not answer"]);
+        assert_eq!(read.memory[0].server_name, "upcase-server");
+        assert_eq!(read.settings.runs, 1);
+        assert_eq!(render_markdown(&read), md, "nothing is lost on the way");
     }
 }

@@ -1,13 +1,15 @@
 //! What is measured: the rows of the table, the servers and load tools, their
 //! command lines, and the parsing of what the load tools print.
 
-use anyhow::{Context, bail};
-use serde::Serialize;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::json::ClientRun;
 
 /// One line of the comparison: a load pattern.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Row {
+pub(crate) enum Row {
     Ping,
     Flood64,
     Flood256,
@@ -20,7 +22,7 @@ pub enum Row {
 
 impl Row {
     /// Display order.
-    pub const ALL: [Row; 8] = [
+    pub(crate) const ALL: [Row; 8] = [
         Row::Ping,
         Row::Flood64,
         Row::Flood256,
@@ -33,7 +35,7 @@ impl Row {
 
     /// Order within one server's session: our client right after the
     /// loadgen run it is compared with, so both see the same conditions.
-    pub const RUN_ORDER: [Row; 8] = [
+    pub(crate) const RUN_ORDER: [Row; 8] = [
         Row::Ping,
         Row::Flood64,
         Row::ClientVsLoadgen,
@@ -44,7 +46,7 @@ impl Row {
         Row::TcpFlood,
     ];
 
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Row::Ping => "ping, 32 B",
             Row::Flood64 => "flood W=64, 32 B",
@@ -57,7 +59,7 @@ impl Row {
         }
     }
 
-    pub fn spec(self) -> LoadSpec {
+    pub(crate) fn spec(self) -> LoadSpec {
         let flood = |window, size, gso| LoadSpec {
             ping: false,
             window,
@@ -89,7 +91,7 @@ impl Row {
         }
     }
 
-    pub fn servers(self) -> &'static [Server] {
+    pub(crate) fn servers(self) -> &'static [Server] {
         const CLASSIC: &[Server] = &[
             Server::Upcase,
             Server::CRecvmmsg,
@@ -132,20 +134,20 @@ impl Row {
 
 /// The shape of the load of one row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LoadSpec {
-    pub ping: bool,
-    pub window: u32,
-    pub size: u32,
+pub(crate) struct LoadSpec {
+    pub(crate) ping: bool,
+    pub(crate) window: u32,
+    pub(crate) size: u32,
     /// Send with UDP GSO and receive with UDP GRO.
-    pub gso: bool,
+    pub(crate) gso: bool,
     /// Over TCP, on this many connections, instead of UDP.
-    pub tcp_connections: Option<u32>,
+    pub(crate) tcp_connections: Option<u32>,
 }
 
 /// A server under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Server {
+pub(crate) enum Server {
     Upcase,
     UpcaseBusyPoll,
     UpcaseGro,
@@ -157,7 +159,7 @@ pub enum Server {
 
 impl Server {
     /// Start order within a run.
-    pub const ALL: [Server; 7] = [
+    pub(crate) const ALL: [Server; 7] = [
         Server::Upcase,
         Server::UpcaseBusyPoll,
         Server::UpcaseGro,
@@ -168,9 +170,9 @@ impl Server {
     ];
 
     /// The reference every ratio is taken against.
-    pub const REFERENCE: Server = Server::CRecvmmsg;
+    pub(crate) const REFERENCE: Server = Server::CRecvmmsg;
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Server::Upcase => "upcase-server",
             Server::UpcaseBusyPoll => "upcase-server --busy-poll",
@@ -210,7 +212,7 @@ impl Server {
     }
 
     /// How it is started, for the report (`PORT` stands for the port).
-    pub fn command_line(self) -> String {
+    pub(crate) fn command_line(self) -> String {
         std::iter::once(self.program())
             .chain(self.words())
             .collect::<Vec<_>>()
@@ -218,7 +220,7 @@ impl Server {
     }
 
     /// Arguments after the program, for a server on `port`.
-    pub fn args(self, port: u16) -> Vec<String> {
+    pub(crate) fn args(self, port: u16) -> Vec<String> {
         self.words()
             .into_iter()
             .map(|word| match word {
@@ -230,9 +232,9 @@ impl Server {
 }
 
 /// What generates the load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Load {
+pub(crate) enum Load {
     /// The C reference load generator.
     Loadgen,
     /// `upcase-client bench`.
@@ -240,7 +242,7 @@ pub enum Load {
 }
 
 impl Load {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Load::Loadgen => "loadgen",
             Load::Client => "upcase-client",
@@ -248,7 +250,7 @@ impl Load {
     }
 
     /// Arguments for one run against `port` for `seconds`.
-    pub fn args(self, spec: LoadSpec, port: u16, seconds: f64) -> Vec<String> {
+    pub(crate) fn args(self, spec: LoadSpec, port: u16, seconds: f64) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         let mut push = |words: &[&str]| args.extend(words.iter().map(|w| w.to_string()));
         let (window, size) = (spec.window.to_string(), spec.size.to_string());
@@ -296,7 +298,7 @@ impl Load {
         args
     }
 
-    pub fn parse(self, stdout: &str) -> anyhow::Result<Sample> {
+    pub(crate) fn parse(self, stdout: &str) -> anyhow::Result<Sample> {
         match self {
             Load::Loadgen => parse_loadgen(stdout),
             Load::Client => parse_client_json(stdout),
@@ -305,19 +307,19 @@ impl Load {
 }
 
 /// What one load run measured.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Sample {
-    pub replies_per_s: f64,
-    pub lost: u64,
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Sample {
+    pub(crate) replies_per_s: f64,
+    pub(crate) lost: u64,
     /// `None` when no reply came back, so there is no latency to speak of.
-    pub p50_us: Option<f64>,
-    pub p99_us: Option<f64>,
+    pub(crate) p50_us: Option<f64>,
+    pub(crate) p99_us: Option<f64>,
     /// Replies that were not the uppercase of their request.
-    pub mismatches: u64,
+    pub(crate) mismatches: u64,
 }
 
 /// Reads loadgen's `RESULT key=value ...` line.
-pub fn parse_loadgen(stdout: &str) -> anyhow::Result<Sample> {
+pub(crate) fn parse_loadgen(stdout: &str) -> anyhow::Result<Sample> {
     let line = stdout
         .lines()
         .find_map(|line| line.strip_prefix("RESULT "))
@@ -349,43 +351,15 @@ pub fn parse_loadgen(stdout: &str) -> anyhow::Result<Sample> {
     })
 }
 
-/// Reads the JSON object `upcase-client bench --json` prints (its last line
-/// that starts with `{`).
-pub fn parse_client_json(stdout: &str) -> anyhow::Result<Sample> {
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|line| line.trim_start().starts_with('{'))
-        .context("upcase-client printed no JSON object")?;
-    let value: serde_json::Value =
-        serde_json::from_str(line).context("upcase-client's JSON does not parse")?;
-    let number = |key: &str| -> anyhow::Result<Option<f64>> {
-        match value.get(key) {
-            None => bail!("upcase-client's JSON has no {key:?}"),
-            Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .with_context(|| format!("upcase-client's {key:?} is not a number: {v}")),
-        }
-    };
-    let count = |key: &str| -> anyhow::Result<u64> {
-        match value.get(key) {
-            None => Ok(0),
-            Some(v) => v
-                .as_u64()
-                .with_context(|| format!("upcase-client's {key:?} is not a count: {v}")),
-        }
-    };
-    if value.get("lost").is_none() {
-        bail!("upcase-client's JSON has no \"lost\"");
-    }
+/// Reads what `upcase-client bench --json` printed.
+pub(crate) fn parse_client_json(stdout: &str) -> anyhow::Result<Sample> {
+    let run = ClientRun::from_stdout(stdout)?;
     Ok(Sample {
-        replies_per_s: number("replies_per_s")?.context("upcase-client's replies_per_s is null")?,
-        lost: count("lost")?,
-        p50_us: number("p50_us")?.filter(|v| *v >= 0.0),
-        p99_us: number("p99_us")?.filter(|v| *v >= 0.0),
-        mismatches: count("wrong")?,
+        replies_per_s: run.replies_per_s,
+        lost: run.lost,
+        p50_us: run.p50_us.filter(|v| *v >= 0.0),
+        p99_us: run.p99_us.filter(|v| *v >= 0.0),
+        mismatches: run.wrong,
     })
 }
 
@@ -441,8 +415,11 @@ mod tests {
 
     #[test]
     fn client_json_is_read() {
-        let out = "note\n{\"replies_per_s\": 250000.5, \"lost\": 3, \"p50_us\": 40.0, \
-                   \"p99_us\": null, \"wrong\": 2, \"extra\": \"ignored\"}\n";
+        let out = "note\n{\"server\": \"127.0.0.1:4000\", \"transport\": \"udp\", \
+                   \"mode\": \"flood\", \"size\": 32, \"window\": 64, \"sockets\": 1, \
+                   \"sent\": 10, \"correct\": 5, \"replies_per_s\": 250000.5, \"lost\": 3, \
+                   \"p50_us\": 40.0, \"p99_us\": null, \"max_us\": null, \"wrong\": 2, \
+                   \"extra\": \"ignored\"}\n";
         let sample = parse_client_json(out).unwrap();
         assert_eq!(sample.replies_per_s, 250000.5);
         assert_eq!(sample.lost, 3);

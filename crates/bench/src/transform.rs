@@ -8,17 +8,17 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use super::report::{TransformLine, ratio};
+use crate::report::{TransformLine, ratio};
 
 /// One `TRANSFORM input=NAME bytes=N ... gbps=G` line.
 #[derive(Debug, PartialEq)]
-pub struct Measured {
-    pub input: String,
-    pub bytes: u64,
-    pub gbps: f64,
+pub(crate) struct Measured {
+    pub(crate) input: String,
+    pub(crate) bytes: u64,
+    pub(crate) gbps: f64,
 }
 
-pub fn parse_lines(stdout: &str) -> anyhow::Result<Vec<Measured>> {
+pub(crate) fn parse_lines(stdout: &str) -> anyhow::Result<Vec<Measured>> {
     let mut measured = Vec::new();
     for line in stdout.lines().filter_map(|l| l.strip_prefix("TRANSFORM ")) {
         let field = |key: &str| {
@@ -39,7 +39,7 @@ pub fn parse_lines(stdout: &str) -> anyhow::Result<Vec<Measured>> {
 }
 
 /// Runs both sides for `seconds` per input; `data_dir` receives the inputs.
-pub fn run(
+pub(crate) fn run(
     cargo: &OsStr,
     root: &Path,
     release: bool,
@@ -73,7 +73,7 @@ pub fn run(
     let rust = parse_lines(&String::from_utf8_lossy(&out.stdout))?;
     let python_results = match python {
         Some(python) => {
-            let script = root.join("xtask/python/transform_bench.py");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/transform_bench.py");
             let mut command = Command::new(python);
             command
                 .arg(&script)
