@@ -6,7 +6,6 @@
 //! [`Server`] is the same without the signals and the printing, for tests
 //! and for programs that embed it.
 
-pub mod batch;
 pub mod config;
 pub mod counters;
 pub mod policy;

@@ -6,15 +6,15 @@ use std::thread;
 
 use anyhow::Context;
 
-use crate::batch::BatchWorker;
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::socket;
+use crate::worker::Worker;
 
 /// A server whose sockets are bound and whose workers hold their buffers,
 /// not yet serving.
 pub struct Server {
-    workers: Vec<BatchWorker>,
+    workers: Vec<Worker>,
     local_addr: SocketAddr,
     policy: std::sync::Arc<crate::policy::Policy>,
 }
@@ -43,9 +43,7 @@ impl Server {
         let policy = std::sync::Arc::new(crate::policy::Policy::new(config.policy));
         let workers = sockets
             .into_iter()
-            .map(|socket| {
-                BatchWorker::new(socket, std::sync::Arc::clone(&policy), config.udp.busy_poll)
-            })
+            .map(|socket| Worker::new(socket, std::sync::Arc::clone(&policy), config.udp.busy_poll))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Server {
             workers,
