@@ -16,19 +16,19 @@ use upcase_proto::{Path, ReplyTooLarge};
 /// What became of datagrams a worker received: one datagram's, or a GRO
 /// train's answered as one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// How many datagrams: 1, or the segments of a train sent whole.
-    pub datagrams: u64,
+    pub(crate) datagrams: u64,
     /// Their payload bytes.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// The transform's path, when they got that far.
-    pub path: Option<Path>,
-    pub fate: Fate,
+    pub(crate) path: Option<Path>,
+    pub(crate) fate: Fate,
 }
 
 /// Sent, or why not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fate {
+pub(crate) enum Fate {
     /// The reply went out, `bytes_out` bytes.
     Sent { bytes_out: u64 },
     /// The system refused to send the reply.
@@ -47,7 +47,7 @@ pub enum Fate {
 
 impl Outcome {
     /// A received buffer that is not a datagram one can answer.
-    pub fn unanswerable(fate: Fate) -> Outcome {
+    pub(crate) fn unanswerable(fate: Fate) -> Outcome {
         Outcome {
             datagrams: 1,
             bytes_in: 0,
@@ -60,33 +60,33 @@ impl Outcome {
 /// One thread's counts: plain integers, because each thread owns its own and
 /// the main thread adds them up only after the threads have stopped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Datagrams received.
-    pub received: u64,
+    pub(crate) received: u64,
     /// Replies sent.
-    pub replied: u64,
+    pub(crate) replied: u64,
     /// Payload bytes received.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Payload bytes sent.
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     /// Datagrams that were not valid UTF-8, whether answered or not.
     pub invalid_utf8: u64,
     /// Replies not sent because they would not fit in one datagram.
-    pub dropped_too_large: u64,
+    pub(crate) dropped_too_large: u64,
     /// Replies the system refused to send.
-    pub send_errors: u64,
+    pub(crate) send_errors: u64,
     /// Receive errors the server carried on after (ICMP errors, no buffers).
-    pub recv_errors: u64,
+    pub(crate) recv_errors: u64,
     /// Datagrams not answered because their source was over `--rate-limit`.
-    pub dropped_rate_limited: u64,
+    pub(crate) dropped_rate_limited: u64,
     /// Replies not sent because they were over `--max-reply-ratio`.
-    pub dropped_ratio: u64,
+    pub(crate) dropped_ratio: u64,
 }
 
 impl Counters {
     /// Counts one outcome: the only place a worker's datagrams are counted,
     /// each in exactly one of the counters the module comment names.
-    pub fn record(&mut self, outcome: &Outcome) {
+    pub(crate) fn record(&mut self, outcome: &Outcome) {
         let datagrams = outcome.datagrams;
         let counter = match outcome.fate {
             Fate::NoPeer | Fate::Truncated => {

@@ -12,7 +12,7 @@ const FORCED_EXIT: i32 = 1;
 /// Installs the handlers and returns the flag they set: the workers poll it
 /// and stop, and the server exits 0 after its summary. A second signal,
 /// once the flag is set, ends the process at once, in case stopping hangs.
-pub fn on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+pub(crate) fn on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
         // The forced exit must be registered first: on the first signal it

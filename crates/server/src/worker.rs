@@ -44,7 +44,7 @@ const DRAIN_BATCHES: usize = 64;
 
 /// One worker thread's socket, batches and state, all allocated before it
 /// serves.
-pub struct Worker {
+pub(crate) struct Worker {
     socket: UdpSocket,
     local: SocketAddr,
     recv: RecvBatch,
@@ -108,7 +108,11 @@ enum Reply {
 impl Worker {
     /// A worker for `socket` (bound, with a receive timeout unless
     /// `busy_poll`), applying `policy` like every other worker.
-    pub fn new(socket: UdpSocket, policy: Arc<Policy>, busy_poll: bool) -> anyhow::Result<Worker> {
+    pub(crate) fn new(
+        socket: UdpSocket,
+        policy: Arc<Policy>,
+        busy_poll: bool,
+    ) -> anyhow::Result<Worker> {
         let local = socket
             .local_addr()
             .context("cannot read the bound address")?;
@@ -136,7 +140,7 @@ impl Worker {
     /// A quiet worker notices `stop` when its receive times out (the
     /// socket's SO_RCVTIMEO); a busy-polling one at every turn of its loop.
     /// Only a receive error that cannot be a passing condition ends it early.
-    pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<Counters> {
+    pub(crate) fn run(mut self, stop: &AtomicBool) -> anyhow::Result<Counters> {
         while !stop.load(Ordering::Relaxed) {
             let received = if self.busy_poll {
                 self.recv.try_recv(&self.socket)

@@ -8,7 +8,7 @@ use upcase_proto::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 use upcase_udp::gso_supported;
 
 use super::*;
-use crate::policy::{PolicyConfig, RateLimit, ReplyRatio};
+use crate::config::{PolicyConfig, RateLimit, ReplyRatio};
 
 /// Starts a worker on a fresh loopback socket (GRO on), runs `client`
 /// against its address, stops it and returns its counts.
@@ -24,7 +24,7 @@ fn with_worker_under(
 ) -> Counters {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket
-        .set_read_timeout(Some(crate::socket::RECV_TIMEOUT))
+        .set_read_timeout(Some(crate::binding::RECV_TIMEOUT))
         .expect("timeout");
     upcase_udp::enable_gro(&socket).expect("GRO");
     let addr = socket.local_addr().expect("addr");
@@ -192,7 +192,7 @@ fn a_train_with_unicode_is_answered_segment_by_segment() {
 fn datagrams_queued_before_the_stop_are_answered() {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket
-        .set_read_timeout(Some(crate::socket::RECV_TIMEOUT))
+        .set_read_timeout(Some(crate::binding::RECV_TIMEOUT))
         .expect("timeout");
     let addr = socket.local_addr().expect("addr");
     let client = client_socket();
