@@ -17,6 +17,7 @@ use tracing::info;
 use crate::binding::Bound;
 use crate::config::{Config, TcpLimits};
 use crate::counters::Counters;
+use crate::live::{self, LiveStats};
 use crate::policy::Policy;
 use crate::tcp::{TcpCounters, TcpLive, serve_tcp};
 use crate::worker::Worker;
@@ -27,8 +28,26 @@ pub(crate) struct Service {
     tcp: Option<TcpListener>,
     limits: TcpLimits,
     policy: Arc<Policy>,
+    live: Live,
     udp_addr: Option<SocketAddr>,
     tcp_addr: Option<SocketAddr>,
+}
+
+/// Where every thread's counts can be read while they serve.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Live {
+    udp: Vec<Arc<LiveStats>>,
+    tcp: Option<Arc<TcpLive>>,
+}
+
+impl Live {
+    /// The counts so far, in the summary's form.
+    pub(crate) fn totals(&self) -> Totals {
+        Totals {
+            udp: live::total(&self.udp),
+            tcp: self.tcp.as_ref().map(|tcp| tcp.snapshot()),
+        }
+    }
 }
 
 impl fmt::Debug for Service {
@@ -68,10 +87,18 @@ impl Service {
         let udp_addr = bound.udp_addr();
         let tcp_addr = bound.tcp_addr();
         let policy = Arc::new(Policy::new(config.policy));
+        let mut live = Live {
+            udp: Vec::with_capacity(bound.udp.len()),
+            tcp: bound.tcp.as_ref().map(|_| Arc::default()),
+        };
         let workers = bound
             .udp
             .into_iter()
-            .map(|socket| Worker::new(socket, Arc::clone(&policy), config.udp.busy_poll))
+            .map(|socket| {
+                let (publisher, stats) = live::block();
+                live.udp.push(stats);
+                Worker::new(socket, Arc::clone(&policy), config.udp.busy_poll, publisher)
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         if let Some(addr) = udp_addr {
             info!(
@@ -95,6 +122,7 @@ impl Service {
             tcp: bound.tcp,
             limits: config.tcp,
             policy,
+            live,
             udp_addr,
             tcp_addr,
         })
@@ -111,6 +139,11 @@ impl Service {
         self.tcp_addr
     }
 
+    /// Where the counts can be read while the service runs.
+    pub(crate) fn live(&self) -> Live {
+        self.live.clone()
+    }
+
     /// Serves until `stop` is set, then returns the counts of every thread
     /// added up. A thread that fails sets `stop`, so the others end, and its
     /// error is returned.
@@ -120,9 +153,10 @@ impl Service {
             tcp,
             limits,
             policy,
+            live,
             ..
         } = self;
-        let tcp_live = Arc::new(TcpLive::default());
+        let tcp_live = live.tcp.unwrap_or_default();
         let served = thread::scope(|scope| {
             let tcp_thread = match tcp {
                 Some(listener) => Some(
@@ -291,6 +325,38 @@ mod tests {
         .expect("clean stop");
         assert_eq!(totals.udp, Counters::default());
         assert_eq!(totals.tcp.map(|tcp| tcp.accepted), Some(2));
+    }
+
+    #[test]
+    fn the_live_totals_follow_both_transports_while_they_serve() {
+        let service = service(&config(Transports::BOTH, 2));
+        let addr = service.udp_addr().expect("udp");
+        let live = service.live();
+        assert_eq!(live.totals().udp, Counters::default());
+        assert_eq!(live.totals().tcp, Some(TcpCounters::default()));
+        let stop = AtomicBool::new(false);
+        let totals = thread::scope(|s| {
+            let serving = s.spawn(|| service.serve(&stop));
+            let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+            client
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            client.send_to(b"so far", addr).expect("send");
+            let mut buf = [0; 16];
+            assert_eq!(client.recv(&mut buf).expect("reply"), 6);
+            let mut stream = upcase_e2e::tcp::connect(addr);
+            assert_eq!(upcase_e2e::tcp::exchange(&mut stream, b"tcp"), b"TCP");
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let wanted = |t: &Totals| t.udp.replied == 1 && t.tcp.is_some_and(|c| c.bytes_out == 3);
+            while !wanted(&live.totals()) {
+                assert!(std::time::Instant::now() < deadline, "{:?}", live.totals());
+                thread::yield_now();
+            }
+            stop.store(true, Ordering::Relaxed);
+            serving.join().expect("no panic")
+        })
+        .expect("clean stop");
+        assert_eq!(live.totals(), totals, "the last counts are the summary's");
     }
 
     #[test]

@@ -35,6 +35,7 @@ use upcase_udp::opts::MAX_GSO_SEGMENTS;
 use upcase_udp::{DatagramMut, Queue, RecvBatch, SendBatch};
 
 use crate::counters::{Counters, Fate, Outcome};
+use crate::live::Publisher;
 use crate::policy::Policy;
 use crate::warn_limit::{WarnLimiter, suppressed_note};
 
@@ -64,6 +65,8 @@ struct State {
     /// the segment itself, uppercased in place. Keeps its capacity.
     segments: Vec<Option<Queued>>,
     counters: Counters,
+    /// Where `counters` are published, once per batch, for other threads.
+    live: Publisher,
     warnings: WarnLimiter,
     policy: Arc<Policy>,
 }
@@ -107,11 +110,13 @@ enum Reply {
 
 impl Worker {
     /// A worker for `socket` (bound, with a receive timeout unless
-    /// `busy_poll`), applying `policy` like every other worker.
+    /// `busy_poll`), applying `policy` like every other worker and
+    /// publishing its counts to `live`.
     pub(crate) fn new(
         socket: UdpSocket,
         policy: Arc<Policy>,
         busy_poll: bool,
+        live: Publisher,
     ) -> anyhow::Result<Worker> {
         let local = socket
             .local_addr()
@@ -127,6 +132,7 @@ impl Worker {
                 queued: Vec::with_capacity(upcase_udp::DEFAULT_BATCH),
                 segments: Vec::with_capacity(MAX_GSO_SEGMENTS),
                 counters: Counters::default(),
+                live,
                 warnings: WarnLimiter::default(),
                 policy,
             },
@@ -192,6 +198,7 @@ impl Worker {
             .flush()
             .with_context(|| format!("cannot send on {}", self.local))?;
         state.settle_sent(queue.failed(), queue.report().first_error.as_ref());
+        state.live.publish(&state.counters);
         Ok(())
     }
 
@@ -200,6 +207,7 @@ impl Worker {
             RecvError::Idle => Ok(()),
             RecvError::Transient => {
                 self.state.counters.recv_errors += 1;
+                self.state.live.publish(&self.state.counters);
                 if let Some(suppressed) = self.state.warnings.allow(Instant::now()) {
                     warn!(
                         "receive error on {}, carrying on: {err}{}",

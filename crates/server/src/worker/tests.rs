@@ -28,9 +28,10 @@ fn with_worker_under(
         .expect("timeout");
     upcase_udp::enable_gro(&socket).expect("GRO");
     let addr = socket.local_addr().expect("addr");
-    let worker = Worker::new(socket, policy, busy_poll).expect("worker");
+    let (publisher, live) = crate::live::block();
+    let worker = Worker::new(socket, policy, busy_poll, publisher).expect("worker");
     let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
+    let counters = std::thread::scope(|s| {
         let serving = s.spawn(|| worker.run(&stop));
         // Set even when the client panics, or the scope would wait forever.
         let _stop = StopOnDrop(&stop);
@@ -38,7 +39,13 @@ fn with_worker_under(
         drop(_stop);
         serving.join().expect("no panic")
     })
-    .expect("clean stop")
+    .expect("clean stop");
+    assert_eq!(
+        live.snapshot(),
+        counters,
+        "everything counted was published"
+    );
+    counters
 }
 
 struct StopOnDrop<'a>(&'a AtomicBool);
@@ -202,7 +209,8 @@ fn datagrams_queued_before_the_stop_are_answered() {
             .send_to(format!("queued {i}").as_bytes(), addr)
             .expect("send");
     }
-    let worker = Worker::new(socket, Arc::default(), false).expect("worker");
+    let (publisher, _) = crate::live::block();
+    let worker = Worker::new(socket, Arc::default(), false, publisher).expect("worker");
     let counters = worker.run(&AtomicBool::new(true)).expect("clean stop");
     assert_eq!((counters.received, counters.replied), (100, 100));
     let got: Vec<Vec<u8>> = replies(&client, 100).into_iter().map(|(b, _)| b).collect();
@@ -210,6 +218,41 @@ fn datagrams_queued_before_the_stop_are_answered() {
         .map(|i| format!("QUEUED {i}").into_bytes())
         .collect();
     assert_eq!(got, expected);
+}
+
+#[test]
+fn the_counts_are_published_while_the_worker_serves() {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(crate::binding::RECV_TIMEOUT))
+        .expect("timeout");
+    let addr = socket.local_addr().expect("addr");
+    let (publisher, live) = crate::live::block();
+    let worker = Worker::new(socket, Arc::default(), false, publisher).expect("worker");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let serving = s.spawn(|| worker.run(&stop));
+        let _stop = StopOnDrop(&stop);
+        let client = client_socket();
+        for i in 1..=3u64 {
+            client.send_to(b"live", addr).expect("send");
+            assert_eq!(replies(&client, 1)[0].0, b"LIVE");
+            // Published after the batch's replies went out: soon, not at once.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while live.snapshot().replied < i {
+                assert!(
+                    Instant::now() < deadline,
+                    "never published: {:?}",
+                    live.snapshot()
+                );
+                std::thread::yield_now();
+            }
+            let seen = live.snapshot();
+            assert_eq!((seen.received, seen.replied, seen.bytes_out), (i, i, 4 * i));
+        }
+        drop(_stop);
+        serving.join().expect("no panic").expect("clean stop");
+    });
 }
 
 #[test]
@@ -286,6 +329,7 @@ fn state(policy: Policy) -> State {
         queued: Vec::new(),
         segments: Vec::new(),
         counters: Counters::default(),
+        live: crate::live::block().0,
         warnings: WarnLimiter::default(),
         policy: Arc::new(policy),
     }
