@@ -9,6 +9,7 @@ use upcase_udp::gso_supported;
 
 use super::*;
 use crate::config::{PolicyConfig, RateLimit, ReplyRatio};
+use crate::live::LiveStats;
 
 /// Starts a worker on a fresh loopback socket (GRO on), runs `client`
 /// against its address, stops it and returns its counts.
@@ -22,12 +23,18 @@ fn with_worker_under(
     busy_poll: bool,
     client: impl FnOnce(SocketAddr),
 ) -> Counters {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket
-        .set_read_timeout(Some(crate::binding::RECV_TIMEOUT))
-        .expect("timeout");
+    with_worker_watched(policy, busy_poll, |addr, _| client(addr))
+}
+
+/// [`with_worker_under`] with the client also given the worker's live
+/// counts; checks that the last counts published are those returned.
+fn with_worker_watched(
+    policy: Arc<Policy>,
+    busy_poll: bool,
+    client: impl FnOnce(SocketAddr, &LiveStats),
+) -> Counters {
+    let (socket, addr) = server_socket();
     upcase_udp::enable_gro(&socket).expect("GRO");
-    let addr = socket.local_addr().expect("addr");
     let (publisher, live) = crate::live::block();
     let worker = Worker::new(socket, policy, busy_poll, publisher).expect("worker");
     let stop = AtomicBool::new(false);
@@ -35,7 +42,7 @@ fn with_worker_under(
         let serving = s.spawn(|| worker.run(&stop));
         // Set even when the client panics, or the scope would wait forever.
         let _stop = StopOnDrop(&stop);
-        client(addr);
+        client(addr, &live);
         drop(_stop);
         serving.join().expect("no panic")
     })
@@ -46,6 +53,16 @@ fn with_worker_under(
         "everything counted was published"
     );
     counters
+}
+
+/// A loopback socket as the binding gives a worker, and its address.
+fn server_socket() -> (UdpSocket, SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(crate::binding::RECV_TIMEOUT))
+        .expect("timeout");
+    let addr = socket.local_addr().expect("addr");
+    (socket, addr)
 }
 
 struct StopOnDrop<'a>(&'a AtomicBool);
@@ -91,9 +108,14 @@ fn send_train(client: &UdpSocket, to: SocketAddr, train: &[u8], size: u16) {
     assert_eq!((report.sent, report.failed), (1, 0), "{report:?}");
 }
 
-/// The five counters every received datagram lands in exactly one of.
-fn settled(c: &Counters) -> u64 {
-    c.replied + c.dropped_too_large + c.dropped_rate_limited + c.dropped_ratio + c.send_errors
+/// Sends `requests` to `to` in one batch.
+fn send_burst(client: &UdpSocket, to: SocketAddr, requests: &[&[u8]]) {
+    let mut batch = SendBatch::default();
+    let mut queue = batch.queue(client);
+    for request in requests {
+        queue.push(Some(to), request, None).expect("push");
+    }
+    assert_eq!(queue.finish().expect("send").sent, requests.len());
 }
 
 #[test]
@@ -101,12 +123,7 @@ fn a_burst_of_mixed_datagrams_is_answered_in_order() {
     let requests: [&[u8]; 5] = [b"abc", "straße".as_bytes(), b"\xffx", b"", b"Mixed 123"];
     let counters = with_worker(false, |addr| {
         let client = client_socket();
-        let mut batch = SendBatch::default();
-        let mut queue = batch.queue(&client);
-        for request in requests {
-            queue.push(Some(addr), request, None).expect("push");
-        }
-        assert_eq!(queue.finish().expect("send").sent, requests.len());
+        send_burst(&client, addr, &requests);
         let got: Vec<Vec<u8>> = replies(&client, requests.len())
             .into_iter()
             .map(|(bytes, _)| bytes)
@@ -197,11 +214,7 @@ fn a_train_with_unicode_is_answered_segment_by_segment() {
 
 #[test]
 fn datagrams_queued_before_the_stop_are_answered() {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket
-        .set_read_timeout(Some(crate::binding::RECV_TIMEOUT))
-        .expect("timeout");
-    let addr = socket.local_addr().expect("addr");
+    let (socket, addr) = server_socket();
     let client = client_socket();
     // Queued before the worker exists, as for a thread scheduled late.
     for i in 0..100 {
@@ -222,17 +235,7 @@ fn datagrams_queued_before_the_stop_are_answered() {
 
 #[test]
 fn the_counts_are_published_while_the_worker_serves() {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket
-        .set_read_timeout(Some(crate::binding::RECV_TIMEOUT))
-        .expect("timeout");
-    let addr = socket.local_addr().expect("addr");
-    let (publisher, live) = crate::live::block();
-    let worker = Worker::new(socket, Arc::default(), false, publisher).expect("worker");
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let serving = s.spawn(|| worker.run(&stop));
-        let _stop = StopOnDrop(&stop);
+    with_worker_watched(Arc::default(), false, |addr, live| {
         let client = client_socket();
         for i in 1..=3u64 {
             client.send_to(b"live", addr).expect("send");
@@ -250,8 +253,6 @@ fn the_counts_are_published_while_the_worker_serves() {
             let seen = live.snapshot();
             assert_eq!((seen.received, seen.replied, seen.bytes_out), (i, i, 4 * i));
         }
-        drop(_stop);
-        serving.join().expect("no panic").expect("clean stop");
     });
 }
 
@@ -295,12 +296,7 @@ fn every_datagram_of_a_mixed_burst_lands_in_one_counter() {
     ];
     let counters = with_worker_under(Arc::new(policy), false, |addr| {
         let client = client_socket();
-        let mut batch = SendBatch::default();
-        let mut queue = batch.queue(&client);
-        for request in requests {
-            queue.push(Some(addr), request, None).expect("push");
-        }
-        assert_eq!(queue.finish().expect("send").sent, requests.len());
+        send_burst(&client, addr, &requests);
         let got: Vec<Vec<u8>> = replies(&client, 4).into_iter().map(|(b, _)| b).collect();
         assert_eq!(got, [&b"ABC"[..], b"SS", b"\xff", b""]);
     });
@@ -310,7 +306,7 @@ fn every_datagram_of_a_mixed_burst_lands_in_one_counter() {
     assert_eq!(counters.dropped_too_large, 1);
     assert_eq!(counters.dropped_rate_limited, 4);
     assert_eq!(counters.invalid_utf8, 1);
-    assert_eq!(settled(&counters), counters.received, "{counters:?}");
+    assert_eq!(counters.settled(), counters.received, "{counters:?}");
 }
 
 fn v4_peer() -> SocketAddr {
