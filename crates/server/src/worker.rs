@@ -5,8 +5,10 @@
 //! out together (`sendmmsg`). For each received buffer, in this order:
 //! 1. a buffer without a sender, or cut short, is not answered;
 //! 2. a buffer holding a GRO train of ASCII segments is answered whole, with
-//!    one GSO send of the train uppercased where it lies, when no rate limit
-//!    has to see each segment; any other train is split into its datagrams;
+//!    one GSO send of the train uppercased where it lies (under a rate limit
+//!    each segment is decided alone first, and the train still goes out
+//!    whole if none was refused); any other train is split into its
+//!    datagrams, each taking the steps below;
 //! 3. a datagram whose source is over the rate limit is not answered
 //!    (checked first, so a flood costs no transform);
 //! 4. proto uppercases it: in place when it is ASCII, else into the scratch
