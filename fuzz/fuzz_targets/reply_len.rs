@@ -5,7 +5,7 @@
 mod reference;
 
 use libfuzzer_sys::fuzz_target;
-use upcase_proto::{uppercase, uppercase_datagram, uppercased_len};
+use upcase_proto::{DatagramReply, uppercase, uppercase_datagram, uppercased_len};
 
 fuzz_target!(|data: &[u8]| {
     let predicted = uppercased_len(data);
@@ -25,14 +25,15 @@ fuzz_target!(|data: &[u8]| {
         let mut datagram = data.to_vec();
         let mut scratch = Vec::new();
         match uppercase_datagram(&mut datagram, &mut scratch, limit) {
-            Ok(reply) => {
+            DatagramReply::InPlace { len } | DatagramReply::InScratch { len, .. } => {
                 assert!(predicted <= limit);
-                assert_eq!(reply.bytes.len(), predicted);
+                assert_eq!(len, predicted);
             }
-            Err(too_large) => {
+            DatagramReply::TooLarge(too_large) => {
                 assert!(predicted > limit);
                 assert_eq!(too_large.reply_len, predicted);
                 assert_eq!(too_large.limit, limit);
+                assert!(scratch.is_empty(), "a refused reply leaves nothing behind");
             }
         }
     }

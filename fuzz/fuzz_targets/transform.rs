@@ -6,7 +6,7 @@ mod reference;
 
 use libfuzzer_sys::fuzz_target;
 use upcase_proto::{
-    Path, uppercase, uppercase_ascii_prefix_in_place, uppercase_datagram, uppercase_into,
+    DatagramReply, Path, uppercase, uppercase_ascii_prefix_in_place, uppercase_datagram, uppercase_into,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -15,9 +15,11 @@ fuzz_target!(|data: &[u8]| {
 
     let mut datagram = data.to_vec();
     let mut scratch = Vec::new();
-    let reply = uppercase_datagram(&mut datagram, &mut scratch, usize::MAX)
+    let reply = uppercase_datagram(&mut datagram, &mut scratch, usize::MAX);
+    let bytes = reply
+        .bytes(&datagram, &scratch)
         .expect("no reply is over usize::MAX");
-    assert_eq!(reply.bytes, expected.as_slice());
+    assert_eq!(bytes, expected.as_slice());
     let path = if data.is_ascii() {
         Path::Ascii
     } else if std::str::from_utf8(data).is_ok() {
@@ -25,7 +27,12 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Path::InvalidUtf8
     };
-    assert_eq!(reply.path, path);
+    assert_eq!(reply.path(), path);
+    // Only ASCII is answered in place, and then by the whole datagram.
+    assert_eq!(
+        matches!(reply, DatagramReply::InPlace { len } if len == data.len()),
+        path == Path::Ascii
+    );
 
     // The prefix uppercased in place stops exactly at the first non-ASCII
     // byte; after it, bytes are untouched or ASCII letters uppercased.

@@ -354,17 +354,37 @@ impl Process {
         }
     }
 
+    /// Waits until stderr holds `nth` (counting from 1) whole lines that
+    /// contain `needle`, and returns the last of them; fails if the child
+    /// ends first or `limit` passes.
+    pub fn wait_for_stderr_line(
+        &mut self,
+        limit: Duration,
+        needle: &str,
+        nth: usize,
+    ) -> anyhow::Result<String> {
+        let found = self.stderr.wait_for(Instant::now() + limit, |stderr| {
+            whole_lines(stderr)
+                .filter(|line| line.contains(needle))
+                .nth(nth.saturating_sub(1))
+        });
+        match found {
+            Some(line) => Ok(line),
+            None => {
+                let running = self.is_running();
+                bail!(
+                    "{} wrote no line {nth} with {needle:?} within {limit:?} (running: {running}); stderr:\n{}",
+                    self.label,
+                    self.stderr()
+                )
+            }
+        }
+    }
+
     /// Waits for the server's ready line on stdout.
     pub fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<ReadyLine> {
         self.wait_for_stdout(limit, |stdout| {
-            // Only whole lines: a line still being written is not ready yet.
-            let whole = &stdout[..stdout
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |at| at + 1)];
-            String::from_utf8_lossy(whole)
-                .lines()
-                .find_map(ReadyLine::parse)
+            whole_lines(stdout).find_map(|line| ReadyLine::parse(&line))
         })
         .context("waiting for the ready line")
     }
@@ -378,6 +398,20 @@ impl Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The whole lines of captured output, as text: a line still being written
+/// is not there yet.
+fn whole_lines(bytes: &[u8]) -> impl Iterator<Item = String> {
+    let whole = &bytes[..bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1)];
+    String::from_utf8_lossy(whole)
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 impl Drop for Process {

@@ -67,6 +67,40 @@ impl ServerProcess {
         self.process.is_running()
     }
 
+    /// Sends `signal` and goes on: the server may stop, or report.
+    pub fn signal(&mut self, signal: Signal) {
+        self.process
+            .signal(signal)
+            .unwrap_or_else(|err| panic!("{err:#}"));
+    }
+
+    /// Waits until the server has logged `nth` (from 1) lines that contain
+    /// `needle`, and returns the last of them.
+    pub fn wait_for_log(&mut self, needle: &str, nth: usize) -> String {
+        self.process
+            .wait_for_stderr_line(PATIENCE, needle, nth)
+            .unwrap_or_else(|err| panic!("{err:#}"))
+    }
+
+    /// Everything the server has logged so far.
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+
+    /// Waits for an exit already asked for (by a signal sent before).
+    pub fn exit(mut self) -> Stopped {
+        let started = std::time::Instant::now();
+        let status = self
+            .process
+            .wait_within(PATIENCE)
+            .unwrap_or_else(|err| panic!("{err:#}"));
+        Stopped {
+            status,
+            stderr: self.process.stderr(),
+            elapsed: started.elapsed(),
+        }
+    }
+
     /// Sends `signal` and waits for the exit.
     pub fn stop_with(self, signal: Signal) -> Stopped {
         self.process

@@ -315,18 +315,25 @@ fn failed_sends_are_counted_and_the_server_keeps_answering() {
     }
 }
 
+/// A flood cannot hold up a stop: the server exits while four senders are
+/// still flooding it (they stop only once it has exited), with its summary
+/// and every datagram it took accounted for. How fast is the bench's and
+/// the soak's to say (the soak measures the stop under its flood); here the
+/// bound is only the kit's patience, so a busy machine cannot fail it.
 #[test]
-fn sigterm_during_a_flood_stops_it_within_a_second() {
+fn sigterm_during_a_flood_stops_it_while_the_flood_goes_on() {
     let server = start(&["--threads", "2"]);
     let addr = server.addr();
     let stop = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
-    let stopped = thread::scope(|s| {
+    let (stopped, sent_at_signal, sent_at_exit) = thread::scope(|s| {
         for n in 0..4u8 {
             let (stop, sent) = (&stop, &sent);
             s.spawn(move || {
                 let socket = socket_on(Ipv4Addr::new(127, 0, 1, n + 1), addr, PATIENCE);
-                let deadline = Instant::now() + PATIENCE;
+                // Longer than the stop may take: a server that waited for
+                // the flood to end would fail `stop_with`'s patience.
+                let deadline = Instant::now() + 3 * PATIENCE;
                 let payload = "flood ß ΐ \u{ff}".repeat(20);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     // After the server exits, sends are refused: that is fine.
@@ -339,15 +346,17 @@ fn sigterm_during_a_flood_stops_it_within_a_second() {
         wait_until("the flood started", || {
             sent.load(Ordering::Relaxed) >= 20_000
         });
+        let at_signal = sent.load(Ordering::Relaxed);
         let stopped = server.stop_with(Signal::SIGTERM);
+        let at_exit = sent.load(Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
-        stopped
+        (stopped, at_signal, at_exit)
     });
     assert!(stopped.status.success(), "{}", stopped.stderr);
     assert!(
-        stopped.elapsed < Duration::from_secs(1),
-        "took {:?} to stop during the flood",
-        stopped.elapsed
+        sent_at_exit > sent_at_signal,
+        "the flood went on during the stop ({sent_at_signal} sent at the signal, \
+         {sent_at_exit} at the exit)"
     );
     assert!(stopped.udp().received > 0);
     assert_counters_add_up(&stopped);

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use upcase_proto::{uppercase, uppercase_datagram};
+use upcase_proto::{DatagramReply, uppercase, uppercase_datagram};
 
 /// One full-size datagram's worth of text.
 const INPUT_LEN: usize = 64 * 1024;
@@ -122,8 +122,9 @@ fn inputs() -> [(&'static str, Vec<u8>); 2] {
 /// Unicode path writes its reply to `scratch`, leaving the input as it was.
 fn transform_once(datagram: &mut [u8], scratch: &mut Vec<u8>) -> usize {
     match uppercase_datagram(black_box(datagram), scratch, usize::MAX) {
-        Ok(reply) => black_box(reply.bytes).len(),
-        Err(too_large) => too_large.reply_len,
+        DatagramReply::InPlace { len } => black_box(&datagram[..len]).len(),
+        DatagramReply::InScratch { len, .. } => black_box(&scratch[..len]).len(),
+        DatagramReply::TooLarge(too_large) => too_large.reply_len,
     }
 }
 

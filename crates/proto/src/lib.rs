@@ -20,6 +20,6 @@ pub use limits::{
 };
 pub use stream::StreamUppercaser;
 pub use transform::{
-    Path, ReplyTooLarge, Uppercased, uppercase, uppercase_ascii_prefix_in_place,
+    DatagramReply, Path, ReplyTooLarge, uppercase, uppercase_ascii_prefix_in_place,
     uppercase_datagram, uppercase_into, uppercased_len,
 };

@@ -22,11 +22,42 @@ pub enum Path {
     InvalidUtf8,
 }
 
-/// A reply ready to send.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Uppercased<'a> {
-    pub bytes: &'a [u8],
-    pub path: Path,
+/// What [`uppercase_datagram`] made of a datagram: where its reply is, or
+/// why there is none. The caller sends the reply from where it says, with no
+/// need to look at addresses to find out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum DatagramReply {
+    /// All ASCII: the reply is the datagram itself, its first `len` bytes
+    /// (all of them), uppercased in the buffer it was received into.
+    InPlace { len: usize },
+    /// Not all ASCII: the reply, `len` bytes from the `path` (Unicode or
+    /// invalid UTF-8), was built in the scratch vector, which holds it alone.
+    InScratch { len: usize, path: Path },
+    /// The reply would be over the limit: there is nothing to send, and the
+    /// scratch vector is left empty.
+    TooLarge(ReplyTooLarge),
+}
+
+impl DatagramReply {
+    /// The path the datagram took, whether or not its reply fits.
+    pub fn path(self) -> Path {
+        match self {
+            DatagramReply::InPlace { .. } => Path::Ascii,
+            DatagramReply::InScratch { path, .. }
+            | DatagramReply::TooLarge(ReplyTooLarge { path, .. }) => path,
+        }
+    }
+
+    /// The reply's bytes, given the two buffers [`uppercase_datagram`] was
+    /// handed; `None` when it was refused.
+    pub fn bytes<'a>(self, datagram: &'a [u8], scratch: &'a [u8]) -> Option<&'a [u8]> {
+        match self {
+            DatagramReply::InPlace { len } => datagram.get(..len),
+            DatagramReply::InScratch { len, .. } => scratch.get(..len),
+            DatagramReply::TooLarge(_) => None,
+        }
+    }
 }
 
 /// The reply would not fit: the caller must not send it.
@@ -298,27 +329,25 @@ pub fn uppercase(input: &[u8]) -> Vec<u8> {
 
 /// Turns a received datagram into its reply, refusing replies over `limit`.
 ///
-/// ASCII datagrams are uppercased in place in `datagram` and the reply borrows
-/// it; others are built in `scratch`, which the caller keeps between calls so
+/// ASCII datagrams are uppercased in place in `datagram`
+/// ([`DatagramReply::InPlace`]); others are built in `scratch`
+/// ([`DatagramReply::InScratch`]), which the caller keeps between calls so
 /// that its capacity is reused rather than allocated per datagram.
-pub fn uppercase_datagram<'a>(
-    datagram: &'a mut [u8],
-    scratch: &'a mut Vec<u8>,
+pub fn uppercase_datagram(
+    datagram: &mut [u8],
+    scratch: &mut Vec<u8>,
     limit: usize,
-) -> Result<Uppercased<'a>, ReplyTooLarge> {
+) -> DatagramReply {
     let ascii_len = uppercase_ascii_prefix_in_place(datagram);
     if ascii_len == datagram.len() {
         if ascii_len > limit {
-            return Err(ReplyTooLarge {
+            return DatagramReply::TooLarge(ReplyTooLarge {
                 reply_len: ascii_len,
                 limit,
                 path: Path::Ascii,
             });
         }
-        return Ok(Uppercased {
-            bytes: datagram,
-            path: Path::Ascii,
-        });
+        return DatagramReply::InPlace { len: ascii_len };
     }
     // Built first and measured after: one pass instead of two, and the
     // scratch stays bounded, since a reply is at most three times its
@@ -331,19 +360,16 @@ pub fn uppercase_datagram<'a>(
     } else {
         Path::Unicode
     };
-    if scratch.len() > limit {
-        let reply_len = scratch.len();
+    let len = scratch.len();
+    if len > limit {
         scratch.clear();
-        return Err(ReplyTooLarge {
-            reply_len,
+        return DatagramReply::TooLarge(ReplyTooLarge {
+            reply_len: len,
             limit,
             path,
         });
     }
-    Ok(Uppercased {
-        bytes: scratch,
-        path,
-    })
+    DatagramReply::InScratch { len, path }
 }
 
 #[cfg(test)]
@@ -353,8 +379,8 @@ mod tests {
     fn reply(input: &[u8]) -> Vec<u8> {
         let mut buf = input.to_vec();
         let mut scratch = Vec::new();
-        let out = uppercase_datagram(&mut buf, &mut scratch, usize::MAX).expect("no limit");
-        let bytes = out.bytes.to_vec();
+        let out = uppercase_datagram(&mut buf, &mut scratch, usize::MAX);
+        let bytes = out.bytes(&buf, &scratch).expect("no limit").to_vec();
         assert_eq!(
             bytes,
             uppercase(input),
@@ -385,8 +411,9 @@ mod tests {
         assert_eq!(reply(b""), b"");
         let mut empty: [u8; 0] = [];
         let mut scratch = Vec::new();
-        let out = uppercase_datagram(&mut empty, &mut scratch, 0).expect("fits");
-        assert_eq!(out.path, Path::Ascii);
+        let out = uppercase_datagram(&mut empty, &mut scratch, 0);
+        assert_eq!(out, DatagramReply::InPlace { len: 0 });
+        assert_eq!(out.path(), Path::Ascii);
     }
 
     #[test]
@@ -424,28 +451,39 @@ mod tests {
         let mut scratch = Vec::new();
         let mut ascii = *b"abc";
         assert_eq!(
-            uppercase_datagram(&mut ascii, &mut scratch, 100).map(|u| u.path),
-            Ok(Path::Ascii)
+            uppercase_datagram(&mut ascii, &mut scratch, 100),
+            DatagramReply::InPlace { len: 3 }
         );
         let mut unicode = "ß".as_bytes().to_vec();
         assert_eq!(
-            uppercase_datagram(&mut unicode, &mut scratch, 100).map(|u| u.path),
-            Ok(Path::Unicode)
+            uppercase_datagram(&mut unicode, &mut scratch, 100),
+            DatagramReply::InScratch {
+                len: 2,
+                path: Path::Unicode
+            }
         );
+        assert_eq!(scratch, b"SS");
         let mut invalid = b"ab\xff".to_vec();
+        let out = uppercase_datagram(&mut invalid, &mut scratch, 100);
         assert_eq!(
-            uppercase_datagram(&mut invalid, &mut scratch, 100).map(|u| u.path),
-            Ok(Path::InvalidUtf8)
+            out,
+            DatagramReply::InScratch {
+                len: 3,
+                path: Path::InvalidUtf8
+            }
         );
+        assert_eq!(out.path(), Path::InvalidUtf8);
+        assert_eq!(out.bytes(&invalid, &scratch), Some(&b"AB\xff"[..]));
     }
 
     #[test]
     fn ascii_reply_is_built_in_place() {
         let mut buf = *b"in place";
-        let start = buf.as_ptr();
         let mut scratch = Vec::new();
-        let out = uppercase_datagram(&mut buf, &mut scratch, 100).expect("fits");
-        assert_eq!(out.bytes.as_ptr(), start);
+        let out = uppercase_datagram(&mut buf, &mut scratch, 100);
+        assert_eq!(out, DatagramReply::InPlace { len: 8 });
+        assert_eq!(&buf, b"IN PLACE", "the datagram is its own reply");
+        assert_eq!(out.bytes(&buf, &scratch), Some(&b"IN PLACE"[..]));
         assert_eq!(scratch.capacity(), 0, "the ASCII path must not allocate");
     }
 
@@ -462,29 +500,42 @@ mod tests {
     fn replies_over_the_limit_are_refused_and_leave_no_reply() {
         let mut buf = "ß".repeat(4).into_bytes(); // 8 bytes in, 8 out
         let mut scratch = Vec::new();
-        assert!(uppercase_datagram(&mut buf.clone(), &mut Vec::new(), 8).is_ok());
-        let err = uppercase_datagram(&mut buf, &mut scratch, 7).expect_err("8 > 7");
+        assert!(matches!(
+            uppercase_datagram(&mut buf.clone(), &mut Vec::new(), 8),
+            DatagramReply::InScratch { len: 8, .. }
+        ));
+        let err = uppercase_datagram(&mut buf, &mut scratch, 7);
         assert_eq!(
             err,
-            ReplyTooLarge {
+            DatagramReply::TooLarge(ReplyTooLarge {
                 reply_len: 8,
                 limit: 7,
                 path: Path::Unicode
-            }
+            })
         );
+        assert_eq!(err.bytes(&buf, &scratch), None);
         assert!(
             scratch.is_empty(),
             "nothing may be built for a refused reply"
         );
 
         let mut big = "\u{390}".repeat(20_000).into_bytes(); // 40,000 bytes in, 120,000 out
-        let err =
-            uppercase_datagram(&mut big, &mut scratch, crate::MAX_PAYLOAD_V6).expect_err("too big");
-        assert_eq!(err.reply_len, 120_000);
+        let err = uppercase_datagram(&mut big, &mut scratch, crate::MAX_PAYLOAD_V6);
+        assert!(
+            matches!(
+                err,
+                DatagramReply::TooLarge(ReplyTooLarge {
+                    reply_len: 120_000,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
 
         let mut ascii = vec![b'a'; 10];
-        let err = uppercase_datagram(&mut ascii, &mut scratch, 9).expect_err("10 > 9");
-        assert_eq!(err.path, Path::Ascii);
+        let err = uppercase_datagram(&mut ascii, &mut scratch, 9);
+        assert!(matches!(err, DatagramReply::TooLarge(_)), "10 > 9: {err:?}");
+        assert_eq!(err.path(), Path::Ascii);
     }
 
     #[test]
@@ -600,11 +651,11 @@ mod tests {
     fn scratch_capacity_is_reused() {
         let mut scratch = Vec::new();
         let mut first = "é".repeat(100).into_bytes();
-        uppercase_datagram(&mut first, &mut scratch, usize::MAX).expect("fits");
+        let _ = uppercase_datagram(&mut first, &mut scratch, usize::MAX);
         let cap = scratch.capacity();
         let ptr = scratch.as_ptr();
         let mut second = "ü".repeat(50).into_bytes();
-        uppercase_datagram(&mut second, &mut scratch, usize::MAX).expect("fits");
+        let _ = uppercase_datagram(&mut second, &mut scratch, usize::MAX);
         assert_eq!(scratch.capacity(), cap);
         assert_eq!(scratch.as_ptr(), ptr);
     }

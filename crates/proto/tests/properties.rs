@@ -4,7 +4,8 @@
 
 use proptest::prelude::*;
 use upcase_proto::{
-    Path, uppercase, uppercase_ascii_prefix_in_place, uppercase_datagram, uppercased_len,
+    DatagramReply, Path, uppercase, uppercase_ascii_prefix_in_place, uppercase_datagram,
+    uppercased_len,
 };
 
 fn oracle(input: &[u8]) -> Vec<u8> {
@@ -40,8 +41,9 @@ fn mostly_text() -> impl Strategy<Value = Vec<u8>> {
 fn reply_of(input: &[u8]) -> (Vec<u8>, Path) {
     let mut buf = input.to_vec();
     let mut scratch = Vec::new();
-    let out = uppercase_datagram(&mut buf, &mut scratch, usize::MAX).expect("no limit");
-    (out.bytes.to_vec(), out.path)
+    let out = uppercase_datagram(&mut buf, &mut scratch, usize::MAX);
+    let bytes = out.bytes(&buf, &scratch).expect("no limit").to_vec();
+    (bytes, out.path())
 }
 
 proptest! {
@@ -95,12 +97,16 @@ proptest! {
         let len = uppercased_len(&input);
         let mut buf = input.clone();
         let mut scratch = Vec::new();
-        let fits = uppercase_datagram(&mut buf, &mut scratch, len + slack).map(|u| u.bytes.len());
-        prop_assert_eq!(fits, Ok(len));
+        let fits = uppercase_datagram(&mut buf, &mut scratch, len + slack);
+        prop_assert_eq!(fits.bytes(&buf, &scratch).map(<[u8]>::len), Some(len));
         if len > 0 {
             let mut buf = input.clone();
             let refused = uppercase_datagram(&mut buf, &mut scratch, len - 1);
-            prop_assert_eq!(refused.map_err(|e| e.reply_len), Err(len));
+            let refused_len = match refused {
+                DatagramReply::TooLarge(too_large) => Some(too_large.reply_len),
+                _ => None,
+            };
+            prop_assert_eq!(refused_len, Some(len));
         }
     }
 }

@@ -1,32 +1,125 @@
-//! What a worker thread counts, and the summary line they add up to.
+//! What a worker thread counts, and the summary line they add up to: the
+//! outcome of each datagram, and [`Counters::record`], the one place where
+//! an outcome becomes counts.
+//!
+//! The invariant: every datagram received lands in exactly one of
+//! `replied`, `dropped_too_large`, `dropped_rate_limited`, `dropped_ratio`
+//! and `send_errors`, so those five add up to `received`. A buffer that
+//! holds no datagram one can answer (no sender, cut short) is a receive
+//! error, counted in `recv_errors` and not received.
 
 use std::fmt;
 use std::ops::AddAssign;
 
+use upcase_proto::{Path, ReplyTooLarge};
+
+/// What became of datagrams a worker received: one datagram's, or a GRO
+/// train's answered as one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// How many datagrams: 1, or the segments of a train sent whole.
+    pub(crate) datagrams: u64,
+    /// Their payload bytes.
+    pub(crate) bytes_in: u64,
+    /// The transform's path, when they got that far.
+    pub(crate) path: Option<Path>,
+    pub(crate) fate: Fate,
+}
+
+/// Sent, or why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// The reply went out, `bytes_out` bytes.
+    Sent { bytes_out: u64 },
+    /// The system refused to send the reply.
+    SendFailed,
+    /// The source was over `--rate-limit`.
+    RateLimited,
+    /// The reply, `reply_len` bytes, was over `--max-reply-ratio`.
+    RatioExceeded { reply_len: usize },
+    /// The reply would not fit in one datagram to the peer.
+    TooLarge(ReplyTooLarge),
+    /// The buffer came without a sender (UDP always has one).
+    NoPeer,
+    /// The buffer was cut by the receive slot (which holds any datagram).
+    Truncated,
+}
+
+impl Outcome {
+    /// A received buffer that is not a datagram one can answer.
+    pub(crate) fn unanswerable(fate: Fate) -> Outcome {
+        Outcome {
+            datagrams: 1,
+            bytes_in: 0,
+            path: None,
+            fate,
+        }
+    }
+}
+
 /// One thread's counts: plain integers, because each thread owns its own and
 /// the main thread adds them up only after the threads have stopped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Datagrams received.
-    pub received: u64,
+    pub(crate) received: u64,
     /// Replies sent.
-    pub replied: u64,
+    pub(crate) replied: u64,
     /// Payload bytes received.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Payload bytes sent.
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     /// Datagrams that were not valid UTF-8, whether answered or not.
     pub invalid_utf8: u64,
     /// Replies not sent because they would not fit in one datagram.
-    pub dropped_too_large: u64,
+    pub(crate) dropped_too_large: u64,
     /// Replies the system refused to send.
-    pub send_errors: u64,
+    pub(crate) send_errors: u64,
     /// Receive errors the server carried on after (ICMP errors, no buffers).
-    pub recv_errors: u64,
+    pub(crate) recv_errors: u64,
     /// Datagrams not answered because their source was over `--rate-limit`.
-    pub dropped_rate_limited: u64,
+    pub(crate) dropped_rate_limited: u64,
     /// Replies not sent because they were over `--max-reply-ratio`.
-    pub dropped_ratio: u64,
+    pub(crate) dropped_ratio: u64,
+}
+
+impl Counters {
+    /// Counts one outcome: the only place a worker's datagrams are counted,
+    /// each in exactly one of the counters the module comment names.
+    pub(crate) fn record(&mut self, outcome: &Outcome) {
+        let datagrams = outcome.datagrams;
+        let counter = match outcome.fate {
+            Fate::NoPeer | Fate::Truncated => {
+                self.recv_errors += datagrams;
+                return;
+            }
+            Fate::Sent { bytes_out } => {
+                self.bytes_out += bytes_out;
+                &mut self.replied
+            }
+            Fate::SendFailed => &mut self.send_errors,
+            Fate::RateLimited => &mut self.dropped_rate_limited,
+            Fate::RatioExceeded { .. } => &mut self.dropped_ratio,
+            Fate::TooLarge(_) => &mut self.dropped_too_large,
+        };
+        *counter += datagrams;
+        self.received += datagrams;
+        self.bytes_in += outcome.bytes_in;
+        if outcome.path == Some(Path::InvalidUtf8) {
+            self.invalid_utf8 += datagrams;
+        }
+    }
+
+    /// The counters every datagram received lands in, added up: equal to
+    /// `received`, by the invariant.
+    #[cfg(test)]
+    pub(crate) fn settled(&self) -> u64 {
+        self.replied
+            + self.dropped_too_large
+            + self.dropped_rate_limited
+            + self.dropped_ratio
+            + self.send_errors
+    }
 }
 
 impl AddAssign for Counters {
@@ -119,6 +212,108 @@ mod tests {
                 dropped_ratio: 1,
             }
         );
+    }
+
+    /// Every fate there is, each with its own numbers.
+    fn every_fate() -> [Fate; 7] {
+        [
+            Fate::Sent { bytes_out: 9 },
+            Fate::SendFailed,
+            Fate::RateLimited,
+            Fate::RatioExceeded { reply_len: 6 },
+            Fate::TooLarge(ReplyTooLarge {
+                reply_len: 70_000,
+                limit: 65_507,
+                path: Path::Unicode,
+            }),
+            Fate::NoPeer,
+            Fate::Truncated,
+        ]
+    }
+
+    /// The counters an outcome may land in, by name.
+    fn landing_counters(c: &Counters) -> [(&'static str, u64); 6] {
+        [
+            ("replied", c.replied),
+            ("send_errors", c.send_errors),
+            ("dropped_rate_limited", c.dropped_rate_limited),
+            ("dropped_ratio", c.dropped_ratio),
+            ("dropped_too_large", c.dropped_too_large),
+            ("recv_errors", c.recv_errors),
+        ]
+    }
+
+    #[test]
+    fn every_outcome_lands_in_exactly_one_counter() {
+        for fate in every_fate() {
+            for datagrams in [1, 3] {
+                let mut c = Counters::default();
+                c.record(&Outcome {
+                    datagrams,
+                    bytes_in: 5,
+                    path: Some(Path::Ascii),
+                    fate,
+                });
+                let moved: Vec<_> = landing_counters(&c)
+                    .into_iter()
+                    .filter(|&(_, n)| n != 0)
+                    .collect();
+                assert_eq!(moved.len(), 1, "{fate:?} moved {moved:?}");
+                assert_eq!(moved[0].1, datagrams, "{fate:?}");
+                let unanswerable = matches!(fate, Fate::NoPeer | Fate::Truncated);
+                assert_eq!(moved[0].0 == "recv_errors", unanswerable, "{fate:?}");
+                assert_eq!(c.settled(), c.received, "{fate:?}");
+                assert_eq!(c.received, if unanswerable { 0 } else { datagrams });
+                assert_eq!(c.bytes_in, if unanswerable { 0 } else { 5 });
+                let sent = matches!(fate, Fate::Sent { .. });
+                assert_eq!(c.bytes_out, if sent { 9 } else { 0 }, "{fate:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn outcomes_add_up_to_what_was_received() {
+        let mut c = Counters::default();
+        let mut expected_received = 0;
+        for (i, fate) in every_fate().into_iter().cycle().take(70).enumerate() {
+            let datagrams = 1 + i as u64 % 4;
+            let path = [None, Some(Path::Ascii), Some(Path::InvalidUtf8)][i % 3];
+            if !matches!(fate, Fate::NoPeer | Fate::Truncated) {
+                expected_received += datagrams;
+            }
+            c.record(&Outcome {
+                datagrams,
+                bytes_in: 1,
+                path,
+                fate,
+            });
+        }
+        let landed: u64 = landing_counters(&c)
+            .iter()
+            .filter(|(name, _)| *name != "recv_errors")
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(c.received, expected_received);
+        assert_eq!(landed, c.received);
+        assert_eq!(c.settled(), c.received);
+        assert!(c.invalid_utf8 > 0 && c.invalid_utf8 < c.received);
+    }
+
+    #[test]
+    fn invalid_utf8_is_counted_whatever_the_fate() {
+        let mut c = Counters::default();
+        for fate in [
+            Fate::Sent { bytes_out: 1 },
+            Fate::RatioExceeded { reply_len: 9 },
+        ] {
+            c.record(&Outcome {
+                datagrams: 1,
+                bytes_in: 1,
+                path: Some(Path::InvalidUtf8),
+                fate,
+            });
+        }
+        assert_eq!(c.invalid_utf8, 2);
     }
 
     #[test]

@@ -1,85 +1,67 @@
-//! The upcase UDP server: answers each datagram with its uppercase, sent
-//! back to the address it came from.
+//! The upcase server: answers each UDP datagram with its uppercase, sent
+//! back to the address it came from, and each TCP stream likewise.
 //!
-//! [`run`] is the whole program after its command line is parsed: bind,
-//! print the ready line, serve until SIGINT or SIGTERM, log a summary.
-//! [`Server`] is the same without the signals and the printing, for tests
-//! and for programs that embed it.
+//! [`run`] is the whole program after its command line ([`Args`]) is
+//! parsed: bind, print the ready line, serve until a stop signal, log a
+//! summary. The modules, each importing only those listed before it:
+//! - `config`: what the server is asked to do, as plain data (a leaf);
+//!   `cli`: the command line that fills it in;
+//! - `counters`, `live`, `warn_limit`: what a worker counts, where others
+//!   read it, how often it warns;
+//! - `policy`: the abuse limits in force;
+//! - `tuning`, `binding`: the sockets, bound and tuned, before serving;
+//! - `worker`: the UDP worker and each datagram's path through it;
+//!   `tcp`: the TCP service;
+//! - `serving`: their threads, the stop, the totals; `ready`: the ready line;
+//! - `signals`: stop and report requests from outside, per platform;
+//!   `control`: what the server does with them.
+#![warn(unreachable_pub)]
 
-pub mod batch;
-pub mod config;
-pub mod counters;
-pub mod policy;
-pub mod server;
-pub mod shutdown;
-pub mod socket;
-pub mod tcp;
-pub mod transport;
-pub mod udp_tuning;
-pub mod warn_limit;
-pub mod worker;
+mod binding;
+mod cli;
+mod config;
+mod control;
+mod counters;
+mod live;
+mod policy;
+mod ready;
+mod serving;
+mod signals;
+mod tcp;
+mod tuning;
+mod warn_limit;
+mod worker;
 
-use std::io::Write;
-use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use tracing::{info, warn};
+use tracing::info;
 
-pub use config::{Args, Bind, Config};
-pub use counters::Counters;
-pub use server::Server;
+pub use cli::Args;
 
-/// Runs the server until SIGINT or SIGTERM; `Ok` after a signal, `Err` when
-/// it cannot start (an address that cannot be bound, say) or a socket fails.
-pub fn run(config: Config) -> anyhow::Result<()> {
+use crate::binding::Bound;
+use crate::serving::Service;
+use crate::signals::Events;
+
+/// Runs the server until a stop signal (SIGINT, SIGTERM or SIGHUP; see
+/// `control` for a second and a third); `Ok` after the stop, `Err` when it
+/// cannot start (an address that cannot be bound, say) or a socket fails.
+/// SIGUSR1 logs the counters so far.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.into_config();
     // Before binding, so a signal right after the ready line is a clean stop.
-    let stop = shutdown::on_signals()?;
-    let bound = transport::Bound::bind(&config)?;
-    if let Some(addr) = bound.udp_addr() {
+    let events = Events::install()?;
+    let service = Service::new(Bound::bind(&config)?, &config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    control::watch(events, Arc::clone(&stop), service.live())?;
+    ready::announce(&ready::ready_line(service.udp_addr(), service.tcp_addr()));
+    let totals = service.serve(&stop)?;
+    if totals.udp.recv_errors > 0 {
         info!(
-            "receiving on {addr} with {} worker thread{}",
-            config.threads,
-            if config.threads == 1 { "" } else { "s" }
+            "receive errors carried on after: {}",
+            totals.udp.recv_errors
         );
     }
-    if let Some(limits) = config.policy.describe() {
-        info!("abuse limits: {limits}");
-    }
-    announce_ready(&bound.ready_line());
-    let (totals, tcp) = bound.serve(config.transport.tcp, &stop)?;
-    if totals.recv_errors > 0 {
-        info!("receive errors carried on after: {}", totals.recv_errors);
-    }
-    info!("summary: {totals}{}", transport::tcp_summary(tcp));
+    info!("summary: {totals}");
     Ok(())
-}
-
-/// The one line the server ever prints on stdout, which scripts and tests
-/// wait for before they send.
-pub fn ready_line(addr: SocketAddr) -> String {
-    format!("The server is ready to receive on {addr}")
-}
-
-fn announce_ready(line: &str) {
-    let mut stdout = std::io::stdout().lock();
-    // Serving matters more than being heard: a closed stdout is only logged.
-    if let Err(err) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
-        warn!("cannot print the ready line: {err}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_ready_line_names_the_bound_address() {
-        assert_eq!(
-            ready_line("[::]:12000".parse().expect("addr")),
-            "The server is ready to receive on [::]:12000"
-        );
-        assert_eq!(
-            ready_line("127.0.0.1:40123".parse().expect("addr")),
-            "The server is ready to receive on 127.0.0.1:40123"
-        );
-    }
 }

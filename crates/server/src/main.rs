@@ -5,6 +5,6 @@ use upcase_server::Args;
 
 fn main() -> ExitCode {
     let args = upcase_cli::parse_args::<Args>();
-    args.verbosity.init_logging();
-    upcase_cli::finish(upcase_server::run(args.into_config()), |_| EXIT_FAILURE)
+    args.init_logging();
+    upcase_cli::finish(upcase_server::run(args), |_| EXIT_FAILURE)
 }

@@ -11,7 +11,7 @@
 //! small pool of threads runs them all, and a task only runs when its socket
 //! is ready, so a slow or stuck client never holds up another. The runtime
 //! lives inside [`serve_tcp`], on the caller's thread plus a pool of one
-//! worker per core; the UDP server is unaffected by it.
+//! worker per core; the UDP workers are unaffected by it.
 //!
 //! **Limits.**
 //! - At most [`TcpLimits::max_connections`] connections are served at once.
@@ -34,8 +34,9 @@
 //! kernel's socket buffers come on top and are the kernel's to bound.
 //!
 //! **Stopping.** [`serve_tcp`] checks its stop flag every 100 ms; once set,
-//! it closes the listener, gives running connections [`TcpLimits::grace`] to
-//! finish, then closes the rest (counted `closed_at_stop`).
+//! it closes the listener, gives running connections [`TcpLimits::grace`]
+//! (`--stop-grace`) to finish, then closes the rest (counted
+//! `closed_at_stop`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,25 +45,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 use upcase_proto::StreamUppercaser;
 
+use crate::config::TcpLimits;
 use crate::warn_limit::{WarnLimiter, suppressed_note};
 
 /// How much a connection reads at once, and so the most it holds of a
 /// client's input.
-pub const READ_BUFFER_LEN: usize = 16 * 1024;
-
-/// Connections the kernel queues before the server accepts them.
-pub const LISTEN_BACKLOG: i32 = 1024;
-
-/// How long running connections may go on after a stop: short, so a
-/// signalled server still exits within a second.
-pub const DEFAULT_GRACE: Duration = Duration::from_millis(500);
+const READ_BUFFER_LEN: usize = 16 * 1024;
 
 /// How often the accept loop looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
@@ -71,51 +66,30 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// memory, so it does not spin while none is freed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How many connections, and for how long, the TCP service keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpLimits {
-    /// Connections served at once; more are reset at once.
-    pub max_connections: usize,
-    /// A connection that neither sends nor takes its reply for this long is closed.
-    pub idle_timeout: Duration,
-    /// After the stop flag, how long running connections may go on.
-    pub grace: Duration,
-}
-
-impl Default for TcpLimits {
-    fn default() -> Self {
-        TcpLimits {
-            max_connections: 1024,
-            idle_timeout: Duration::from_secs(30),
-            grace: DEFAULT_GRACE,
-        }
-    }
-}
-
 /// What the TCP service did, over its whole run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpCounters {
+pub(crate) struct TcpCounters {
     /// Connections served (not counting those refused).
-    pub accepted: u64,
+    pub(crate) accepted: u64,
     /// Connections reset at once because `max_connections` were open.
-    pub refused_over_limit: u64,
+    pub(crate) refused_over_limit: u64,
     /// Connections closed because they stayed idle for `idle_timeout`.
-    pub timed_out: u64,
+    pub(crate) timed_out: u64,
     /// Bytes read from clients.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Bytes written to clients.
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     /// Connections that ended in an error (a reset, say), and failed accepts.
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// Connections still open after the grace period, closed by the stop.
-    pub closed_at_stop: u64,
+    pub(crate) closed_at_stop: u64,
 }
 
 impl TcpCounters {
     /// The fields the server appends to its summary line, each after a space:
     /// ` tcp_accepted=N tcp_refused=N tcp_timed_out=N tcp_bytes_in=N
     /// tcp_bytes_out=N tcp_errors=N tcp_closed_at_stop=N`.
-    pub fn summary_fields(&self) -> String {
+    pub(crate) fn summary_fields(&self) -> String {
         format!(
             " tcp_accepted={} tcp_refused={} tcp_timed_out={} tcp_bytes_in={} tcp_bytes_out={} tcp_errors={} tcp_closed_at_stop={}",
             self.accepted,
@@ -129,9 +103,10 @@ impl TcpCounters {
     }
 }
 
-/// The counters while the service runs: shared by every connection's task.
+/// The counters while the service runs, shared by every connection's task
+/// and readable at any time.
 #[derive(Debug, Default)]
-struct LiveCounters {
+pub(crate) struct TcpLive {
     accepted: AtomicU64,
     refused_over_limit: AtomicU64,
     timed_out: AtomicU64,
@@ -145,8 +120,9 @@ fn bump(counter: &AtomicU64, by: usize) {
     counter.fetch_add(by as u64, Ordering::Relaxed);
 }
 
-impl LiveCounters {
-    fn snapshot(&self) -> TcpCounters {
+impl TcpLive {
+    /// The counts so far.
+    pub(crate) fn snapshot(&self) -> TcpCounters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TcpCounters {
             accepted: get(&self.accepted),
@@ -160,50 +136,15 @@ impl LiveCounters {
     }
 }
 
-/// A listening TCP socket on `addr`: address reuse, so a restarted server
-/// can listen at once while old connections linger in TIME_WAIT; both IPv4
-/// and IPv6 when `addr` is `[::]`; a backlog of [`LISTEN_BACKLOG`].
-pub fn bind_tcp(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    listen_tcp(addr).map_err(|err| listen_error(err, addr))
-}
-
-/// [`bind_tcp`] without the context, so a caller can tell "address in use"
-/// (worth another port) from the rest.
-pub fn listen_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() && addr.ip().is_unspecified() {
-        socket.set_only_v6(false)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
-}
-
-/// The error [`bind_tcp`] gives: the address, then the cause.
-pub fn listen_error(err: io::Error, addr: SocketAddr) -> anyhow::Error {
-    anyhow::Error::new(err).context(format!("cannot listen on TCP {addr}"))
-}
-
-/// Serves connections from `listener` until `stop` is set, then lets running
-/// connections finish for `limits.grace`, closes the rest and returns what
-/// it counted. Blocks: the caller runs it on a thread of its own (not inside
-/// a tokio runtime). `Err` only when the service cannot start.
-pub fn serve_tcp(
+/// Serves connections from `listener` until `stop` is set, counting in
+/// `live`, then lets running connections finish for `limits.grace` and
+/// closes the rest. Blocks: the caller runs it on a thread of its own (not
+/// inside a tokio runtime). `Err` only when the service cannot start.
+pub(crate) fn serve_tcp(
     listener: std::net::TcpListener,
     limits: TcpLimits,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<TcpCounters> {
-    let live = Arc::new(LiveCounters::default());
-    serve_counting(listener, limits, stop, Arc::clone(&live))?;
-    Ok(live.snapshot())
-}
-
-fn serve_counting(
-    listener: std::net::TcpListener,
-    limits: TcpLimits,
-    stop: Arc<AtomicBool>,
-    live: Arc<LiveCounters>,
+    stop: &AtomicBool,
+    live: &Arc<TcpLive>,
 ) -> anyhow::Result<()> {
     listener
         .set_nonblocking(true)
@@ -217,8 +158,8 @@ fn serve_counting(
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)
             .context("cannot register the TCP listener")?;
-        let mut connections = accept_until_stopped(listener, limits, &stop, &live).await;
-        finish_within_grace(&mut connections, limits.grace, &live).await;
+        let mut connections = accept_until_stopped(listener, limits, stop, live).await;
+        finish_within_grace(&mut connections, limits.grace, live).await;
         Ok(())
     })
 }
@@ -229,7 +170,7 @@ async fn accept_until_stopped(
     listener: tokio::net::TcpListener,
     limits: TcpLimits,
     stop: &AtomicBool,
-    live: &Arc<LiveCounters>,
+    live: &Arc<TcpLive>,
 ) -> JoinSet<()> {
     let mut connections = JoinSet::new();
     let mut warnings = WarnLimiter::default();
@@ -271,7 +212,7 @@ async fn accept_until_stopped(
     connections
 }
 
-async fn finish_within_grace(connections: &mut JoinSet<()>, grace: Duration, live: &LiveCounters) {
+async fn finish_within_grace(connections: &mut JoinSet<()>, grace: Duration, live: &TcpLive) {
     let all_done = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, all_done).await.is_err() {
         bump(&live.closed_at_stop, connections.len());
@@ -309,7 +250,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     idle_timeout: Duration,
-    live: Arc<LiveCounters>,
+    live: Arc<TcpLive>,
 ) {
     // Replies go out as soon as they are ready: an interactive client
     // should not wait for Nagle's algorithm to gather more.
@@ -334,7 +275,7 @@ async fn serve_connection(
 async fn uppercase_stream(
     stream: &mut TcpStream,
     idle_timeout: Duration,
-    live: &LiveCounters,
+    live: &TcpLive,
 ) -> Result<(), Ended> {
     let mut input = vec![0u8; READ_BUFFER_LEN];
     let mut reply = Vec::new();
@@ -367,7 +308,7 @@ async fn write_all(
     stream: &mut TcpStream,
     mut bytes: &[u8],
     idle_timeout: Duration,
-    live: &LiveCounters,
+    live: &TcpLive,
 ) -> Result<(), Ended> {
     while !bytes.is_empty() {
         let written = tokio::time::timeout(idle_timeout, stream.write(bytes))

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Each worker thread owns one, so it needs no lock. Time is passed in, so
 /// the tests need no clock.
 #[derive(Debug)]
-pub struct WarnLimiter {
+pub(crate) struct WarnLimiter {
     per_window: u32,
     window: Duration,
     window_start: Option<Instant>,
@@ -19,7 +19,7 @@ pub struct WarnLimiter {
 
 /// What a worker uses: a few lines per second are enough to see what is
 /// going on, and few enough not to matter however hard the server is hit.
-pub const WARNINGS_PER_SECOND: u32 = 5;
+pub(crate) const WARNINGS_PER_SECOND: u32 = 5;
 
 impl Default for WarnLimiter {
     fn default() -> Self {
@@ -28,7 +28,7 @@ impl Default for WarnLimiter {
 }
 
 impl WarnLimiter {
-    pub fn new(per_window: u32, window: Duration) -> Self {
+    pub(crate) fn new(per_window: u32, window: Duration) -> Self {
         WarnLimiter {
             per_window,
             window,
@@ -41,7 +41,7 @@ impl WarnLimiter {
     /// Asks to log one warning at `now`. `Some(n)` means log it, and say
     /// that `n` warnings were suppressed since the last one logged (when
     /// `n > 0`); `None` means drop it (it is counted).
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&mut self, now: Instant) -> Option<u64> {
         let window_over = match self.window_start {
             None => true,
             Some(start) => now.saturating_duration_since(start) >= self.window,
@@ -61,13 +61,13 @@ impl WarnLimiter {
 
     /// Warnings suppressed and not yet reported by a later one, which the
     /// caller reports before it stops; resets the count.
-    pub fn take_suppressed(&mut self) -> u64 {
+    pub(crate) fn take_suppressed(&mut self) -> u64 {
         std::mem::take(&mut self.suppressed)
     }
 }
 
 /// `" (N similar warnings suppressed)"`, or nothing when none were.
-pub fn suppressed_note(suppressed: u64) -> String {
+pub(crate) fn suppressed_note(suppressed: u64) -> String {
     if suppressed == 0 {
         String::new()
     } else {

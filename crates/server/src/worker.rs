@@ -1,131 +1,508 @@
-//! What a worker does with each datagram, whatever loop receives it: the
-//! reply (or the reason for none), counted; and how receive errors are told
-//! apart.
+//! The UDP worker: one thread's socket and buffers, and the path of every
+//! datagram through it, from the receive to the counter it lands in.
+//!
+//! Many datagrams come in per system call (`recvmmsg`) and their replies go
+//! out together (`sendmmsg`). For each received buffer, in this order:
+//! 1. a buffer without a sender, or cut short, is not answered;
+//! 2. a buffer holding a GRO train of ASCII segments is answered whole, with
+//!    one GSO send of the train uppercased where it lies (under a rate limit
+//!    each segment is decided alone first, and the train still goes out
+//!    whole if none was refused); any other train is split into its
+//!    datagrams, each taking the steps below;
+//! 3. a datagram whose source is over the rate limit is not answered
+//!    (checked first, so a flood costs no transform);
+//! 4. proto uppercases it: in place when it is ASCII, else into the scratch
+//!    vector, or refuses a reply too large for the peer's address family;
+//! 5. a reply over the reply ratio is not sent;
+//! 6. the reply is queued: by reference to the receive slot when it was
+//!    built in place (no copy, no allocation), else as a copy of the
+//!    scratch into the send batch's arena, which keeps its capacity;
+//! 7. after the flush, each queued reply was sent or failed.
+//!
+//! Every step that ends a datagram's path gives an [`Outcome`], and
+//! [`Counters::record`] is the one place outcomes are counted.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use anyhow::Context;
 use tracing::{debug, warn};
-use upcase_proto::{Family, Path, uppercase_ascii_prefix_in_place, uppercase_datagram};
+use upcase_proto::{
+    DatagramReply, Family, Path, ReplyTooLarge, uppercase_ascii_prefix_in_place, uppercase_datagram,
+};
+use upcase_udp::opts::MAX_GSO_SEGMENTS;
+use upcase_udp::{DatagramMut, Queue, RecvBatch, SendBatch};
 
-use crate::counters::Counters;
+use crate::counters::{Counters, Fate, Outcome};
+use crate::live::Publisher;
 use crate::policy::Policy;
 use crate::warn_limit::{WarnLimiter, suppressed_note};
 
-/// Answers a GRO train of `segments` datagrams from `peer` in one pass, when
-/// that gives what [`answer`] would give each of them: every segment is
-/// ASCII (so its reply is itself, uppercased in place, the same length: no
-/// reply ratio, which is at least 1, refuses it) and no rate limit has to
-/// see each datagram. Counts them as received and returns `true`; the train
-/// is then its own reply. Returns `false` otherwise, having maybe
-/// uppercased some ASCII letters of the train: [`answer`] gives the same
-/// replies from those bytes.
-pub fn answer_ascii_train(
-    train: &mut [u8],
-    segments: u64,
-    peer: SocketAddr,
-    counters: &mut Counters,
-    policy: &Policy,
-) -> bool {
-    if policy.limits_rate() || uppercase_ascii_prefix_in_place(train) != train.len() {
-        return false;
-    }
-    counters.received += segments;
-    counters.bytes_in += train.len() as u64;
-    debug!(
-        "{}: a train of {segments} ASCII datagrams, {} bytes, answered in place",
-        shown(peer),
-        train.len()
-    );
-    true
+/// Most batches answered after the stop: 64 x 64 datagrams, a few
+/// milliseconds of work.
+const DRAIN_BATCHES: usize = 64;
+
+/// One worker thread's socket, batches and state, all allocated before it
+/// serves.
+pub(crate) struct Worker {
+    socket: UdpSocket,
+    local: SocketAddr,
+    recv: RecvBatch,
+    send: SendBatch,
+    state: State,
+    busy_poll: bool,
 }
 
-/// The reply to one received datagram, or `None` when it must not be sent.
-///
-/// Counts the datagram and, for a reply too large for the peer's address
-/// family, warns (within `warnings`' limit) and counts the drop. Sending and
-/// counting what was sent is the caller's, so that a loop receiving and
-/// sending in batches can use this unchanged.
-pub fn answer<'a>(
-    datagram: &'a mut [u8],
+/// What answering needs besides the socket and the batches, apart so that it
+/// can be borrowed while the receive slots and the send queue are.
+struct State {
+    scratch: Vec<u8>,
+    /// Per message queued since the last flush, in order: what its outcome
+    /// will be once the flush says whether it was sent. Keeps its capacity.
+    queued: Vec<Queued>,
+    /// Per segment of the GRO train being answered: its reply when that is
+    /// the segment itself, uppercased in place. Keeps its capacity.
+    segments: Vec<Option<Queued>>,
+    counters: Counters,
+    /// Where `counters` are published, once per batch, for other threads.
+    live: Publisher,
+    warnings: WarnLimiter,
+    policy: Arc<Policy>,
+}
+
+/// A reply queued and not yet flushed: one datagram's, or a GSO train's.
+#[derive(Clone, Copy, Debug)]
+struct Queued {
     peer: SocketAddr,
-    scratch: &'a mut Vec<u8>,
-    counters: &mut Counters,
-    warnings: &mut WarnLimiter,
-    policy: &Policy,
-) -> Option<&'a [u8]> {
-    let len = datagram.len();
-    counters.received += 1;
-    counters.bytes_in += len as u64;
-    // First, so a flood over the limit costs no transform.
-    if !policy.admits(peer.ip()) {
-        counters.dropped_rate_limited += 1;
-        if let Some(suppressed) = warnings.allow(Instant::now()) {
-            warn!(
-                "reply to {} not sent: its address is over the rate limit of {} replies per second{}",
-                shown(peer),
-                policy.rate_limit(),
-                suppressed_note(suppressed)
-            );
+    datagrams: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    path: Path,
+}
+
+impl Queued {
+    /// Its outcome: sent, or refused by the system.
+    fn outcome(self, sent: bool) -> Outcome {
+        Outcome {
+            datagrams: self.datagrams,
+            bytes_in: self.bytes_in,
+            path: Some(self.path),
+            fate: if sent {
+                Fate::Sent {
+                    bytes_out: self.bytes_out,
+                }
+            } else {
+                Fate::SendFailed
+            },
         }
-        return None;
     }
-    let family = Family::of(peer);
-    match uppercase_datagram(datagram, scratch, family.max_payload()) {
-        Ok(reply) => {
-            if reply.path == Path::InvalidUtf8 {
-                counters.invalid_utf8 += 1;
+}
+
+/// Where the reply to one datagram is, once it is known there is one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reply {
+    /// The datagram's first `len` bytes, uppercased where they were received.
+    InPlace { len: usize },
+    /// The whole scratch vector.
+    InScratch { path: Path },
+}
+
+impl Worker {
+    /// A worker for `socket` (bound, with a receive timeout unless
+    /// `busy_poll`), applying `policy` like every other worker and
+    /// publishing its counts to `live`.
+    pub(crate) fn new(
+        socket: UdpSocket,
+        policy: Arc<Policy>,
+        busy_poll: bool,
+        live: Publisher,
+    ) -> anyhow::Result<Worker> {
+        let local = socket
+            .local_addr()
+            .context("cannot read the bound address")?;
+        Ok(Worker {
+            socket,
+            local,
+            // Slots of RECV_BUFFER_LEN: any datagram and any GRO train fit whole.
+            recv: RecvBatch::new(upcase_udp::DEFAULT_BATCH, upcase_proto::RECV_BUFFER_LEN),
+            send: SendBatch::default(),
+            state: State {
+                scratch: Vec::new(),
+                queued: Vec::with_capacity(upcase_udp::DEFAULT_BATCH),
+                segments: Vec::with_capacity(MAX_GSO_SEGMENTS),
+                counters: Counters::default(),
+                live,
+                warnings: WarnLimiter::default(),
+                policy,
+            },
+            busy_poll,
+        })
+    }
+
+    /// Answers datagrams until `stop` is set, then answers what is already
+    /// queued on the socket and returns what it counted.
+    ///
+    /// A quiet worker notices `stop` when its receive times out (the
+    /// socket's SO_RCVTIMEO); a busy-polling one at every turn of its loop.
+    /// Only a receive error that cannot be a passing condition ends it early.
+    pub(crate) fn run(mut self, stop: &AtomicBool) -> anyhow::Result<Counters> {
+        while !stop.load(Ordering::Relaxed) {
+            let received = if self.busy_poll {
+                self.recv.try_recv(&self.socket)
+            } else {
+                self.recv.recv(&self.socket)
+            };
+            match received {
+                Ok(0) => {}
+                Ok(_) => self.answer_batch()?,
+                Err(err) => self.on_recv_error(err)?,
             }
-            if !policy.reply_allowed(len, reply.bytes.len()) {
-                counters.dropped_ratio += 1;
-                if let Some(suppressed) = warnings.allow(Instant::now()) {
+        }
+        self.drain()?;
+        let suppressed = self.state.warnings.take_suppressed();
+        if suppressed > 0 {
+            warn!("{suppressed} more warnings were suppressed before the stop");
+        }
+        debug!("worker on {} stops: {}", self.local, self.state.counters);
+        Ok(self.state.counters)
+    }
+
+    /// Answers the datagrams the kernel had already queued when the stop
+    /// came (a worker scheduled late may not have read any yet), without
+    /// waiting for more; at most [`DRAIN_BATCHES`] batches, so that a flood
+    /// cannot hold up the stop.
+    fn drain(&mut self) -> anyhow::Result<()> {
+        for _ in 0..DRAIN_BATCHES {
+            match self.recv.try_recv(&self.socket) {
+                Ok(0) => break,
+                Ok(_) => self.answer_batch()?,
+                Err(err) => self.on_recv_error(err)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers every buffer of the batch just received, sends the replies,
+    /// and counts what became of each.
+    fn answer_batch(&mut self) -> anyhow::Result<()> {
+        let state = &mut self.state;
+        state.queued.clear();
+        let mut queue = self.send.queue(&self.socket);
+        for datagram in self.recv.iter_mut() {
+            state
+                .answer_buffer(datagram, &mut queue)
+                .with_context(|| format!("cannot send on {}", self.local))?;
+        }
+        queue
+            .flush()
+            .with_context(|| format!("cannot send on {}", self.local))?;
+        state.settle_sent(queue.failed(), queue.report().first_error.as_ref());
+        state.live.publish(&state.counters);
+        Ok(())
+    }
+
+    fn on_recv_error(&mut self, err: io::Error) -> anyhow::Result<()> {
+        match classify_recv_error(&err) {
+            RecvError::Idle => Ok(()),
+            RecvError::Transient => {
+                self.state.counters.recv_errors += 1;
+                self.state.live.publish(&self.state.counters);
+                if let Some(suppressed) = self.state.warnings.allow(Instant::now()) {
                     warn!(
-                        "reply to {} not sent: {} bytes is more than {} times the {len}-byte request{}",
-                        shown(peer),
-                        reply.bytes.len(),
-                        policy.max_reply_ratio().map_or(0.0, |r| r.get()),
+                        "receive error on {}, carrying on: {err}{}",
+                        self.local,
                         suppressed_note(suppressed)
                     );
                 }
-                return None;
+                Ok(())
             }
-            debug!(
-                "{}: {len} bytes in, {} out ({:?})",
-                shown(peer),
-                reply.bytes.len(),
-                reply.path
-            );
-            Some(reply.bytes)
+            RecvError::Fatal => {
+                Err(anyhow::Error::new(err).context(format!("cannot receive on {}", self.local)))
+            }
         }
-        Err(too_large) => {
-            if too_large.path == Path::InvalidUtf8 {
-                counters.invalid_utf8 += 1;
-            }
-            counters.dropped_too_large += 1;
-            if let Some(suppressed) = warnings.allow(Instant::now()) {
+    }
+}
+
+impl State {
+    /// Step 1 and 2: queues the replies to one received buffer, a datagram or
+    /// a GRO train.
+    fn answer_buffer<'d>(
+        &mut self,
+        datagram: DatagramMut<'d>,
+        queue: &mut Queue<'_, 'd, UdpSocket>,
+    ) -> io::Result<()> {
+        let Some(peer) = datagram.meta.peer else {
+            // UDP always has a sender; nothing to answer without one.
+            self.counters.record(&Outcome::unanswerable(Fate::NoPeer));
+            return Ok(());
+        };
+        if datagram.meta.truncated {
+            // Slots hold any datagram and any train, so this is a kernel
+            // surprise: a cut datagram's uppercase would be a wrong reply.
+            self.counters
+                .record(&Outcome::unanswerable(Fate::Truncated));
+            if let Some(suppressed) = self.warnings.allow(Instant::now()) {
                 warn!(
-                    "reply to {} not sent: {} bytes (request {len} bytes) is over the {} limit of {} bytes{}",
+                    "a datagram from {} was cut by the receive buffer and is not answered{}",
                     shown(peer),
-                    too_large.reply_len,
-                    family.name(),
-                    too_large.limit,
                     suppressed_note(suppressed)
                 );
             }
-            None
+            return Ok(());
+        }
+        match datagram.meta.segment_size {
+            Some(size) if size > 0 && datagram.bytes.len() > usize::from(size) => {
+                self.answer_train(datagram.bytes, size, peer, queue)
+            }
+            _ => self.answer_one(datagram.bytes, peer, queue),
+        }
+    }
+
+    /// Queues the replies to a GRO train of `size`-byte segments: one GSO
+    /// send of the train uppercased in place when every segment is answered
+    /// in place, else one reply per segment.
+    fn answer_train<'d>(
+        &mut self,
+        train: &'d mut [u8],
+        size: u16,
+        peer: SocketAddr,
+        queue: &mut Queue<'_, 'd, UdpSocket>,
+    ) -> io::Result<()> {
+        let segment = usize::from(size);
+        let segments = train.len().div_ceil(segment);
+        // ASCII keeps every reply the length of its request, so the replies
+        // form a train of the same shape; the other limits are the kernel's
+        // for one GSO send.
+        let fits_one_send =
+            train.len() <= Family::of(peer).max_payload() && segments <= MAX_GSO_SEGMENTS;
+        // Whole: what answering each segment would give, without looking at
+        // each. An ASCII reply is its request's length, which no reply ratio
+        // (at least 1) refuses; only a rate limit must see every datagram.
+        // (When the train is not all ASCII, the ASCII letters uppercased so
+        // far give the same replies segment by segment.)
+        if fits_one_send
+            && !self.policy.limits_rate()
+            && uppercase_ascii_prefix_in_place(train) == train.len()
+        {
+            debug!(
+                "{}: a train of {segments} ASCII datagrams, {} bytes, answered in place",
+                shown(peer),
+                train.len()
+            );
+            let train: &'d [u8] = train;
+            queue.push(Some(peer), train, Some(size))?;
+            self.queued.push(Queued {
+                peer,
+                datagrams: segments as u64,
+                bytes_in: train.len() as u64,
+                bytes_out: train.len() as u64,
+                path: Path::Ascii,
+            });
+            return Ok(());
+        }
+        if !(fits_one_send && train.is_ascii()) {
+            for datagram in train.chunks_mut(segment) {
+                self.answer_one(datagram, peer, queue)?;
+            }
+            return Ok(());
+        }
+        // ASCII under a rate limit: each segment is decided on its own, and
+        // the train still goes out in one send if the limit refused none.
+        self.segments.clear();
+        for datagram in train.chunks_mut(segment) {
+            let request_len = datagram.len();
+            let in_place = match self.reply_to(datagram, peer) {
+                Some(reply @ Reply::InPlace { .. }) => {
+                    Some(self.to_queued(reply, request_len, peer))
+                }
+                Some(reply @ Reply::InScratch { .. }) => {
+                    // Not the case for ASCII; queued now, before the scratch
+                    // is reused, so that no reply is lost if it ever were.
+                    queue.push_copy(Some(peer), &self.scratch, None)?;
+                    self.queued.push(self.to_queued(reply, request_len, peer));
+                    None
+                }
+                None => None,
+            };
+            self.segments.push(in_place);
+        }
+        let train: &'d [u8] = train;
+        let whole = self
+            .segments
+            .iter()
+            .all(|queued| queued.is_some_and(|q| q.bytes_out == q.bytes_in));
+        if whole {
+            queue.push(Some(peer), train, Some(size))?;
+            self.queued.push(Queued {
+                peer,
+                datagrams: self.segments.len() as u64,
+                bytes_in: train.len() as u64,
+                bytes_out: train.len() as u64,
+                path: Path::Ascii,
+            });
+        } else {
+            // Some segments get no reply: the others go one by one, still
+            // from the slot.
+            for (datagram, queued) in train.chunks(segment).zip(&self.segments) {
+                if let Some(queued) = *queued {
+                    let reply = datagram
+                        .get(..queued.bytes_out as usize)
+                        .unwrap_or(datagram);
+                    queue.push(Some(peer), reply, None)?;
+                    self.queued.push(queued);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 6 for one datagram: queues its reply, the datagram itself when
+    /// it was answered in place, else a copy of the scratch.
+    fn answer_one<'d>(
+        &mut self,
+        datagram: &'d mut [u8],
+        peer: SocketAddr,
+        queue: &mut Queue<'_, 'd, UdpSocket>,
+    ) -> io::Result<()> {
+        let request_len = datagram.len();
+        let Some(reply) = self.reply_to(datagram, peer) else {
+            return Ok(());
+        };
+        match reply {
+            Reply::InPlace { len } => {
+                let datagram: &'d [u8] = datagram;
+                queue.push(Some(peer), datagram.get(..len).unwrap_or(datagram), None)?;
+            }
+            Reply::InScratch { .. } => queue.push_copy(Some(peer), &self.scratch, None)?,
+        }
+        self.queued.push(self.to_queued(reply, request_len, peer));
+        Ok(())
+    }
+
+    /// The queue's record of `reply`, to a request of `request_len` bytes.
+    fn to_queued(&self, reply: Reply, request_len: usize, peer: SocketAddr) -> Queued {
+        let (bytes_out, path) = match reply {
+            Reply::InPlace { len } => (len, Path::Ascii),
+            Reply::InScratch { path } => (self.scratch.len(), path),
+        };
+        Queued {
+            peer,
+            datagrams: 1,
+            bytes_in: request_len as u64,
+            bytes_out: bytes_out as u64,
+            path,
+        }
+    }
+
+    /// Steps 3 to 5 for one datagram from `peer`: where its reply is, or
+    /// `None` when it gets none (that outcome is then counted, and warned
+    /// about within the warnings' limit).
+    fn reply_to(&mut self, datagram: &mut [u8], peer: SocketAddr) -> Option<Reply> {
+        let request_len = datagram.len();
+        if !self.policy.admits(peer.ip()) {
+            self.refuse(peer, request_len, None, Fate::RateLimited);
+            return None;
+        }
+        let family = Family::of(peer);
+        let (reply, reply_len, path) =
+            match uppercase_datagram(datagram, &mut self.scratch, family.max_payload()) {
+                DatagramReply::InPlace { len } => (Reply::InPlace { len }, len, Path::Ascii),
+                DatagramReply::InScratch { len, path } => (Reply::InScratch { path }, len, path),
+                DatagramReply::TooLarge(too_large) => {
+                    let fate = Fate::TooLarge(too_large);
+                    self.refuse(peer, request_len, Some(too_large.path), fate);
+                    return None;
+                }
+            };
+        if !self.policy.reply_allowed(request_len, reply_len) {
+            self.refuse(
+                peer,
+                request_len,
+                Some(path),
+                Fate::RatioExceeded { reply_len },
+            );
+            return None;
+        }
+        debug!(
+            "{}: {request_len} bytes in, {reply_len} out ({path:?})",
+            shown(peer)
+        );
+        Some(reply)
+    }
+
+    /// Counts a datagram that gets no reply, and says why.
+    fn refuse(&mut self, peer: SocketAddr, request_len: usize, path: Option<Path>, fate: Fate) {
+        self.counters.record(&Outcome {
+            datagrams: 1,
+            bytes_in: request_len as u64,
+            path,
+            fate,
+        });
+        let Some(suppressed) = self.warnings.allow(Instant::now()) else {
+            return;
+        };
+        let family = Family::of(peer);
+        let (peer, suppressed) = (shown(peer), suppressed_note(suppressed));
+        match fate {
+            Fate::RateLimited => warn!(
+                "reply to {peer} not sent: its address is over the rate limit of {} replies per second{suppressed}",
+                self.policy.rate_limit(),
+            ),
+            Fate::RatioExceeded { reply_len } => warn!(
+                "reply to {peer} not sent: {reply_len} bytes is more than {} times the {request_len}-byte request{suppressed}",
+                self.policy.max_reply_ratio().map_or(0.0, |r| r.get()),
+            ),
+            Fate::TooLarge(ReplyTooLarge {
+                reply_len, limit, ..
+            }) => warn!(
+                "reply to {peer} not sent: {reply_len} bytes (request {request_len} bytes) is over the {} limit of {limit} bytes{suppressed}",
+                family.name(),
+            ),
+            Fate::Sent { .. } | Fate::SendFailed | Fate::NoPeer | Fate::Truncated => {}
+        }
+    }
+
+    /// Step 7: counts every message queued since the last flush as sent or
+    /// failed; `failed` are the positions of the messages the system
+    /// refused, in the order they were queued.
+    fn settle_sent(&mut self, failed: &[usize], error: Option<&io::Error>) {
+        let mut failed_at = failed.iter().copied().peekable();
+        let mut refused = 0;
+        let mut first_refused = None;
+        for (i, queued) in self.queued.iter().enumerate() {
+            let sent = failed_at.next_if_eq(&i).is_none();
+            if !sent {
+                refused += queued.datagrams;
+                first_refused.get_or_insert(queued.peer);
+            }
+            self.counters.record(&queued.outcome(sent));
+        }
+        let Some(first) = first_refused else {
+            return;
+        };
+        if let Some(suppressed) = self.warnings.allow(Instant::now()) {
+            let why = error.map_or_else(|| "refused".to_string(), ToString::to_string);
+            warn!(
+                "cannot send {refused} repl{}, the first to {}: {why}{}",
+                if refused == 1 { "y" } else { "ies" },
+                shown(first),
+                suppressed_note(suppressed)
+            );
         }
     }
 }
 
 /// A peer as people write it: `127.0.0.1:5000`, not `[::ffff:127.0.0.1]:5000`.
-pub fn shown(peer: SocketAddr) -> SocketAddr {
+fn shown(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
 /// What a receive error means for the loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecvError {
+enum RecvError {
     /// The timeout, or a signal: nothing went wrong, look at the stop flag.
     Idle,
     /// Something passing or caused by one peer (an ICMP error reported on
@@ -135,7 +512,7 @@ pub enum RecvError {
     Fatal,
 }
 
-pub fn classify_recv_error(err: &io::Error) -> RecvError {
+fn classify_recv_error(err: &io::Error) -> RecvError {
     match err.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
             return RecvError::Idle;
@@ -160,150 +537,4 @@ pub fn classify_recv_error(err: &io::Error) -> RecvError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    use upcase_proto::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
-
-    fn v4_peer() -> SocketAddr {
-        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 5000)
-    }
-    fn v6_peer() -> SocketAddr {
-        SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 5000)
-    }
-    fn mapped_peer() -> SocketAddr {
-        SocketAddr::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), 5000)
-    }
-
-    fn run(input: &[u8], peer: SocketAddr, counters: &mut Counters) -> Option<Vec<u8>> {
-        let mut buf = input.to_vec();
-        let mut scratch = Vec::new();
-        let mut warnings = WarnLimiter::default();
-        let policy = Policy::unlimited();
-        answer(
-            &mut buf,
-            peer,
-            &mut scratch,
-            counters,
-            &mut warnings,
-            &policy,
-        )
-        .map(<[u8]>::to_vec)
-    }
-
-    #[test]
-    fn the_policy_drops_and_counts_before_anything_is_sent() {
-        use crate::policy::{PolicyConfig, RateLimit, ReplyRatio};
-        let policy = Policy::new(PolicyConfig {
-            rate_limit: Some(RateLimit {
-                per_second: 2,
-                table: 4,
-            }),
-            max_reply_ratio: ReplyRatio::new(1.0),
-        });
-        let mut c = Counters::default();
-        let mut scratch = Vec::new();
-        let mut warnings = WarnLimiter::default();
-        let mut ask = |input: &[u8], c: &mut Counters| {
-            let mut buf = input.to_vec();
-            answer(&mut buf, v4_peer(), &mut scratch, c, &mut warnings, &policy).map(<[u8]>::to_vec)
-        };
-        // U+0390 is 2 bytes and its uppercase 6: over a ratio of 1.
-        assert_eq!(ask("\u{390}".as_bytes(), &mut c), None);
-        assert_eq!(ask("ß".as_bytes(), &mut c).as_deref(), Some(&b"SS"[..]));
-        assert_eq!(ask(b"abc", &mut c), None, "the burst of 2 is spent");
-        assert_eq!(
-            c,
-            Counters {
-                received: 3,
-                bytes_in: 2 + 2 + 3,
-                dropped_ratio: 1,
-                dropped_rate_limited: 1,
-                ..Counters::default()
-            }
-        );
-    }
-
-    #[test]
-    fn replies_are_the_uppercase_and_are_counted() {
-        let mut c = Counters::default();
-        assert_eq!(run(b"abc", v4_peer(), &mut c).as_deref(), Some(&b"ABC"[..]));
-        assert_eq!(
-            run("straße".as_bytes(), v6_peer(), &mut c).as_deref(),
-            Some(&b"STRASSE"[..])
-        );
-        assert_eq!(
-            run(b"\xff\xfeabc", v4_peer(), &mut c).as_deref(),
-            Some(&b"\xff\xfeABC"[..])
-        );
-        assert_eq!(run(b"", v4_peer(), &mut c).as_deref(), Some(&b""[..]));
-        assert_eq!(
-            c,
-            Counters {
-                received: 4,
-                bytes_in: 3 + 7 + 5,
-                invalid_utf8: 1,
-                ..Counters::default()
-            },
-            "sending is counted by the caller"
-        );
-    }
-
-    #[test]
-    fn the_limit_follows_the_family_on_the_wire() {
-        assert_eq!(Family::of(v4_peer()), Family::V4);
-        assert_eq!(Family::of(mapped_peer()), Family::V4);
-        assert_eq!(Family::of(v6_peer()), Family::V6);
-
-        // 65,504 ASCII bytes and one U+0390 (2 bytes, uppercased to 6): a
-        // request that fits IPv4 whose reply fits only IPv6.
-        let mut request = vec![b'a'; MAX_PAYLOAD_V4 - 3];
-        request.extend_from_slice("\u{390}".as_bytes());
-        let reply_len = upcase_proto::uppercased_len(&request);
-        assert!(request.len() <= MAX_PAYLOAD_V4);
-        assert!((MAX_PAYLOAD_V4 + 1..=MAX_PAYLOAD_V6).contains(&reply_len));
-
-        let mut c = Counters::default();
-        assert_eq!(
-            run(&request, v6_peer(), &mut c).map(|r| r.len()),
-            Some(reply_len)
-        );
-        assert_eq!(run(&request, mapped_peer(), &mut c), None);
-        assert_eq!(run(&request, v4_peer(), &mut c), None);
-        assert_eq!(c.received, 3);
-        assert_eq!(c.dropped_too_large, 2);
-    }
-
-    #[test]
-    fn a_dropped_invalid_datagram_still_counts_as_invalid() {
-        let mut request = b"\xff".to_vec();
-        request.extend_from_slice("\u{390}".repeat(20_000).as_bytes());
-        let mut c = Counters::default();
-        assert_eq!(run(&request, v6_peer(), &mut c), None);
-        assert_eq!(c.invalid_utf8, 1);
-        assert_eq!(c.dropped_too_large, 1);
-    }
-
-    #[test]
-    fn peers_are_shown_without_the_mapping() {
-        assert_eq!(shown(mapped_peer()).to_string(), "127.0.0.1:5000");
-        assert_eq!(shown(v6_peer()).to_string(), "[::1]:5000");
-    }
-
-    #[test]
-    fn only_an_unusable_socket_stops_the_loop() {
-        let os = io::Error::from_raw_os_error;
-        assert_eq!(classify_recv_error(&os(libc::EAGAIN)), RecvError::Idle);
-        assert_eq!(classify_recv_error(&os(libc::EINTR)), RecvError::Idle);
-        assert_eq!(
-            classify_recv_error(&os(libc::ECONNREFUSED)),
-            RecvError::Transient
-        );
-        assert_eq!(
-            classify_recv_error(&os(libc::ENOBUFS)),
-            RecvError::Transient
-        );
-        assert_eq!(classify_recv_error(&os(libc::EBADF)), RecvError::Fatal);
-        assert_eq!(classify_recv_error(&os(libc::ENOTSOCK)), RecvError::Fatal);
-    }
-}
+mod tests;

@@ -1,68 +1,19 @@
-//! How the UDP sockets are tuned for load: a receive buffer that absorbs
-//! bursts, UDP GRO (`--gro`) so a sender's GSO trains arrive (and leave) as
-//! one buffer, and busy-polling for latency.
+//! Tuning the bound UDP sockets for load: a receive buffer that absorbs
+//! bursts, and UDP GRO (`--gro`) so a sender's GSO trains arrive (and leave)
+//! as one buffer. (Busy-polling is the worker's way of receiving, not a
+//! socket option.)
 
 use std::net::UdpSocket;
 
 use anyhow::Context;
 use tracing::{info, warn};
 
-/// Enough for a burst of several thousand small datagrams.
-pub const DEFAULT_RECV_BUFFER: u32 = 4 << 20;
-
-#[derive(Clone, Debug, clap::Args)]
-pub struct UdpArgs {
-    /// Receive buffer of each UDP socket in bytes (SO_RCVBUF), so that a burst
-    /// is queued rather than dropped; the kernel caps it at net.core.rmem_max
-    /// unless the server has CAP_NET_ADMIN
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RECV_BUFFER,
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX)))]
-    pub recv_buffer: u32,
-    /// Spin on the socket instead of sleeping between datagrams: lower
-    /// latency, at the cost of a whole core per worker thread
-    #[arg(long)]
-    pub busy_poll: bool,
-    /// Turn UDP GRO on: a sender's GSO train arrives as one buffer and an
-    /// all-ASCII train is answered with one GSO send, but every ordinary
-    /// datagram then costs the kernel a few percent more
-    #[arg(long)]
-    pub gro: bool,
-}
-
-impl UdpArgs {
-    pub fn into_config(self) -> UdpConfig {
-        UdpConfig {
-            recv_buffer: usize::try_from(self.recv_buffer).unwrap_or(usize::MAX),
-            busy_poll: self.busy_poll,
-            gro: self.gro,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UdpConfig {
-    /// Bytes asked for with SO_RCVBUF.
-    pub recv_buffer: usize,
-    /// Workers spin on non-blocking receives instead of sleeping.
-    pub busy_poll: bool,
-    /// UDP GRO is asked for.
-    pub gro: bool,
-}
-
-impl Default for UdpConfig {
-    fn default() -> Self {
-        UdpConfig {
-            recv_buffer: DEFAULT_RECV_BUFFER as usize,
-            busy_poll: false,
-            gro: false,
-        }
-    }
-}
+use crate::config::UdpTuning;
 
 /// Sets the receive buffer of every socket, logs what the kernel granted
 /// (warning when it is less than asked), and turns UDP GRO on where the
 /// kernel has it, if the configuration asks for it.
-pub fn tune(sockets: &[UdpSocket], config: &UdpConfig) -> anyhow::Result<()> {
+pub(crate) fn tune(sockets: &[UdpSocket], config: &UdpTuning) -> anyhow::Result<()> {
     let mut reported = None;
     for socket in sockets {
         let granted = upcase_udp::opts::set_recv_buffer(socket, config.recv_buffer)
@@ -120,9 +71,9 @@ mod tests {
     #[test]
     fn the_buffer_asked_for_is_granted_on_a_socket() {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let config = UdpConfig {
+        let config = UdpTuning {
             recv_buffer: 64 << 10,
-            ..UdpConfig::default()
+            ..UdpTuning::default()
         };
         tune(std::slice::from_ref(&socket), &config).expect("tune");
         let reported = upcase_udp::opts::recv_buffer(&socket).expect("read back");
@@ -133,9 +84,9 @@ mod tests {
     fn gro_is_on_only_when_asked_for() {
         for gro in [true, false] {
             let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-            let config = UdpConfig {
+            let config = UdpTuning {
                 gro,
-                ..UdpConfig::default()
+                ..UdpTuning::default()
             };
             tune(std::slice::from_ref(&socket), &config).expect("tune");
             let on = upcase_udp::opts::gro_enabled(&socket).expect("read UDP_GRO back");

@@ -1,0 +1,354 @@
+//! The command line: [`Args`] and the option groups flattened into it, and
+//! how they become a [`Config`]. Only this module knows clap; below it the
+//! server sees plain configuration data.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use upcase_cli::Verbosity;
+use upcase_proto::DEFAULT_PORT;
+
+use crate::config::{
+    Bind, Config, DEFAULT_RATE_LIMIT_TABLE, DEFAULT_RECV_BUFFER, MAX_RATE_LIMIT_TABLE,
+    PolicyConfig, RateLimit, ReplyRatio, TcpLimits, Transports, UdpTuning, default_threads,
+};
+
+/// `upcase-server [--bind ADDR] [--port PORT] [--threads N] [-v|-q] ...`
+#[derive(Debug, clap::Parser)]
+#[command(name = "upcase-server", version, about)]
+#[non_exhaustive]
+pub struct Args {
+    /// Address to receive on [default: all interfaces, IPv6 and IPv4, one
+    /// dual-stack socket on ::, or 0.0.0.0 where IPv6 is off]
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<IpAddr>,
+    /// Port to receive on, the same for UDP and TCP; 0 lets the system choose one
+    #[arg(short, long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Worker threads, each with its own socket on the same port (SO_REUSEPORT)
+    /// [default: one per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    #[command(flatten)]
+    udp: UdpArgs,
+    #[command(flatten)]
+    transport: TransportArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    verbosity: Verbosity,
+}
+
+impl Args {
+    /// Sends the logs to stderr at the level `-v`/`-q` ask for.
+    pub fn init_logging(&self) {
+        self.verbosity.init_logging();
+    }
+
+    pub(crate) fn into_config(self) -> Config {
+        Config {
+            bind: self.bind.map_or(Bind::DualStack, Bind::Addr),
+            port: self.port,
+            threads: self.threads.map_or_else(default_threads, usize::from),
+            transports: self.transport.transport,
+            udp: self.udp.into_tuning(),
+            tcp: self.transport.into_limits(),
+            policy: self.policy.into_config(),
+        }
+    }
+}
+
+/// How the UDP sockets are tuned for load: a receive buffer that absorbs
+/// bursts, UDP GRO so a sender's GSO trains arrive (and leave) as one
+/// buffer, and busy-polling for latency.
+#[derive(Clone, Debug, clap::Args)]
+struct UdpArgs {
+    /// Receive buffer of each UDP socket in bytes (SO_RCVBUF), so that a burst
+    /// is queued rather than dropped; the kernel caps it at net.core.rmem_max
+    /// unless the server has CAP_NET_ADMIN
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RECV_BUFFER,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX)))]
+    recv_buffer: u32,
+    /// Spin on the socket instead of sleeping between datagrams: lower
+    /// latency, at the cost of a whole core per worker thread
+    #[arg(long)]
+    busy_poll: bool,
+    /// Turn UDP GRO on: a sender's GSO train arrives as one buffer and an
+    /// all-ASCII train is answered with one GSO send, but every ordinary
+    /// datagram then costs the kernel a few percent more
+    #[arg(long)]
+    gro: bool,
+}
+
+impl UdpArgs {
+    fn into_tuning(self) -> UdpTuning {
+        UdpTuning {
+            recv_buffer: usize::try_from(self.recv_buffer).unwrap_or(usize::MAX),
+            busy_poll: self.busy_poll,
+            gro: self.gro,
+        }
+    }
+}
+
+/// The transports and TCP's limits.
+#[derive(Debug, Clone, clap::Args)]
+struct TransportArgs {
+    /// Transports to serve, on the same address and port: udp, tcp, or udp,tcp
+    #[arg(long, value_name = "LIST", default_value = "udp,tcp", value_parser = parse_transports)]
+    transport: Transports,
+    /// Most TCP connections served at once; one more is reset at once
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Close a TCP connection that sends nothing, or takes none of its reply,
+    /// for this long (`300ms`, `30s`, `2m`)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = upcase_cli::parse::positive_duration)]
+    idle_timeout: Duration,
+    /// After a stop signal, how long open TCP connections may go on before
+    /// they are closed (`0s` closes them at once)
+    #[arg(long, value_name = "DURATION", default_value = "500ms",
+          value_parser = upcase_cli::parse::duration)]
+    stop_grace: Duration,
+}
+
+impl TransportArgs {
+    fn into_limits(self) -> TcpLimits {
+        TcpLimits {
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            idle_timeout: self.idle_timeout,
+            grace: self.stop_grace,
+        }
+    }
+}
+
+/// `udp`, `tcp`, or both separated by a comma, in any order.
+fn parse_transports(text: &str) -> Result<Transports, String> {
+    let mut chosen = Transports {
+        udp: false,
+        tcp: false,
+    };
+    for name in text.split(',').map(str::trim) {
+        match name.to_ascii_lowercase().as_str() {
+            "udp" => chosen.udp = true,
+            "tcp" => chosen.tcp = true,
+            _ => {
+                return Err(format!(
+                    "unknown transport {name:?}: expected udp, tcp or udp,tcp"
+                ));
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// Opt-in abuse limits (see the `policy` module for why).
+#[derive(Debug, Clone, clap::Args)]
+struct PolicyArgs {
+    /// At most N replies per second to one source address (an IPv6 /64
+    /// counts as one), with a burst of N; the excess is dropped and counted
+    /// [default: no limit]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    rate_limit: Option<u32>,
+    /// How many source addresses the rate limit remembers; when the table is
+    /// full the least recently seen is forgotten, so memory stays fixed
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_LIMIT_TABLE,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RATE_LIMIT_TABLE)))]
+    rate_limit_table: u32,
+    /// Drop any reply longer than R times its request (R >= 1; 1 makes the
+    /// server no amplifier at all) [default: no limit]
+    #[arg(long, value_name = "R", value_parser = parse_reply_ratio)]
+    max_reply_ratio: Option<ReplyRatio>,
+}
+
+impl PolicyArgs {
+    fn into_config(self) -> PolicyConfig {
+        PolicyConfig {
+            rate_limit: self.rate_limit.map(|per_second| RateLimit {
+                per_second,
+                table: usize::try_from(self.rate_limit_table).unwrap_or(usize::MAX),
+            }),
+            max_reply_ratio: self.max_reply_ratio,
+        }
+    }
+}
+
+fn parse_reply_ratio(text: &str) -> Result<ReplyRatio, String> {
+    let ratio: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    ReplyRatio::new(ratio)
+        .ok_or_else(|| format!("the reply ratio must be a finite number of at least 1, not {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Args::try_parse_from(std::iter::once("upcase-server").chain(args.iter().copied()))
+            .map(Args::into_config)
+    }
+
+    #[test]
+    fn defaults_are_the_textbook_port_on_every_interface() {
+        assert_eq!(parse(&[]).expect("no arguments"), Config::default());
+        assert_eq!(Config::default().port, 12_000);
+    }
+
+    #[test]
+    fn options_are_read() {
+        let config = parse(&["--bind", "::1", "--port", "0", "--threads", "3"]).expect("valid");
+        assert_eq!(
+            config,
+            Config {
+                bind: Bind::Addr("::1".parse().expect("ip")),
+                port: 0,
+                threads: 3,
+                ..Config::default()
+            }
+        );
+        let config = parse(&["--bind", "127.0.0.1", "-p", "4000", "-v"]).expect("valid");
+        assert_eq!(config.port, 4000);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for bad in [
+            &["--port", "70000"][..],
+            &["--port", "-1"],
+            &["--threads", "0"],
+            &["--bind", "localhost:1"],
+            &["--bind", "300.1.1.1"],
+            &["--nope"],
+            &["-v", "-q"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn transports_are_parsed() {
+        assert_eq!(parse_transports("udp"), Ok(Transports::UDP));
+        assert_eq!(parse_transports("tcp"), Ok(Transports::TCP));
+        assert_eq!(parse_transports("udp,tcp"), Ok(Transports::BOTH));
+        assert_eq!(parse_transports("TCP, udp"), Ok(Transports::BOTH));
+        for bad in ["", "udp,", "sctp", "udp;tcp"] {
+            assert!(parse_transports(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_command_line_sets_transports_and_limits() {
+        let defaults = parse(&[]).expect("defaults");
+        assert_eq!(defaults.transports, Transports::BOTH);
+        assert_eq!(defaults.tcp.max_connections, 1024);
+        assert_eq!(defaults.tcp.idle_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.tcp.grace, crate::config::DEFAULT_GRACE);
+        let chosen = parse(&[
+            "--transport",
+            "tcp",
+            "--max-connections",
+            "2",
+            "--idle-timeout",
+            "300ms",
+            "--stop-grace",
+            "0s",
+        ])
+        .expect("valid");
+        assert_eq!(chosen.transports, Transports::TCP);
+        assert_eq!(chosen.tcp.max_connections, 2);
+        assert_eq!(chosen.tcp.idle_timeout, Duration::from_millis(300));
+        assert_eq!(chosen.tcp.grace, Duration::ZERO);
+        for bad in [
+            &["--transport", "sctp"][..],
+            &["--transport", ""],
+            &["--max-connections", "0"],
+            &["--max-connections", "-1"],
+            &["--idle-timeout", "0s"],
+            &["--idle-timeout", "30"],
+            &["--stop-grace", "soon"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_gro_and_buffer_options_tune_udp() {
+        let config = parse(&["--gro", "--busy-poll", "--recv-buffer", "65536"]).expect("valid");
+        assert_eq!(
+            config.udp,
+            UdpTuning {
+                recv_buffer: 65_536,
+                busy_poll: true,
+                gro: true,
+            }
+        );
+        assert!(parse(&["--recv-buffer", "0"]).is_err());
+    }
+
+    #[test]
+    fn no_limits_by_default() {
+        let config = parse(&[]).expect("no options");
+        assert_eq!(config.policy, PolicyConfig::default());
+        assert_eq!(config.policy.describe(), None);
+    }
+
+    #[test]
+    fn limit_options_are_read() {
+        let config = parse(&[
+            "--rate-limit",
+            "50",
+            "--rate-limit-table",
+            "128",
+            "--max-reply-ratio",
+            "1.5",
+        ])
+        .expect("valid")
+        .policy;
+        assert_eq!(
+            config.rate_limit,
+            Some(RateLimit {
+                per_second: 50,
+                table: 128
+            })
+        );
+        assert_eq!(config.max_reply_ratio.map(ReplyRatio::get), Some(1.5));
+        assert_eq!(
+            config.describe().as_deref(),
+            Some(
+                "at most 50 replies per second per source, 128 sources remembered; no reply longer than 1.5 times its request"
+            )
+        );
+        let config = parse(&["--rate-limit", "7"]).expect("valid").policy;
+        assert_eq!(
+            config.rate_limit.map(|l| l.table),
+            Some(DEFAULT_RATE_LIMIT_TABLE as usize)
+        );
+    }
+
+    #[test]
+    fn bad_limit_values_are_refused() {
+        for bad in [
+            &["--rate-limit", "0"][..],
+            &["--rate-limit", "-3"],
+            &["--rate-limit", "many"],
+            &["--rate-limit", "5", "--rate-limit-table", "0"],
+            &["--rate-limit", "5", "--rate-limit-table", "99999999999"],
+            &["--max-reply-ratio", "0.5"],
+            &["--max-reply-ratio", "NaN"],
+            &["--max-reply-ratio", "inf"],
+            &["--max-reply-ratio", "-1"],
+            &["--max-reply-ratio", "x"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        let err = parse_reply_ratio("0.9").expect_err("below 1");
+        assert_eq!(
+            err,
+            "the reply ratio must be a finite number of at least 1, not 0.9"
+        );
+    }
+}

@@ -1,0 +1,387 @@
+//! Serving the bound sockets: a thread per UDP worker and one for the TCP
+//! service, until the stop flag is set; then what they counted, added up.
+//!
+//! A transport that fails sets the stop flag too, so that the other ends and
+//! the server exits with the error rather than serving half of what it was
+//! asked to.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use anyhow::Context;
+use tracing::info;
+
+use crate::binding::Bound;
+use crate::config::{Config, TcpLimits};
+use crate::counters::Counters;
+use crate::live::{self, LiveStats};
+use crate::policy::Policy;
+use crate::tcp::{TcpCounters, TcpLive, serve_tcp};
+use crate::worker::Worker;
+
+/// Every bound socket with what serves it, ready to serve.
+pub(crate) struct Service {
+    workers: Vec<Worker>,
+    tcp: Option<TcpListener>,
+    limits: TcpLimits,
+    policy: Arc<Policy>,
+    live: Live,
+    udp_addr: Option<SocketAddr>,
+    tcp_addr: Option<SocketAddr>,
+}
+
+/// Where every thread's counts can be read while they serve.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Live {
+    udp: Vec<Arc<LiveStats>>,
+    tcp: Option<Arc<TcpLive>>,
+}
+
+impl Live {
+    /// The counts so far, in the summary's form.
+    pub(crate) fn totals(&self) -> Totals {
+        Totals {
+            udp: live::total(&self.udp),
+            tcp: self.tcp.as_ref().map(|tcp| tcp.snapshot()),
+        }
+    }
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("udp_addr", &self.udp_addr)
+            .field("tcp_addr", &self.tcp_addr)
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the server counted: the body of the summary line,
+/// `received=N ... dropped_ratio=N`, then the ` tcp_...=N` fields when TCP
+/// was served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) udp: Counters,
+    pub(crate) tcp: Option<TcpCounters>,
+}
+
+impl fmt::Display for Totals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.udp)?;
+        match &self.tcp {
+            Some(tcp) => f.write_str(&tcp.summary_fields()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Service {
+    /// Builds every UDP worker, buffers and all, so that once this returns
+    /// (and the ready line is printed) the server's memory is claimed; logs
+    /// what it is about to serve.
+    pub(crate) fn new(bound: Bound, config: &Config) -> anyhow::Result<Service> {
+        let udp_addr = bound.udp_addr();
+        let tcp_addr = bound.tcp_addr();
+        let policy = Arc::new(Policy::new(config.policy));
+        let mut live = Live {
+            udp: Vec::with_capacity(bound.udp.len()),
+            tcp: bound.tcp.as_ref().map(|_| Arc::default()),
+        };
+        let workers = bound
+            .udp
+            .into_iter()
+            .map(|socket| {
+                let (publisher, stats) = live::block();
+                live.udp.push(stats);
+                Worker::new(socket, Arc::clone(&policy), config.udp.busy_poll, publisher)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if let Some(addr) = udp_addr {
+            info!(
+                "receiving on {addr} with {} worker thread{}",
+                workers.len(),
+                if workers.len() == 1 { "" } else { "s" }
+            );
+        }
+        if let Some(limits) = config.policy.describe() {
+            info!("abuse limits: {limits}");
+        }
+        if let Some(addr) = tcp_addr {
+            info!(
+                "accepting TCP on {addr}, at most {} connections, idle timeout {}",
+                config.tcp.max_connections,
+                humantime::format_duration(config.tcp.idle_timeout)
+            );
+        }
+        Ok(Service {
+            workers,
+            tcp: bound.tcp,
+            limits: config.tcp,
+            policy,
+            live,
+            udp_addr,
+            tcp_addr,
+        })
+    }
+
+    /// The UDP address, when UDP is served (the port the system chose, for
+    /// port 0).
+    pub(crate) fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// The TCP address, when TCP is served.
+    pub(crate) fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// Where the counts can be read while the service runs.
+    pub(crate) fn live(&self) -> Live {
+        self.live.clone()
+    }
+
+    /// Serves until `stop` is set, then returns the counts of every thread
+    /// added up. A thread that fails sets `stop`, so the others end, and its
+    /// error is returned.
+    pub(crate) fn serve(self, stop: &AtomicBool) -> anyhow::Result<Totals> {
+        let Service {
+            workers,
+            tcp,
+            limits,
+            policy,
+            live,
+            ..
+        } = self;
+        let tcp_live = live.tcp.unwrap_or_default();
+        let served = thread::scope(|scope| {
+            let tcp_thread = match tcp {
+                Some(listener) => Some(
+                    thread::Builder::new()
+                        .name("tcp".to_string())
+                        .spawn_scoped(scope, || {
+                            let served = serve_tcp(listener, limits, stop, &tcp_live);
+                            if served.is_err() {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                            served
+                        })
+                        .context("cannot start the TCP thread")?,
+                ),
+                None => None,
+            };
+            let udp = serve_udp(scope, workers, stop);
+            if udp.is_err() {
+                // Even a worker that panicked, which set no flag: TCP must
+                // not go on serving alone.
+                stop.store(true, Ordering::Relaxed);
+            }
+            let tcp = tcp_thread.map(|thread| {
+                thread
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the TCP thread panicked"))
+                    .and_then(|served| served)
+            });
+            let udp = udp?;
+            let tcp = tcp.transpose()?.map(|()| tcp_live.snapshot());
+            Ok(Totals { udp, tcp })
+        });
+        if let Some(table) = policy.table_summary() {
+            info!("{table}");
+        }
+        served
+    }
+}
+
+/// Runs each worker on a thread of its own until `stop` is set, and adds up
+/// their counts.
+fn serve_udp<'scope>(
+    scope: &'scope thread::Scope<'scope, '_>,
+    workers: Vec<Worker>,
+    stop: &'scope AtomicBool,
+) -> anyhow::Result<Counters> {
+    let mut handles = Vec::with_capacity(workers.len());
+    let mut failure = None;
+    for (index, worker) in workers.into_iter().enumerate() {
+        let spawned = thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn_scoped(scope, move || {
+                let result = worker.run(stop);
+                if result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            });
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(err) => {
+                stop.store(true, Ordering::Relaxed);
+                failure = Some(anyhow::Error::new(err).context("cannot start a worker thread"));
+                break;
+            }
+        }
+    }
+    let mut total = Counters::default();
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(counters)) => total += counters,
+            Ok(Err(err)) => {
+                failure.get_or_insert(err);
+            }
+            Err(_) => {
+                failure.get_or_insert(anyhow::anyhow!("a worker thread panicked"));
+            }
+        }
+    }
+    failure.map_or(Ok(total), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Bind, Transports};
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::time::Duration;
+
+    fn config(transports: Transports, threads: usize) -> Config {
+        Config {
+            bind: Bind::Addr(Ipv4Addr::LOCALHOST.into()),
+            port: 0,
+            threads,
+            transports,
+            ..Config::default()
+        }
+    }
+
+    fn service(config: &Config) -> Service {
+        Service::new(Bound::bind(config).expect("bind"), config).expect("service")
+    }
+
+    #[test]
+    fn threads_serve_one_port_and_their_counts_add_up() {
+        let service = service(&config(Transports::UDP, 2));
+        let addr = service.udp_addr().expect("udp");
+        assert_ne!(addr.port(), 0);
+        assert_eq!(service.tcp_addr(), None);
+        let stop = AtomicBool::new(false);
+        let clients = 8;
+        let totals = thread::scope(|s| {
+            let serving = s.spawn(|| service.serve(&stop));
+            for i in 0..clients {
+                let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+                client
+                    .set_read_timeout(Some(Duration::from_secs(20)))
+                    .expect("timeout");
+                let request = format!("client {i}");
+                client.send_to(request.as_bytes(), addr).expect("send");
+                let mut buf = [0; 64];
+                let n = client.recv(&mut buf).expect("reply");
+                assert_eq!(&buf[..n], request.to_uppercase().as_bytes());
+            }
+            stop.store(true, Ordering::Relaxed);
+            serving.join().expect("no panic")
+        })
+        .expect("clean stop");
+        assert_eq!(totals.udp.received, clients);
+        assert_eq!(totals.udp.replied, clients);
+        assert_eq!(totals.tcp, None);
+    }
+
+    #[test]
+    fn the_stop_flag_ends_both_transports() {
+        let service = service(&config(Transports::BOTH, 1));
+        assert_eq!(service.udp_addr(), service.tcp_addr());
+        let stop = AtomicBool::new(false);
+        let served = thread::scope(|s| {
+            let serving = s.spawn(|| service.serve(&stop));
+            stop.store(true, Ordering::Relaxed);
+            serving.join().expect("no panic")
+        });
+        let totals = served.expect("clean stop");
+        assert_eq!(totals.udp, Counters::default());
+        assert_eq!(totals.tcp, Some(TcpCounters::default()));
+    }
+
+    #[test]
+    fn tcp_alone_serves_until_the_stop() {
+        let service = service(&config(Transports::TCP, 1));
+        assert_eq!(service.udp_addr(), None);
+        let addr = service.tcp_addr().expect("tcp");
+        let stop = AtomicBool::new(false);
+        let totals = thread::scope(|s| {
+            let serving = s.spawn(|| service.serve(&stop));
+            // Twice, so the service is seen to go on after the first.
+            for line in [&b"first"[..], b"second"] {
+                let mut stream = upcase_e2e::tcp::connect(addr);
+                let got = upcase_e2e::tcp::exchange(&mut stream, line);
+                assert_eq!(got, line.to_ascii_uppercase());
+            }
+            stop.store(true, Ordering::Relaxed);
+            serving.join().expect("no panic")
+        })
+        .expect("clean stop");
+        assert_eq!(totals.udp, Counters::default());
+        assert_eq!(totals.tcp.map(|tcp| tcp.accepted), Some(2));
+    }
+
+    #[test]
+    fn the_live_totals_follow_both_transports_while_they_serve() {
+        let service = service(&config(Transports::BOTH, 2));
+        let addr = service.udp_addr().expect("udp");
+        let live = service.live();
+        assert_eq!(live.totals().udp, Counters::default());
+        assert_eq!(live.totals().tcp, Some(TcpCounters::default()));
+        let stop = AtomicBool::new(false);
+        let totals = thread::scope(|s| {
+            let serving = s.spawn(|| service.serve(&stop));
+            let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+            client
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            client.send_to(b"so far", addr).expect("send");
+            let mut buf = [0; 16];
+            assert_eq!(client.recv(&mut buf).expect("reply"), 6);
+            let mut stream = upcase_e2e::tcp::connect(addr);
+            assert_eq!(upcase_e2e::tcp::exchange(&mut stream, b"tcp"), b"TCP");
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let wanted = |t: &Totals| t.udp.replied == 1 && t.tcp.is_some_and(|c| c.bytes_out == 3);
+            while !wanted(&live.totals()) {
+                assert!(std::time::Instant::now() < deadline, "{:?}", live.totals());
+                thread::yield_now();
+            }
+            stop.store(true, Ordering::Relaxed);
+            serving.join().expect("no panic")
+        })
+        .expect("clean stop");
+        assert_eq!(live.totals(), totals, "the last counts are the summary's");
+    }
+
+    #[test]
+    fn the_totals_are_the_summary_line() {
+        let udp = Counters {
+            received: 2,
+            replied: 1,
+            dropped_ratio: 1,
+            ..Counters::default()
+        };
+        let tcp = TcpCounters {
+            accepted: 3,
+            ..TcpCounters::default()
+        };
+        assert_eq!(
+            Totals { udp, tcp: None }.to_string(),
+            "received=2 replied=1 bytes_in=0 bytes_out=0 invalid_utf8=0 dropped_too_large=0 send_errors=0 dropped_rate_limited=0 dropped_ratio=1"
+        );
+        assert_eq!(
+            Totals {
+                udp,
+                tcp: Some(tcp)
+            }
+            .to_string(),
+            "received=2 replied=1 bytes_in=0 bytes_out=0 invalid_utf8=0 dropped_too_large=0 send_errors=0 dropped_rate_limited=0 dropped_ratio=1 tcp_accepted=3 tcp_refused=0 tcp_timed_out=0 tcp_bytes_in=0 tcp_bytes_out=0 tcp_errors=0 tcp_closed_at_stop=0"
+        );
+    }
+}
