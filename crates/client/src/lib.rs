@@ -1,13 +1,16 @@
 //! The upcase UDP client: the textbook's UDPClient.py, made dependable.
 //!
-//! It sends each message as one datagram to a socket connected to the server,
-//! waits `--timeout` for the reply and sends again up to `--retries` times,
-//! recognises late replies to earlier messages so they are never printed as
-//! the answer to a later one, and tries each address of the server's name in
-//! turn until one answers.
+//! It sends each message as one datagram from a socket of its own, connected
+//! to the server (`link`), waits `--timeout` for the reply and sends again up
+//! to `--retries` times, and tries each address of the server's name in turn
+//! until one answers (`route`). A late reply to an earlier message, or junk a
+//! server (or a forger) sends after an answer, is never printed as the answer
+//! to a later one (`pick`).
 
 mod args;
 mod input;
+mod link;
+mod pick;
 mod resolve;
 mod route;
 mod session;
