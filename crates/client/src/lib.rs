@@ -45,10 +45,8 @@ pub fn run(
 /// The program: the parsed command line, standard input and output, and the
 /// system resolver.
 pub fn run_cli(args: Args) -> anyhow::Result<()> {
-    if let Some(command) = args.command {
-        return match command {
-            Command::Bench(bench) => upcase_load::run_cli(&bench),
-        };
+    if let Some(bench) = args.bench() {
+        return upcase_load::run_cli(&bench?);
     }
     let config = Config::try_from(&args)?;
     if args.tcp {

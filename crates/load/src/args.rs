@@ -34,10 +34,9 @@ pub enum Transport {
 pub struct BenchArgs {
     /// Server host, with its port if wanted: a name, or an IPv4 or IPv6
     /// address (`::1`, `[::1]:12000`, `example.com:12000`); a name with both
-    /// kinds of address is reached over IPv4.
-    #[arg(long, default_value = "localhost", value_name = "HOST[:PORT]",
-          value_parser = upcase_cli::parse::host_port)]
-    pub server: HostPort,
+    /// kinds of address is reached over IPv4 [default: localhost].
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = upcase_cli::parse::host_port)]
+    pub server: Option<HostPort>,
     /// Server port (UDP, or TCP with --tcp) [default: the port in --server,
     /// else 12000].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -97,10 +96,7 @@ pub struct BenchArgs {
 impl Default for BenchArgs {
     fn default() -> Self {
         BenchArgs {
-            server: HostPort {
-                host: "localhost".to_string(),
-                port: None,
-            },
+            server: None,
             port: None,
             mode: Mode::Flood,
             window: 64,
@@ -141,11 +137,11 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub fn new(args: &BenchArgs) -> anyhow::Result<Plan> {
-        let port = args
-            .server
+        let named = args.server.clone().unwrap_or_else(HostPort::localhost);
+        let port = named
             .port_or(args.port, upcase_proto::DEFAULT_PORT)
             .map_err(anyhow::Error::msg)?;
-        let server = resolve(&args.server.host, port)?;
+        let server = resolve(&named.host, port)?;
         let family = upcase_proto::Family::of(server);
         let size = args.size as usize;
         let transport = if args.tcp {
