@@ -60,3 +60,49 @@ fn options_that_do_not_apply_to_bench_are_refused_before_it() {
         "error: --timeout does not apply to bench (a request unanswered for --loss-timeout is lost)"
     );
 }
+
+/// The number after `"key":` in a one-line JSON object.
+fn number(json: &str, key: &str) -> f64 {
+    let pattern = format!("\"{key}\":");
+    let at = json
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + pattern.len();
+    let text: String = json[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+        .collect();
+    text.parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}
+
+#[test]
+fn a_bench_of_count_requests_reports_the_rate_over_the_time_it_took() {
+    let server = udp_server();
+    let port = server.addr().port().to_string();
+    let out = client(
+        &[
+            "bench",
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--mode",
+            "ping",
+            "--count",
+            "50",
+            "--duration",
+            "10m",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout(&out);
+    let (correct, seconds) = (number(&json, "correct"), number(&json, "duration_s"));
+    assert_eq!(correct, 50.0, "{json}");
+    // The run ended when the 50th reply came, long before the 10 minutes.
+    assert!(seconds > 0.0 && seconds < 600.0, "{json}");
+    let rate = number(&json, "replies_per_s");
+    assert!((rate * seconds - correct).abs() <= 0.01 * correct, "{json}");
+}

@@ -42,6 +42,9 @@ const RING: usize = 1 << 18;
 /// What a run measured, and how it actually sent and received.
 pub(crate) struct Run {
     pub tally: Tally,
+    /// How long the measurement lasted: `--duration`, or less when the run
+    /// ended sooner (`--count` reached and every request settled).
+    pub measured: Duration,
     pub gso: bool,
     pub gro: bool,
     pub notes: Vec<String>,
@@ -219,6 +222,11 @@ impl Schedule {
     /// Whether a reply at `now` counts towards the throughput.
     pub fn in_time(&self, now: u64) -> bool {
         now <= self.measure_end
+    }
+
+    /// How long the measurement lasted for a run that ended at `end`.
+    pub fn measured(&self, end: u64) -> Duration {
+        Duration::from_nanos(end.min(self.measure_end).saturating_sub(self.measure_start))
     }
 }
 
@@ -439,6 +447,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
         }
         progress.update(now, tally.correct);
     }
+    let measured = schedule.measured(schedule.now());
     // Whatever is still unanswered after the drain is lost.
     for lane in &mut lanes {
         tally.lost += lane.inflight.expire_all() as u64;
@@ -446,6 +455,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     progress.finish();
     Ok(Run {
         tally,
+        measured,
         gso,
         gro,
         notes,

@@ -21,6 +21,8 @@ pub struct Summary {
     /// UDP sockets, or TCP connections.
     pub sockets: usize,
     pub batch: usize,
+    /// How long the measurement lasted: `--duration`, or less when
+    /// `--count` requests were all answered (or lost) sooner.
     pub duration_s: f64,
     pub rate: Option<u64>,
     /// Requests were sent as UDP GSO trains.
@@ -59,8 +61,14 @@ pub struct Summary {
 impl Summary {
     pub(crate) fn new(plan: &Plan, run: Run) -> Summary {
         let t = &run.tally;
-        let seconds = plan.duration.as_secs_f64();
-        let replies_per_s = t.correct_in_time as f64 / seconds;
+        // With --count the run may end before --duration: the rate is over
+        // the time it took.
+        let seconds = run.measured.as_secs_f64();
+        let replies_per_s = if seconds > 0.0 {
+            t.correct_in_time as f64 / seconds
+        } else {
+            0.0
+        };
         let latency = t.latency();
         Summary {
             server: plan.server.to_string(),

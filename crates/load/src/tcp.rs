@@ -272,6 +272,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
         }
         progress.update(schedule.now(), tally.correct);
     }
+    let measured = schedule.measured(schedule.now());
     // Whatever is still unanswered after the drain is lost.
     for conn in &mut conns {
         tally.lost += conn.inflight.expire_all() as u64;
@@ -279,6 +280,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     progress.finish();
     Ok(Run {
         tally,
+        measured,
         gso: false,
         gro: false,
         notes: Vec::new(),
