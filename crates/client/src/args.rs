@@ -20,7 +20,11 @@ const DEFAULT_RETRIES: u32 = 2;
 /// prints each reply on its own line. A first word `bench` runs the
 /// benchmark instead: to send the word itself, write `-- bench`.
 #[derive(Debug, Parser)]
-#[command(name = "upcase-client", version, disable_help_subcommand = true)]
+#[command(
+    name = "upcase-client",
+    version = upcase_cli::VERSION,
+    disable_help_subcommand = true
+)]
 pub struct Args {
     #[command(flatten)]
     pub connection: ConnectionArgs,

@@ -1,9 +1,9 @@
 //! `upcase-client`'s command line as users meet it: options before `bench`,
 //! what the bench reports, `--help` and `--version`.
 
-use std::process::Output;
+use std::process::{Command, Output};
 
-use upcase_e2e::{ServerProcess, client};
+use upcase_e2e::{ServerProcess, binary, client, run_with_input};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -105,4 +105,46 @@ fn a_bench_of_count_requests_reports_the_rate_over_the_time_it_took() {
     assert!(seconds > 0.0 && seconds < 600.0, "{json}");
     let rate = number(&json, "replies_per_s");
     assert!((rate * seconds - correct).abs() <= 0.01 * correct, "{json}");
+}
+
+#[test]
+fn help_wraps_to_the_terminals_width() {
+    for (args, width) in [(&["--help"][..], 50), (&["bench", "--help"], 64)] {
+        let out = run_with_input(
+            Command::new(binary("upcase-client"))
+                .args(args)
+                .env("COLUMNS", width.to_string()),
+            b"",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let help = stdout(&out);
+        assert!(help.lines().count() > 20, "{help}");
+        // clap never breaks the usage line.
+        for line in help.lines().filter(|l| !l.starts_with("Usage:")) {
+            assert!(
+                line.chars().count() <= width,
+                "{args:?}: {line:?} is wider than {width}"
+            );
+        }
+    }
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert_eq!(head.len(), 12, "the tests run in a git checkout");
+    let out = client(&["--version"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let version = stdout(&out);
+    let expected = format!("upcase-client {} ({head} ", env!("CARGO_PKG_VERSION"));
+    assert!(
+        version.starts_with(&expected),
+        "{version:?} is not {expected:?}..."
+    );
+    assert!(version.ends_with(")\n"), "{version:?}");
 }
