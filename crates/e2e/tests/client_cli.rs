@@ -4,6 +4,7 @@
 use std::process::{Command, Output};
 
 use upcase_e2e::{ServerProcess, binary, client, run_with_input};
+use upcase_load::Summary;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -61,50 +62,139 @@ fn options_that_do_not_apply_to_bench_are_refused_before_it() {
     );
 }
 
-/// The number after `"key":` in a one-line JSON object.
-fn number(json: &str, key: &str) -> f64 {
-    let pattern = format!("\"{key}\":");
-    let at = json
-        .find(&pattern)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pattern.len();
-    let text: String = json[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
-        .collect();
-    text.parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+/// `upcase-client bench ARGS --json` against `server`'s UDP port; the
+/// summary, read through the bench's own type, and the JSON as printed.
+fn bench_json(server: &ServerProcess, args: &[&str]) -> (Summary, String) {
+    let addr = server.addr().to_string();
+    let mut argv = vec!["bench", "--server", &addr, "--json"];
+    argv.extend_from_slice(args);
+    let out = client(&argv, b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout(&out);
+    assert_eq!(json.lines().count(), 1, "one line: {json}");
+    let summary = json
+        .parse()
+        .unwrap_or_else(|e| panic!("not a bench summary ({e}): {json}"));
+    (summary, json)
 }
 
 #[test]
 fn a_bench_of_count_requests_reports_the_rate_over_the_time_it_took() {
     let server = udp_server();
-    let port = server.addr().port().to_string();
+    let (summary, json) = bench_json(
+        &server,
+        &["--mode", "ping", "--count", "50", "--duration", "10m"],
+    );
+    assert_eq!((summary.correct, summary.count), (50, Some(50)), "{json}");
+    // The run ended when the 50th reply came, long before the 10 minutes.
+    let seconds = summary.duration_s;
+    assert!(seconds > 0.0 && seconds < 600.0, "{json}");
+    let replies = summary.replies_per_s * seconds;
+    assert!((replies - 50.0).abs() <= 0.5, "{json}");
+}
+
+#[test]
+fn the_json_has_version_timestamp_statistics_and_intervals() {
+    let server = udp_server();
+    let (s, json) = bench_json(
+        &server,
+        &[
+            "--window",
+            "4",
+            "--duration",
+            "600ms",
+            "--interval",
+            "200ms",
+        ],
+    );
+    let version = stdout(&client(&["--version"], b""));
+    assert_eq!(
+        Some(s.version.as_str()),
+        version.trim().strip_prefix("upcase-client "),
+        "{json}"
+    );
+    // RFC 3339 in UTC, to the second: 2026-11-02T10:11:12Z.
+    let ts = s.timestamp.as_bytes();
+    assert!(
+        ts.len() == 20 && ts[4] == b'-' && ts[10] == b'T' && ts[19] == b'Z',
+        "{json}"
+    );
+    // The names scripts read are still there, at the top.
+    for key in [
+        "replies_per_s",
+        "p50_us",
+        "p99_us",
+        "lost",
+        "wrong",
+        "correct",
+        "sent",
+    ] {
+        assert!(json.contains(&format!("\"{key}\":")), "no {key}: {json}");
+    }
+    assert!(s.samples > 0 && s.samples <= s.correct, "{json}");
+    let (min, mean, p50, max) = (s.min_us, s.mean_us, s.p50_us, s.max_us);
+    assert!(
+        min <= p50 && p50 <= max && min <= mean && mean <= max,
+        "{json}"
+    );
+    assert!(s.stddev_us.is_some_and(|sd| sd >= 0.0), "{json}");
+    // Rounded: 0.1 µs.
+    let p99 = s.p99_us.expect("timed");
+    assert_eq!((p99 * 10.0).round() / 10.0, p99, "{json}");
+    // Three intervals of 200 ms that add up to what the measurement sent.
+    let bounds: Vec<(f64, f64)> = s.intervals.iter().map(|i| (i.start_s, i.end_s)).collect();
+    assert_eq!(bounds, [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6)], "{json}");
+    assert_eq!(
+        s.intervals.iter().map(|i| i.sent).sum::<u64>(),
+        s.sent,
+        "{json}"
+    );
+    assert!(
+        s.intervals
+            .iter()
+            .all(|i| i.samples > 0 && i.p50_us.is_some()),
+        "{json}"
+    );
+    // Settings that were not given are left out.
+    for absent in ["\"rate\"", "\"count\"", "\"warmup_s\"", "\"notes\""] {
+        assert!(!json.contains(absent), "{absent} in {json}");
+    }
+}
+
+#[test]
+fn the_json_of_a_tcp_run_leaves_out_what_is_udp_only() {
+    let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
+    let (s, json) = bench_json(&server, &["--tcp", "--count", "20", "--rate", "5000"]);
+    assert_eq!((s.correct, s.rate), (20, Some(5000)), "{json}");
+    assert_eq!((s.batch, s.gso, s.gro), (None, None, None), "{json}");
+    for absent in ["\"batch\"", "\"gso\"", "\"gro\""] {
+        assert!(!json.contains(absent), "{absent} in {json}");
+    }
+}
+
+#[test]
+fn the_table_shows_min_mean_deviation_and_samples_beside_the_percentiles() {
+    let server = udp_server();
+    let addr = server.addr().to_string();
     let out = client(
         &[
-            "bench",
-            "--server",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--mode",
-            "ping",
-            "--count",
-            "50",
-            "--duration",
-            "10m",
-            "--json",
+            "bench", "--server", &addr, "--mode", "ping", "--count", "30",
         ],
         b"",
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let json = stdout(&out);
-    let (correct, seconds) = (number(&json, "correct"), number(&json, "duration_s"));
-    assert_eq!(correct, 50.0, "{json}");
-    // The run ended when the 50th reply came, long before the 10 minutes.
-    assert!(seconds > 0.0 && seconds < 600.0, "{json}");
-    let rate = number(&json, "replies_per_s");
-    assert!((rate * seconds - correct).abs() <= 0.01 * correct, "{json}");
+    let table = stdout(&out);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("round trip"))
+        .unwrap_or_else(|| panic!("no round-trip line: {table}"));
+    assert!(
+        line.starts_with("round trip (µs, 30 samples): min "),
+        "{line}"
+    );
+    for word in ["  mean ", "  sd ", "  p50 ", "  p99 ", "  max "] {
+        assert!(line.contains(word), "no {word:?} in {line}");
+    }
 }
 
 #[test]

@@ -8,8 +8,14 @@ use upcase_cli::parse::HostPort;
 
 use crate::payload::SEQ_LEN;
 
+/// The shortest `--interval`, as iperf3's: each interval costs a clearing
+/// of its latency histogram, and a person cannot read them faster.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How many requests are in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One request at a time: the latency of a lone request.
@@ -19,7 +25,7 @@ pub enum Mode {
 }
 
 /// Which transport carries the requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// One datagram per request.
@@ -88,7 +94,12 @@ pub struct BenchArgs {
     /// Spin on non-blocking receives instead of sleeping (a whole core).
     #[arg(long)]
     pub busy_poll: bool,
-    /// Print one JSON object at the end instead of the table.
+    /// Results per interval of this length too (at least 100ms), besides
+    /// the totals: in the table, and in the JSON's `intervals`.
+    #[arg(long, default_value = "1s", value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// Print one JSON object at the end instead of the table: the settings,
+    /// the version and a timestamp, the totals, and `intervals`.
     #[arg(long)]
     pub json: bool,
 }
@@ -111,6 +122,7 @@ impl Default for BenchArgs {
             gso: false,
             tcp: false,
             busy_poll: false,
+            interval: Duration::from_secs(1),
             json: false,
         }
     }
@@ -133,6 +145,7 @@ pub(crate) struct Plan {
     pub batch: usize,
     pub gso: bool,
     pub busy_poll: bool,
+    pub interval: Duration,
 }
 
 impl Plan {
@@ -164,6 +177,9 @@ impl Plan {
                 family.max_payload()
             );
         }
+        if args.interval < MIN_INTERVAL {
+            bail!("--interval must be at least {}ms", MIN_INTERVAL.as_millis());
+        }
         let (window, sockets) = match args.mode {
             Mode::Ping => (1, 1),
             // Every socket keeps at least one request in flight.
@@ -187,6 +203,7 @@ impl Plan {
             batch: (args.batch as usize).clamp(1, upcase_udp::MAX_BATCH),
             gso: args.gso,
             busy_poll: args.busy_poll,
+            interval: args.interval,
         })
     }
 
@@ -278,6 +295,7 @@ mod tests {
             &["--mode", "storm"],
             &["--rate", "0"],
             &["--port", "0"],
+            &["--interval", "0s"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
@@ -286,6 +304,9 @@ mod tests {
         let both = parse(&["--server", "127.0.0.1:7", "--port", "8"]).unwrap();
         let err = Plan::new(&both).unwrap_err().to_string();
         assert_eq!(err, "--server names port 7 and --port says 8: give one");
+        let fast = parse(&["--interval", "50ms"]).unwrap();
+        let err = Plan::new(&fast).unwrap_err().to_string();
+        assert_eq!(err, "--interval must be at least 100ms");
         let v4_too_big = parse(&["--size", "65508"]).unwrap();
         let err = Plan::new(&v4_too_big).unwrap_err().to_string();
         assert!(err.contains("65507"), "{err}");
