@@ -8,6 +8,7 @@
 //! to a later one (`pick`).
 
 mod args;
+mod editor;
 mod input;
 mod link;
 mod pick;
@@ -15,10 +16,15 @@ mod resolve;
 mod route;
 mod session;
 pub mod tcp;
+mod tcp_terminal;
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::editor::Editor;
+use crate::input::Piped;
+
 pub use args::{Args, Command, Config, ConnectionArgs, UsageError, join_words};
+pub use editor::Interrupted;
 pub use input::{Line, read_line};
 pub use resolve::{Resolver, SystemResolver, server_addresses};
 pub use route::{Miss, NoReply, Route};
@@ -26,6 +32,9 @@ pub use session::{PROMPT, check_size};
 
 /// Exit status when the server never replied, after every try.
 pub const EXIT_NO_REPLY: u8 = 3;
+/// Exit status after Ctrl-C at the prompt: 128 + SIGINT, as a shell shows a
+/// program that SIGINT stopped.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Talks to the server `config` names, found through `resolver`: sends the
 /// configured message, or each line of `input`, and writes each reply to
@@ -39,20 +48,34 @@ pub fn run(
     output: impl Write,
 ) -> anyhow::Result<()> {
     let addrs = server_addresses(&config.server, config.port, resolver)?;
-    session::Session::new(config, addrs, output).run(input, input_is_terminal)
+    session::Session::new(config, addrs, output).run(&mut Piped(input), input_is_terminal)
 }
 
 /// The program: the parsed command line, standard input and output, and the
 /// system resolver.
+///
+/// A person at a terminal (standard input and output both terminals, no
+/// MESSAGE words) types lines through the line editor, over UDP or TCP;
+/// anything else is read as raw bytes, as the textbook's client reads it.
 pub fn run_cli(args: Args) -> anyhow::Result<()> {
     if let Some(bench) = args.bench() {
         return upcase_load::run_cli(&bench?);
     }
     let config = Config::try_from(&args)?;
-    if args.tcp {
-        return tcp::run_cli(&config);
-    }
     let stdin = std::io::stdin();
+    let person = config.message.is_none() && stdin.is_terminal() && std::io::stdout().is_terminal();
+    match (args.tcp, person) {
+        (true, true) => {
+            return tcp_terminal::run(&config, &SystemResolver, Editor::new()?, std::io::stdout());
+        }
+        (true, false) => return tcp::run_cli(&config),
+        (false, true) => {
+            let addrs = server_addresses(&config.server, config.port, &SystemResolver)?;
+            let output = std::io::stdout().lock();
+            return session::Session::new(&config, addrs, output).run(&mut Editor::new()?, false);
+        }
+        (false, false) => {}
+    }
     let is_terminal = stdin.is_terminal();
     run(
         &config,
@@ -69,6 +92,8 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<NoReply>().is_some() {
         EXIT_NO_REPLY
+    } else if err.downcast_ref::<Interrupted>().is_some() {
+        EXIT_INTERRUPTED
     } else if err.downcast_ref::<UsageError>().is_some() {
         upcase_cli::EXIT_USAGE
     } else {

@@ -1,7 +1,7 @@
 //! One client session: each message out on a socket of its own, its reply
 //! back, printed; the next server address while none has answered yet.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -11,14 +11,15 @@ use upcase_proto::reply::ReplyMatcher;
 use upcase_proto::{Family, RECV_BUFFER_LEN, uppercased_len};
 
 use crate::args::Config;
-use crate::input::{Line, read_line};
+use crate::input::{Line, Lines};
 use crate::link::{Link, Wait};
 use crate::pick::Pick;
 use crate::route::{Miss, Route};
 
 /// What the textbook's client prints before reading each line, when a person
 /// is typing.
-pub const PROMPT: &[u8] = b"Input lowercase sentence:";
+pub const PROMPT: &[u8] = PROMPT_TEXT.as_bytes();
+pub(crate) const PROMPT_TEXT: &str = "Input lowercase sentence:";
 
 /// Whether printing went through; a closed output (`| head -1`) ends the
 /// session quietly, as the reader wants nothing more.
@@ -36,7 +37,7 @@ enum Reply {
     Differing,
 }
 
-pub struct Session<'c, W> {
+pub(crate) struct Session<'c, W> {
     config: &'c Config,
     route: Route,
     matcher: ReplyMatcher,
@@ -46,7 +47,7 @@ pub struct Session<'c, W> {
 }
 
 impl<'c, W: Write> Session<'c, W> {
-    pub fn new(config: &'c Config, addrs: Vec<SocketAddr>, output: W) -> Self {
+    pub(crate) fn new(config: &'c Config, addrs: Vec<SocketAddr>, output: W) -> Self {
         Session {
             config,
             route: Route::new(addrs),
@@ -57,13 +58,14 @@ impl<'c, W: Write> Session<'c, W> {
         }
     }
 
-    /// Sends the configured message, or every line of `input`, printing each
-    /// reply on its own line.
+    /// Sends the configured message, or every line of `lines`, printing each
+    /// reply on its own line; with `prompt`, the textbook's prompt before
+    /// each line (the line editor prints its own).
     ///
     /// A line that cannot be sent (it, or its reply, does not fit in one
     /// datagram) is skipped with a warning and the others still go; the
     /// session then ends in an error that says so, for a non-zero exit.
-    pub fn run(&mut self, mut input: impl BufRead, input_is_terminal: bool) -> anyhow::Result<()> {
+    pub(crate) fn run(&mut self, lines: &mut impl Lines, prompt: bool) -> anyhow::Result<()> {
         if let Some(message) = &self.config.message {
             self.exchange(message)?;
             return Ok(());
@@ -71,13 +73,11 @@ impl<'c, W: Write> Session<'c, W> {
         let mut line = Vec::new();
         let mut skipped = Skipped::default();
         for number in 1u64.. {
-            if input_is_terminal && self.print(PROMPT, false)? == Printed::OutputClosed {
+            if prompt && self.print(PROMPT, false)? == Printed::OutputClosed {
                 break;
             }
             let family = self.family();
-            let why = match read_line(&mut input, &mut line, family.max_payload())
-                .context("cannot read standard input")?
-            {
+            let why = match lines.next_line(&mut line, family.max_payload())? {
                 Line::End => break,
                 Line::TooLong => Unsendable(format!(
                     "message is longer than the largest UDP datagram over {} ({} bytes)",
