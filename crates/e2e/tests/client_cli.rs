@@ -85,7 +85,11 @@ fn a_bench_of_count_requests_reports_the_rate_over_the_time_it_took() {
         &server,
         &["--mode", "ping", "--count", "50", "--duration", "10m"],
     );
-    assert_eq!((summary.correct, summary.count), (50, Some(50)), "{json}");
+    assert_eq!(
+        (summary.counts.correct, summary.count),
+        (50, Some(50)),
+        "{json}"
+    );
     // The run ended when the 50th reply came, long before the 10 minutes.
     let seconds = summary.duration_s;
     assert!(seconds > 0.0 && seconds < 600.0, "{json}");
@@ -131,7 +135,7 @@ fn the_json_has_version_timestamp_statistics_and_intervals() {
     ] {
         assert!(json.contains(&format!("\"{key}\":")), "no {key}: {json}");
     }
-    assert!(s.samples > 0 && s.samples <= s.correct, "{json}");
+    assert!(s.samples > 0 && s.samples <= s.counts.correct, "{json}");
     let (min, mean, p50, max) = (s.min_us, s.mean_us, s.p50_us, s.max_us);
     assert!(
         min <= p50 && p50 <= max && min <= mean && mean <= max,
@@ -144,11 +148,8 @@ fn the_json_has_version_timestamp_statistics_and_intervals() {
     // Three intervals of 200 ms that add up to what the measurement sent.
     let bounds: Vec<(f64, f64)> = s.intervals.iter().map(|i| (i.start_s, i.end_s)).collect();
     assert_eq!(bounds, [(0.0, 0.2), (0.2, 0.4), (0.4, 0.6)], "{json}");
-    assert_eq!(
-        s.intervals.iter().map(|i| i.sent).sum::<u64>(),
-        s.sent,
-        "{json}"
-    );
+    let sent: u64 = s.intervals.iter().map(|i| i.counts.sent).sum();
+    assert_eq!(sent, s.counts.sent, "{json}");
     assert!(
         s.intervals
             .iter()
@@ -165,7 +166,7 @@ fn the_json_has_version_timestamp_statistics_and_intervals() {
 fn the_json_of_a_tcp_run_leaves_out_what_is_udp_only() {
     let server = ServerProcess::start(&["--bind", "127.0.0.1", "--port", "0"]);
     let (s, json) = bench_json(&server, &["--tcp", "--count", "20", "--rate", "5000"]);
-    assert_eq!((s.correct, s.rate), (20, Some(5000)), "{json}");
+    assert_eq!((s.counts.correct, s.rate), (20, Some(5000)), "{json}");
     assert_eq!((s.batch, s.gso, s.gro), (None, None, None), "{json}");
     for absent in ["\"batch\"", "\"gso\"", "\"gro\""] {
         assert!(!json.contains(absent), "{absent} in {json}");

@@ -18,6 +18,8 @@ struct Terminal {
     child: Child,
     keys: Option<ChildStdin>,
     screen: Arc<(Mutex<Vec<u8>>, Condvar)>,
+    /// Prompts waited for so far.
+    prompts: usize,
 }
 
 impl Terminal {
@@ -52,6 +54,7 @@ impl Terminal {
             keys: child.stdin.take(),
             child,
             screen,
+            prompts: 0,
         }
     }
 
@@ -74,6 +77,20 @@ impl Terminal {
             }
             shown = changed.wait_timeout(shown, left).expect("lock").0;
         }
+    }
+
+    /// Waits for the client's next prompt.
+    fn wait_for_prompt(&mut self) {
+        self.prompts += 1;
+        self.wait_for(PROMPT, self.prompts);
+    }
+
+    /// Types `keys` (a line, with its Enter) at the prompt, then waits for
+    /// `reply` to have been shown `times` in all and for the next prompt.
+    fn enter(&mut self, keys: &str, reply: &str, times: usize) {
+        self.type_keys(keys);
+        self.wait_for(reply, times);
+        self.wait_for_prompt();
     }
 
     fn type_keys(&mut self, keys: &str) {
@@ -103,18 +120,12 @@ fn a_person_edits_lines_and_recalls_them_with_the_arrow_keys() {
     let port = server.port();
     let command = client_command(&["--server", "127.0.0.1", "--port", &port, "--timeout", "10s"]);
     let mut term = Terminal::run(&format!("{command}; echo \"exit=$?\""));
-    term.wait_for(PROMPT, 1);
-    term.type_keys("first\r");
-    term.wait_for("FIRST", 1);
-    term.wait_for(PROMPT, 2);
+    term.wait_for_prompt();
+    term.enter("first\r", "FIRST", 1);
     // Up: the line before, sent again.
-    term.type_keys("\x1b[A\r");
-    term.wait_for("FIRST", 2);
-    term.wait_for(PROMPT, 3);
+    term.enter("\x1b[A\r", "FIRST", 2);
     // "ac", left, "b": the letter goes in before the cursor.
-    term.type_keys("ac\x1b[Db\r");
-    term.wait_for("ABC", 1);
-    term.wait_for(PROMPT, 4);
+    term.enter("ac\x1b[Db\r", "ABC", 1);
     // Ctrl-D ends the session.
     term.type_keys("\x04");
     term.wait_for("exit=", 1);
@@ -130,7 +141,7 @@ fn ctrl_c_at_the_prompt_ends_the_session_with_status_130() {
     let port = server.port();
     let command = client_command(&["--server", "127.0.0.1", "--port", &port]);
     let mut term = Terminal::run(&format!("{command}; echo \"exit=$?\""));
-    term.wait_for(PROMPT, 1);
+    term.wait_for_prompt();
     term.type_keys("half a line\x03");
     term.wait_for("exit=", 1);
     let (_, shown) = term.finish();
@@ -141,24 +152,14 @@ fn ctrl_c_at_the_prompt_ends_the_session_with_status_130() {
 
 #[test]
 fn over_tcp_a_person_gets_the_prompt_and_a_plain_word_when_the_server_gives_up_waiting() {
-    let server = ServerProcess::start(&[
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--transport",
-        "tcp",
-        "--idle-timeout",
-        "1s",
-    ]);
+    let options = "--bind 127.0.0.1 --port 0 --transport tcp --idle-timeout 1s";
+    let server = ServerProcess::start(&options.split(' ').collect::<Vec<_>>());
     let addr = server.addr().to_string();
     let command = client_command(&["--tcp", "--server", &addr]);
     // After the client, what the terminal's mode was left as.
     let mut term = Terminal::run(&format!("{command}; echo \"exit=$?\"; stty -a"));
-    term.wait_for(PROMPT, 1);
-    term.type_keys("hi\r");
-    term.wait_for("HI", 1);
-    term.wait_for(PROMPT, 2);
+    term.wait_for_prompt();
+    term.enter("hi\r", "HI", 1);
     // Nothing more is typed: the server closes the connection after 1 s.
     term.wait_for("(the server's idle timeout)", 1);
     term.wait_for("speed", 1);

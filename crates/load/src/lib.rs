@@ -27,6 +27,7 @@ use anyhow::Context;
 
 pub use args::{BenchArgs, Mode, Transport};
 pub use report::{Interval, Summary};
+pub use tally::Counts;
 
 /// Runs the load `args` describe and returns what it measured. Draws a
 /// progress bar on standard error when `progress` is set.

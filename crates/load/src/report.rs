@@ -57,19 +57,11 @@ pub struct Summary {
     /// Replies were received with UDP GRO (UDP only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gro: Option<bool>,
-    /// Requests sent during the measurement.
-    pub sent: u64,
-    /// Replies that were exactly the uppercase of a request waited for.
-    pub correct: u64,
-    /// Replies that were not the uppercase of the request they name, or
-    /// named none.
-    pub wrong: u64,
-    /// Correct replies to requests already counted lost.
-    pub late: u64,
-    /// Requests without a reply within the loss timeout.
-    pub lost: u64,
-    /// Second correct replies to one request.
-    pub duplicates: u64,
+    /// The requests and replies of the measurement (replies while the last
+    /// ones are collected included), flat: `sent`, `correct`, `wrong`,
+    /// `late`, `lost`, `duplicates`.
+    #[serde(flatten)]
+    pub counts: Counts,
     pub send_errors: u64,
     pub refused: u64,
     /// Correct replies per second of measurement.
@@ -105,13 +97,8 @@ pub struct Interval {
     /// Seconds since the measurement began.
     pub start_s: f64,
     pub end_s: f64,
-    pub sent: u64,
-    pub correct: u64,
-    pub wrong: u64,
-    pub late: u64,
-    /// Requests declared lost in this interval.
-    pub lost: u64,
-    pub duplicates: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub replies_per_s: f64,
     /// Round trips timed; the figures after it are left out without any.
     pub samples: u64,
@@ -151,26 +138,12 @@ fn per_second(count: u64, seconds: f64) -> f64 {
 
 impl Interval {
     fn new(slice: &Slice, measure_start: u64) -> Interval {
-        let Counts {
-            sent,
-            correct,
-            wrong,
-            late,
-            lost,
-            duplicates,
-            ..
-        } = slice.counts;
         let latency = slice.latency;
         let of = |pick: fn(&Latency) -> f64| latency.as_ref().map(|l| us(pick(l)));
         Interval {
             start_s: seconds(slice.start - measure_start),
             end_s: seconds(slice.end - measure_start),
-            sent,
-            correct,
-            wrong,
-            late,
-            lost,
-            duplicates,
+            counts: slice.counts,
             replies_per_s: per_second(
                 slice.counts.correct_in_time,
                 (slice.end - slice.start) as f64 / 1e9,
@@ -220,12 +193,7 @@ impl Summary {
             rate: plan.rate,
             gso: udp.then_some(run.gso),
             gro: udp.then_some(run.gro),
-            sent: totals.sent,
-            correct: totals.correct,
-            wrong: totals.wrong,
-            late: totals.late,
-            lost: totals.lost,
-            duplicates: totals.duplicates,
+            counts: totals,
             send_errors: t.send_errors,
             refused: t.refused,
             replies_per_s,
@@ -252,12 +220,12 @@ impl Summary {
     /// Why the server failed the run, if it did: a wrong reply, or no
     /// correct one at all.
     pub fn failure(&self) -> Option<String> {
-        if self.wrong > 0 {
+        if self.counts.wrong > 0 {
             Some(format!(
                 "{} wrong replies from {} (not the uppercase of their request)",
-                self.wrong, self.server
+                self.counts.wrong, self.server
             ))
-        } else if self.correct == 0 {
+        } else if self.counts.correct == 0 {
             let why = if self.refused > 0 {
                 " (connection refused: is a server listening there?)"
             } else {
@@ -301,16 +269,17 @@ impl Summary {
             short_seconds(self.duration_s),
             self.server
         );
+        let c = &self.counts;
         let _ = writeln!(
             out,
             "sent {}  correct {}  wrong {}  late {}  lost {}{}",
-            self.sent,
-            self.correct,
-            self.wrong,
-            self.late,
-            self.lost,
-            if self.duplicates > 0 {
-                format!("  duplicates {}", self.duplicates)
+            c.sent,
+            c.correct,
+            c.wrong,
+            c.late,
+            c.lost,
+            if c.duplicates > 0 {
+                format!("  duplicates {}", c.duplicates)
             } else {
                 String::new()
             }
@@ -370,8 +339,8 @@ impl Summary {
                 out,
                 "{span:>15}  {:>10.0}  {:>6}  {:>6}  {:>8}  {:>8}",
                 i.replies_per_s,
-                i.wrong,
-                i.lost,
+                i.counts.wrong,
+                i.counts.lost,
                 us(i.p50_us),
                 us(i.p99_us)
             );

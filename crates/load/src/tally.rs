@@ -78,17 +78,27 @@ pub struct Span {
     pub every: u64,
 }
 
-/// What happened to requests and replies over some time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What happened to requests and replies over some time: the run, or one
+/// interval of it. Fields of the bench's JSON, flat, as scripts read them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct Counts {
+    /// Requests sent.
     pub sent: u64,
+    /// Replies that were exactly the uppercase of a request waited for.
     pub correct: u64,
+    /// Replies that were not the uppercase of the request they name, or
+    /// named none.
     pub wrong: u64,
+    /// Correct replies to requests already counted lost.
     pub late: u64,
+    /// Requests declared lost: no reply within the loss timeout.
     pub lost: u64,
+    /// Second correct replies to one request.
     pub duplicates: u64,
     /// Correct replies that arrived before the end of the measurement: the
     /// throughput figure (replies while draining are checked, not timed).
+    #[serde(skip)]
     pub correct_in_time: u64,
 }
 
@@ -195,45 +205,37 @@ impl Tally {
         self.open_since = end;
     }
 
-    /// Counts `sent` requests sent at `now`.
-    pub fn sent(&mut self, sent: u64, now: u64) {
+    /// Counts what `add` adds, at `now`, in the totals and in the interval.
+    fn count(&mut self, now: u64, add: impl Fn(&mut Counts)) {
         if !self.counting(now) {
             return;
         }
-        self.totals.sent += sent;
+        add(&mut self.totals);
         if let Some((open, _)) = self.interval_at(now) {
-            open.sent += sent;
+            add(open);
         }
+    }
+
+    /// Counts `sent` requests sent at `now`.
+    pub fn sent(&mut self, sent: u64, now: u64) {
+        self.count(now, |c| c.sent += sent);
     }
 
     /// Counts `lost` requests declared lost at `now`.
     pub fn lost(&mut self, lost: u64, now: u64) {
-        if !self.counting(now) {
-            return;
-        }
-        self.totals.lost += lost;
-        if let Some((open, _)) = self.interval_at(now) {
-            open.lost += lost;
-        }
+        self.count(now, |c| c.lost += lost);
     }
 
     /// Counts `outcome`, a reply received at `now`.
     pub fn record(&mut self, outcome: Outcome, now: u64) {
-        if !self.counting(now) {
-            return;
-        }
         let in_time = now <= self.span.end;
-        self.totals.record(outcome, in_time);
-        let rtt_ns = match outcome {
-            Outcome::Correct { rtt_ns } => Some(rtt_ns.clamp(1, MAX_RTT_NS)),
-            _ => None,
-        };
-        if let Some(rtt_ns) = rtt_ns {
+        self.count(now, |c| c.record(outcome, in_time));
+        if let Outcome::Correct { rtt_ns } = outcome
+            && self.counting(now)
+        {
+            let rtt_ns = rtt_ns.clamp(1, MAX_RTT_NS);
             self.rtt.saturating_record(rtt_ns);
-        }
-        if let Some((open, open_rtt)) = self.interval_at(now) {
-            open.record(outcome, in_time);
-            if let Some(rtt_ns) = rtt_ns {
+            if let Some((_, open_rtt)) = self.interval_at(now) {
                 open_rtt.saturating_record(rtt_ns);
             }
         }
