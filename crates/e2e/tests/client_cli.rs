@@ -98,6 +98,20 @@ fn a_bench_of_count_requests_reports_the_rate_over_the_time_it_took() {
 }
 
 #[test]
+fn a_warm_up_does_not_use_up_the_count() {
+    let server = udp_server();
+    // 100 ms of warm-up at 1,000 requests a second would be the whole count.
+    let args = ["--count", "30", "--rate", "1000", "--warmup", "100ms"];
+    let (summary, json) = bench_json(&server, &args);
+    assert_eq!(
+        (summary.counts.sent, summary.counts.correct),
+        (30, 30),
+        "{json}"
+    );
+    assert_eq!(summary.warmup_s, Some(0.1), "{json}");
+}
+
+#[test]
 fn the_json_has_version_timestamp_statistics_and_intervals() {
     let server = udp_server();
     let (s, json) = bench_json(

@@ -73,7 +73,8 @@ pub struct BenchArgs {
     /// A request unanswered for this long is lost; a reply after it is late.
     #[arg(long, default_value = "200ms", value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
     pub loss_timeout: Duration,
-    /// Send at most N requests in all (the run still ends after --duration).
+    /// Measure at most N requests, sent after the warm-up; the run ends
+    /// once they are answered or lost (or after --duration).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Send at most R requests per second, paced (latency under a fixed load).

@@ -194,15 +194,18 @@ impl Schedule {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
 
-    /// Whether requests still go out at `now`, `sent` of them so far.
-    pub fn sending(&self, now: u64, sent: u64) -> bool {
-        now < self.measure_end && self.count.is_none_or(|c| sent < c)
+    /// Whether requests still go out at `now`, `measured` of them sent since
+    /// the warm-up: `--count` counts those only, so a warm-up never uses
+    /// up the requests to measure.
+    pub fn sending(&self, now: u64, measured: u64) -> bool {
+        now < self.measure_end && self.count.is_none_or(|c| measured < c)
     }
 
-    /// How many more requests may go at `now`, and, when pacing allows none,
-    /// the clock time the next one is due.
-    pub fn budget(&self, now: u64, sent: u64) -> (u64, Option<u64>) {
-        let mut budget = self.count.map_or(u64::MAX, |c| c.saturating_sub(sent));
+    /// How many more requests may go at `now`, `sent` of them so far and
+    /// `measured` since the warm-up, and, when pacing allows none, the clock
+    /// time the next one is due.
+    pub fn budget(&self, now: u64, sent: u64, measured: u64) -> (u64, Option<u64>) {
+        let mut budget = self.count.map_or(u64::MAX, |c| c.saturating_sub(measured));
         if let Some(pacer) = &self.pacer {
             budget = budget.min(pacer.allowed(now).saturating_sub(sent));
             if budget == 0 {
@@ -360,7 +363,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
 
     loop {
         let now = schedule.now();
-        let sending = schedule.sending(now, sent_total);
+        let sending = schedule.sending(now, tally.totals.sent);
         let outstanding: usize = lanes.iter().map(|l| l.inflight.outstanding()).sum();
         if !sending && (outstanding == 0 || now >= drain_end) {
             break;
@@ -368,7 +371,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
         let mut next_send = None;
         if sending {
             let mut budget;
-            (budget, next_send) = schedule.budget(now, sent_total);
+            (budget, next_send) = schedule.budget(now, sent_total, tally.totals.sent);
             for (socket, lane) in sockets.iter().zip(&mut lanes) {
                 if budget == 0 {
                     break;

@@ -221,7 +221,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
 
     loop {
         let now = schedule.now();
-        let sending = schedule.sending(now, sent_total);
+        let sending = schedule.sending(now, tally.totals.sent);
         if !sending {
             let end = *drain_end.get_or_insert(now.saturating_add(schedule.loss_timeout));
             if now >= end || conns.iter().all(|c| c.inflight.outstanding() == 0) {
@@ -229,7 +229,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
             }
         }
         let (mut budget, next_send) = if sending {
-            schedule.budget(now, sent_total)
+            schedule.budget(now, sent_total, tally.totals.sent)
         } else {
             (0, None)
         };
