@@ -8,39 +8,15 @@
 //! user's home. Bracketed paste is off, so pasted lines go one by one, each
 //! its own message, as if typed.
 
-use std::io::{self, Write};
-
 use anyhow::Context;
-use nix::sys::termios::{SetArg, Termios, tcgetattr, tcsetattr};
 use rustyline::error::ReadlineError;
 use rustyline::{Config, DefaultEditor};
 
-use crate::input::{Line, Lines};
-use crate::session::PROMPT_TEXT;
+use crate::input::{Line, Lines, PROMPT_TEXT};
+use crate::terminal::TerminalMode;
 
 /// Lines the history keeps.
 const HISTORY_LINES: usize = 1_000;
-
-/// The terminal's mode before the editor touched it.
-#[derive(Clone)]
-pub(crate) struct TerminalMode(Termios);
-
-impl TerminalMode {
-    fn save() -> anyhow::Result<TerminalMode> {
-        tcgetattr(io::stdin())
-            .map(TerminalMode)
-            .context("cannot read the terminal's mode")
-    }
-
-    /// Gives the terminal back as it was, the cursor on a line of its own:
-    /// for a session that ends while the editor holds the terminal in its
-    /// raw mode, so the shell after it is not left in that mode.
-    pub(crate) fn restore(&self) {
-        let _ = tcsetattr(io::stdin(), SetArg::TCSANOW, &self.0);
-        let mut stdout = io::stdout();
-        let _ = stdout.write_all(b"\r\n").and_then(|()| stdout.flush());
-    }
-}
 
 /// Ctrl-C at the prompt: the session ends, with exit status 130, as a
 /// program stopped by SIGINT.

@@ -7,7 +7,12 @@ use std::io::{self, BufRead};
 
 use anyhow::Context;
 
-use crate::editor::TerminalMode;
+use crate::terminal::TerminalMode;
+
+/// What the textbook's client prints before reading each line, when a person
+/// is typing.
+pub const PROMPT: &[u8] = PROMPT_TEXT.as_bytes();
+pub(crate) const PROMPT_TEXT: &str = "Input lowercase sentence:";
 
 /// Where a session's lines come from.
 pub(crate) trait Lines {

@@ -17,6 +17,7 @@ mod route;
 mod session;
 pub mod tcp;
 mod tcp_terminal;
+mod terminal;
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -25,10 +26,10 @@ use crate::input::Piped;
 
 pub use args::{Args, Command, Config, ConnectionArgs, UsageError, join_words};
 pub use editor::Interrupted;
-pub use input::{Line, read_line};
+pub use input::{Line, PROMPT, read_line};
 pub use resolve::{Resolver, SystemResolver, server_addresses};
 pub use route::{Miss, NoReply, Route};
-pub use session::{PROMPT, check_size};
+pub use session::check_size;
 
 /// Exit status when the server never replied, after every try.
 pub const EXIT_NO_REPLY: u8 = 3;

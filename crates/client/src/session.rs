@@ -11,15 +11,10 @@ use upcase_proto::reply::ReplyMatcher;
 use upcase_proto::{Family, RECV_BUFFER_LEN, uppercased_len};
 
 use crate::args::Config;
-use crate::input::{Line, Lines};
+use crate::input::{Line, Lines, PROMPT};
 use crate::link::{Link, Wait};
 use crate::pick::Pick;
 use crate::route::{Miss, Route};
-
-/// What the textbook's client prints before reading each line, when a person
-/// is typing.
-pub const PROMPT: &[u8] = PROMPT_TEXT.as_bytes();
-pub(crate) const PROMPT_TEXT: &str = "Input lowercase sentence:";
 
 /// Whether printing went through; a closed output (`| head -1`) ends the
 /// session quietly, as the reader wants nothing more.
