@@ -226,8 +226,15 @@ impl Tally {
         self.count(now, |c| c.lost += lost);
     }
 
-    /// Counts `outcome`, a reply received at `now`.
+    /// Counts `outcome`, a reply received at `now`. A correct reply to a
+    /// request sent during the warm-up is not: its request was not counted
+    /// as sent, and `correct` must never exceed `sent`.
     pub fn record(&mut self, outcome: Outcome, now: u64) {
+        if let Outcome::Correct { rtt_ns } = outcome
+            && now.saturating_sub(rtt_ns) < self.span.start
+        {
+            return;
+        }
         let in_time = now <= self.span.end;
         self.count(now, |c| c.record(outcome, in_time));
         if let Outcome::Correct { rtt_ns } = outcome
@@ -371,9 +378,10 @@ mod tests {
         let mut tally = Tally::new(SPAN).unwrap();
         assert_eq!(tally.latency(), None, "no reply, no latency");
         for us in 1..=1_000u64 {
-            // 900 within the measurement, 100 while draining.
+            // 900 within the measurement (sent 1 ms in at the earliest),
+            // 100 while draining.
             let now = if us <= 900 {
-                SPAN.start + us
+                SPAN.start + 1_000_000 + us
             } else {
                 SPAN.end + us
             };
@@ -383,6 +391,8 @@ mod tests {
         tally.record(Outcome::Late, SPAN.start);
         tally.record(Outcome::Duplicate, SPAN.end + 1);
         tally.record(Outcome::Wrong, SPAN.start - 1);
+        // Received after the warm-up, but sent during it.
+        tally.record(Outcome::Correct { rtt_ns: 10 }, SPAN.start + 5);
         let t = tally.totals;
         assert_eq!((t.correct, t.correct_in_time), (1_000, 900));
         assert_eq!(
@@ -470,7 +480,8 @@ mod tests {
     fn absurd_round_trips_are_clamped_not_lost() {
         let mut tally = Tally::new(SPAN).unwrap();
         tally.record(Outcome::Correct { rtt_ns: 0 }, SPAN.start);
-        tally.record(Outcome::Correct { rtt_ns: u64::MAX }, SPAN.start);
+        let absurd = 2 * MAX_RTT_NS;
+        tally.record(Outcome::Correct { rtt_ns: absurd }, SPAN.end + absurd);
         assert_eq!(tally.totals.correct, 2);
         assert!(tally.latency().unwrap().max_us >= 3.5e9);
     }
