@@ -18,8 +18,6 @@ struct Terminal {
     child: Child,
     keys: Option<ChildStdin>,
     screen: Arc<(Mutex<Vec<u8>>, Condvar)>,
-    /// Prompts waited for so far.
-    prompts: usize,
 }
 
 impl Terminal {
@@ -54,7 +52,6 @@ impl Terminal {
             keys: child.stdin.take(),
             child,
             screen,
-            prompts: 0,
         }
     }
 
@@ -64,33 +61,47 @@ impl Terminal {
 
     /// Waits until `text` has been shown `times` times in all.
     fn wait_for(&self, text: &str, times: usize) {
+        self.wait_until(&format!("{text:?} shown {times} times"), |screen| {
+            screen.matches(text).count() >= times
+        });
+    }
+
+    /// Waits until the prompt is shown after the `times`-th `reply`: the
+    /// editor is reading the next line. (The editor draws its prompt again
+    /// as a line is edited, so prompts cannot simply be counted.)
+    fn wait_for_prompt_after(&self, reply: &str, times: usize) {
+        self.wait_until(
+            &format!("a prompt after {reply:?} {times} times"),
+            |screen| {
+                screen
+                    .match_indices(reply)
+                    .nth(times - 1)
+                    .is_some_and(|(at, _)| screen[at..].contains(PROMPT))
+            },
+        );
+    }
+
+    fn wait_until(&self, what: &str, done: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + PATIENCE;
         let (bytes, changed) = &*self.screen;
         let mut shown = bytes.lock().expect("lock");
-        while String::from_utf8_lossy(&shown).matches(text).count() < times {
+        while !done(&String::from_utf8_lossy(&shown)) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let screen = String::from_utf8_lossy(&shown).into_owned();
                 // Not while holding the lock: the reader goes on.
                 drop(shown);
-                panic!("{text:?} not shown {times} times; the screen:\n{screen}");
+                panic!("not {what}; the screen:\n{screen}");
             }
             shown = changed.wait_timeout(shown, left).expect("lock").0;
         }
     }
 
-    /// Waits for the client's next prompt.
-    fn wait_for_prompt(&mut self) {
-        self.prompts += 1;
-        self.wait_for(PROMPT, self.prompts);
-    }
-
     /// Types `keys` (a line, with its Enter) at the prompt, then waits for
-    /// `reply` to have been shown `times` in all and for the next prompt.
+    /// `reply` to have been shown `times` in all and the next prompt after it.
     fn enter(&mut self, keys: &str, reply: &str, times: usize) {
         self.type_keys(keys);
-        self.wait_for(reply, times);
-        self.wait_for_prompt();
+        self.wait_for_prompt_after(reply, times);
     }
 
     fn type_keys(&mut self, keys: &str) {
@@ -120,7 +131,7 @@ fn a_person_edits_lines_and_recalls_them_with_the_arrow_keys() {
     let port = server.port();
     let command = client_command(&["--server", "127.0.0.1", "--port", &port, "--timeout", "10s"]);
     let mut term = Terminal::run(&format!("{command}; echo \"exit=$?\""));
-    term.wait_for_prompt();
+    term.wait_for(PROMPT, 1);
     term.enter("first\r", "FIRST", 1);
     // Up: the line before, sent again.
     term.enter("\x1b[A\r", "FIRST", 2);
@@ -141,7 +152,7 @@ fn ctrl_c_at_the_prompt_ends_the_session_with_status_130() {
     let port = server.port();
     let command = client_command(&["--server", "127.0.0.1", "--port", &port]);
     let mut term = Terminal::run(&format!("{command}; echo \"exit=$?\""));
-    term.wait_for_prompt();
+    term.wait_for(PROMPT, 1);
     term.type_keys("half a line\x03");
     term.wait_for("exit=", 1);
     let (_, shown) = term.finish();
@@ -158,7 +169,7 @@ fn over_tcp_a_person_gets_the_prompt_and_a_plain_word_when_the_server_gives_up_w
     let command = client_command(&["--tcp", "--server", &addr]);
     // After the client, what the terminal's mode was left as.
     let mut term = Terminal::run(&format!("{command}; echo \"exit=$?\"; stty -a"));
-    term.wait_for_prompt();
+    term.wait_for(PROMPT, 1);
     term.enter("hi\r", "HI", 1);
     // Nothing more is typed: the server closes the connection after 1 s.
     term.wait_for("(the server's idle timeout)", 1);
