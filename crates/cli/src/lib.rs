@@ -5,11 +5,27 @@
 
 pub mod parse;
 
+#[cfg(test)]
+#[path = "../build_version.rs"]
+mod build_version;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+
+/// The version `--version` prints and reports carry: the package version,
+/// with the commit and its date when built from a git checkout
+/// (`0.1.0 (2a75bd3c1f00 2026-11-02)`), else the package version alone.
+/// Each program names it in its command: `#[command(version = upcase_cli::VERSION)]`.
+pub const VERSION: &str = env!("UPCASE_VERSION");
+
+/// When `at` was, in RFC 3339 at the second in UTC (`2026-11-02T10:11:12Z`),
+/// for reports a script reads.
+pub fn timestamp(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
 
 /// Exit status of a command line that could not be parsed.
 pub const EXIT_USAGE: u8 = 2;
@@ -144,6 +160,43 @@ mod tests {
             one_line_chain(&err),
             "cannot bind 127.0.0.1:1: line one line two"
         );
+    }
+
+    #[test]
+    fn the_version_names_the_commit_in_a_checkout_and_only_the_version_elsewhere() {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(here)
+            .output()
+            .expect("git runs");
+        let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        assert_eq!(head.len(), 12, "this test runs in a git checkout");
+        let described = build_version::describe(here, "9.9.9");
+        assert!(
+            described.version.starts_with(&format!("9.9.9 ({head} ")),
+            "{}",
+            described.version
+        );
+        assert!(!described.watch.is_empty(), "HEAD is watched");
+        assert!(VERSION.contains(&head[..7]), "built from {head}: {VERSION}");
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")), "{VERSION}");
+
+        // As from a tarball: no repository around the manifest.
+        let tarball =
+            std::env::temp_dir().join(format!("upcase-cli-version-{}", std::process::id()));
+        std::fs::create_dir_all(&tarball).expect("temp dir");
+        std::fs::write(tarball.join("Cargo.toml"), "").expect("manifest");
+        let described = build_version::describe(&tarball, "9.9.9");
+        let _ = std::fs::remove_dir_all(&tarball);
+        assert_eq!(described.version, "9.9.9");
+        assert!(described.watch.is_empty());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_seconds_in_utc() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_790_000_000_500);
+        assert_eq!(timestamp(at), "2026-09-21T14:13:20Z");
     }
 
     #[test]

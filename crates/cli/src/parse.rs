@@ -29,6 +29,15 @@ pub struct HostPort {
 }
 
 impl HostPort {
+    /// `localhost`, without a port: the server a command line reaches when
+    /// it names none.
+    pub fn localhost() -> HostPort {
+        HostPort {
+            host: "localhost".to_string(),
+            port: None,
+        }
+    }
+
     /// The port named here, else the one given apart, else `default`;
     /// `Err` when both name a port and they differ.
     pub fn port_or(&self, given: Option<u16>, default: u16) -> Result<u16, String> {

@@ -6,23 +6,31 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use upcase_cli::Verbosity;
 use upcase_cli::parse::HostPort;
+use upcase_load::BenchArgs;
+
+/// The default `--timeout`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default `--retries`.
+const DEFAULT_RETRIES: u32 = 2;
 
 /// Sends lines to an upcase server over UDP and prints their uppercase.
 ///
 /// With MESSAGE words, sends them joined by spaces as one datagram and prints
 /// the reply. Without, sends each line of standard input as one datagram and
-/// prints each reply on its own line.
+/// prints each reply on its own line. A first word `bench` runs the
+/// benchmark instead: to send the word itself, write `-- bench`.
 #[derive(Debug, Parser)]
 #[command(
     name = "upcase-client",
-    version,
-    args_conflicts_with_subcommands = true
+    version = upcase_cli::VERSION,
+    disable_help_subcommand = true
 )]
 pub struct Args {
     #[command(flatten)]
     pub connection: ConnectionArgs,
     /// Use TCP instead: one connection, each line sent with its newline and
     /// its reply printed as it streams back (--retries does not apply).
+    /// Before `bench`, measures the TCP service.
     #[arg(long)]
     pub tcp: bool,
     #[command(flatten)]
@@ -33,35 +41,86 @@ pub struct Args {
     pub command: Option<Command>,
 }
 
-/// Subcommands, kept apart from MESSAGE words by the parser.
+/// Subcommands: a first word that names one runs it; any later word is
+/// part of the message.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Measure a server: replies per second and round-trip percentiles, with
     /// every reply checked (`--mode ping` or `--mode flood --window W`).
     ///
-    /// Takes its own --server and --port (same meaning as above; options
-    /// before the subcommand are refused).
-    Bench(upcase_load::BenchArgs),
+    /// --server, --port and --tcp may come before `bench` or after it.
+    Bench(BenchArgs),
 }
 
 /// Where the server is and how long to wait for it: shared by every way of
-/// talking to a server, so a subcommand can flatten it too.
+/// talking to a server. Each is `None` when not given, so that options
+/// given before `bench` can be told from defaults.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectionArgs {
     /// Server host, with its port if wanted: a name, an IPv4 or an IPv6
-    /// address (`localhost`, `::1`, `[::1]:12000`, `example.com:12000`).
-    #[arg(long, default_value = "localhost", value_name = "HOST[:PORT]",
-          value_parser = upcase_cli::parse::host_port)]
-    pub server: HostPort,
+    /// address (`localhost`, `::1`, `[::1]:12000`, `example.com:12000`)
+    /// [default: localhost].
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = upcase_cli::parse::host_port)]
+    pub server: Option<HostPort>,
     /// Server port [default: the port in --server, else 12000].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
-    /// How long to wait for a reply before sending again (`250ms`, `2s`).
-    #[arg(long, default_value = "1s", value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
-    pub timeout: Duration,
-    /// How many times to send a message again after a timeout.
-    #[arg(long, default_value_t = 2, value_name = "N")]
-    pub retries: u32,
+    /// How long to wait for a reply before sending again (`250ms`, `2s`)
+    /// [default: 1s].
+    #[arg(long, value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// How many times to send a message again after a timeout [default: 2].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+}
+
+impl Args {
+    /// The bench's options, with those given before `bench` (`--server`,
+    /// `--port`, `--tcp`) added; `None` without the subcommand.
+    ///
+    /// The same option before and after `bench` must agree, and the options
+    /// that only mean something to a session (`--timeout`, `--retries`) are
+    /// refused before `bench` rather than ignored.
+    pub fn bench(&self) -> Option<Result<BenchArgs, UsageError>> {
+        let Some(Command::Bench(bench)) = &self.command else {
+            return None;
+        };
+        Some(self.before_bench(bench.clone()))
+    }
+
+    fn before_bench(&self, mut bench: BenchArgs) -> Result<BenchArgs, UsageError> {
+        let c = &self.connection;
+        if c.timeout.is_some() {
+            return Err(UsageError(
+                "--timeout does not apply to bench (a request unanswered for --loss-timeout is lost)"
+                    .to_string(),
+            ));
+        }
+        if c.retries.is_some() {
+            return Err(UsageError(
+                "--retries does not apply to bench (it never sends a request again)".to_string(),
+            ));
+        }
+        bench.server = once("--server", c.server.clone(), bench.server)?;
+        bench.port = once("--port", c.port, bench.port)?;
+        bench.tcp |= self.tcp;
+        Ok(bench)
+    }
+}
+
+/// The value of an option that may be given before `bench` and after it:
+/// either, or both if they agree.
+fn once<T: PartialEq + std::fmt::Debug>(
+    name: &str,
+    before: Option<T>,
+    after: Option<T>,
+) -> Result<Option<T>, UsageError> {
+    match (before, after) {
+        (Some(before), Some(after)) if before != after => Err(UsageError(format!(
+            "{name} is given before bench and after it, with different values: give it once"
+        ))),
+        (before, after) => Ok(after.or(before)),
+    }
 }
 
 /// A command line whose options contradict each other: exit status 2, like
@@ -95,8 +154,8 @@ impl Config {
         Config {
             server: server.into(),
             port,
-            timeout: Duration::from_secs(1),
-            retries: 2,
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
             message: None,
         }
     }
@@ -113,15 +172,15 @@ impl TryFrom<&Args> for Config {
     /// Refuses a `--server HOST:PORT` and a `--port` that disagree.
     fn try_from(args: &Args) -> Result<Config, UsageError> {
         let c = &args.connection;
-        let port = c
-            .server
+        let server = c.server.clone().unwrap_or_else(HostPort::localhost);
+        let port = server
             .port_or(c.port, upcase_proto::DEFAULT_PORT)
             .map_err(UsageError)?;
         Ok(Config {
-            server: c.server.host.clone(),
+            server: server.host,
             port,
-            timeout: c.timeout,
-            retries: c.retries,
+            timeout: c.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            retries: c.retries.unwrap_or(DEFAULT_RETRIES),
             message: (!args.message.is_empty()).then(|| join_words(&args.message)),
         })
     }
@@ -222,6 +281,67 @@ mod tests {
         ] {
             assert!(parse(argv).is_err(), "{argv:?} should be refused");
         }
+    }
+
+    fn bench_of(argv: &[&str]) -> Result<BenchArgs, UsageError> {
+        parse(argv).expect("valid").bench().expect("a bench")
+    }
+
+    #[test]
+    fn options_before_bench_are_the_benchs() {
+        let host = |h: &str, port| {
+            Some(HostPort {
+                host: h.into(),
+                port,
+            })
+        };
+        let bench = bench_of(&["--server", "h", "--port", "5", "bench", "--count", "3"])
+            .expect("consistent");
+        assert_eq!(
+            (bench.server, bench.port, bench.count),
+            (host("h", None), Some(5), Some(3))
+        );
+        let bench = bench_of(&["--tcp", "bench", "--server", "[::1]:7"]).expect("consistent");
+        assert_eq!((bench.server, bench.tcp), (host("::1", Some(7)), true));
+        let bench = bench_of(&["--port", "5", "bench", "--port", "5"]).expect("the same twice");
+        assert_eq!(bench.port, Some(5));
+        assert_eq!(bench_of(&["bench"]).expect("defaults").server, None);
+        let err = bench_of(&["--server", "a", "bench", "--server", "b"]).expect_err("two");
+        assert_eq!(
+            err.to_string(),
+            "--server is given before bench and after it, with different values: give it once"
+        );
+        for (argv, option) in [
+            (&["--timeout", "2s", "bench"][..], "--timeout"),
+            (&["--retries", "0", "bench"], "--retries"),
+        ] {
+            let err = bench_of(argv).expect_err("not a bench option");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{option} does not apply to bench"))
+            );
+        }
+        assert!(parse(&["--server", "h"]).expect("valid").bench().is_none());
+    }
+
+    #[test]
+    fn bench_is_a_word_anywhere_but_first_or_after_a_double_dash() {
+        let message = |argv: &[&str]| {
+            let args = parse(argv).expect("valid");
+            assert!(args.command.is_none(), "{argv:?} ran a subcommand");
+            Config::try_from(&args).expect("consistent").message
+        };
+        assert_eq!(message(&["--", "bench"]).as_deref(), Some(&b"bench"[..]));
+        assert_eq!(
+            message(&["hello", "bench"]).as_deref(),
+            Some(&b"hello bench"[..])
+        );
+        assert_eq!(
+            message(&["help"]).as_deref(),
+            Some(&b"help"[..]),
+            "not a subcommand"
+        );
+        assert!(parse(&["bench", "hello"]).is_err(), "bench takes no words");
     }
 
     #[test]

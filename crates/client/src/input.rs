@@ -1,7 +1,41 @@
 //! Lines of input as raw bytes, each bounded in length, so a line that could
-//! never be one datagram is refused, and skipped, before it fills memory.
+//! never be one datagram is refused, and skipped, before it fills memory;
+//! and [`Lines`], where a session takes its lines from: piped input as it
+//! is, or a person through the line editor (`editor.rs`).
 
 use std::io::{self, BufRead};
+
+use anyhow::Context;
+
+use crate::terminal::TerminalMode;
+
+/// What the textbook's client prints before reading each line, when a person
+/// is typing.
+pub const PROMPT: &[u8] = PROMPT_TEXT.as_bytes();
+pub(crate) const PROMPT_TEXT: &str = "Input lowercase sentence:";
+
+/// Where a session's lines come from.
+pub(crate) trait Lines {
+    /// Reads the next line into `line` (cleared first): one that fits in
+    /// `max_len` bytes, the end, or a line too long (skipped).
+    fn next_line(&mut self, line: &mut Vec<u8>, max_len: usize) -> anyhow::Result<Line>;
+
+    /// The terminal to give back as it was if the session must end while
+    /// a line is being read; `None` when no terminal is held.
+    fn terminal(&self) -> Option<TerminalMode> {
+        None
+    }
+}
+
+/// The lines of a reader (standard input, a pipe, a file) as raw bytes,
+/// each ended by `\n` or `\r\n`.
+pub(crate) struct Piped<R>(pub(crate) R);
+
+impl<R: BufRead> Lines for Piped<R> {
+    fn next_line(&mut self, line: &mut Vec<u8>, max_len: usize) -> anyhow::Result<Line> {
+        read_line(&mut self.0, line, max_len).context("cannot read standard input")
+    }
+}
 
 /// What reading one line gave.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,28 +1,41 @@
 //! The upcase UDP client: the textbook's UDPClient.py, made dependable.
 //!
-//! It sends each message as one datagram to a socket connected to the server,
-//! waits `--timeout` for the reply and sends again up to `--retries` times,
-//! recognises late replies to earlier messages so they are never printed as
-//! the answer to a later one, and tries each address of the server's name in
-//! turn until one answers.
+//! It sends each message as one datagram from a socket of its own, connected
+//! to the server (`link`), waits `--timeout` for the reply and sends again up
+//! to `--retries` times, and tries each address of the server's name in turn
+//! until one answers (`route`). A late reply to an earlier message, or junk a
+//! server (or a forger) sends after an answer, is never printed as the answer
+//! to a later one (`pick`).
 
 mod args;
+mod editor;
 mod input;
+mod link;
+mod pick;
 mod resolve;
 mod route;
 mod session;
 pub mod tcp;
+mod tcp_terminal;
+mod terminal;
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::editor::Editor;
+use crate::input::Piped;
+
 pub use args::{Args, Command, Config, ConnectionArgs, UsageError, join_words};
-pub use input::{Line, read_line};
+pub use editor::Interrupted;
+pub use input::{Line, PROMPT, read_line};
 pub use resolve::{Resolver, SystemResolver, server_addresses};
 pub use route::{Miss, NoReply, Route};
-pub use session::{PROMPT, check_size};
+pub use session::check_size;
 
 /// Exit status when the server never replied, after every try.
 pub const EXIT_NO_REPLY: u8 = 3;
+/// Exit status after Ctrl-C at the prompt: 128 + SIGINT, as a shell shows a
+/// program that SIGINT stopped.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Talks to the server `config` names, found through `resolver`: sends the
 /// configured message, or each line of `input`, and writes each reply to
@@ -36,22 +49,34 @@ pub fn run(
     output: impl Write,
 ) -> anyhow::Result<()> {
     let addrs = server_addresses(&config.server, config.port, resolver)?;
-    session::Session::new(config, addrs, output).run(input, input_is_terminal)
+    session::Session::new(config, addrs, output).run(&mut Piped(input), input_is_terminal)
 }
 
 /// The program: the parsed command line, standard input and output, and the
 /// system resolver.
+///
+/// A person at a terminal (standard input and output both terminals, no
+/// MESSAGE words) types lines through the line editor, over UDP or TCP;
+/// anything else is read as raw bytes, as the textbook's client reads it.
 pub fn run_cli(args: Args) -> anyhow::Result<()> {
-    if let Some(command) = args.command {
-        return match command {
-            Command::Bench(bench) => upcase_load::run_cli(&bench),
-        };
+    if let Some(bench) = args.bench() {
+        return upcase_load::run_cli(&bench?);
     }
     let config = Config::try_from(&args)?;
-    if args.tcp {
-        return tcp::run_cli(&config);
-    }
     let stdin = std::io::stdin();
+    let person = config.message.is_none() && stdin.is_terminal() && std::io::stdout().is_terminal();
+    match (args.tcp, person) {
+        (true, true) => {
+            return tcp_terminal::run(&config, &SystemResolver, Editor::new()?, std::io::stdout());
+        }
+        (true, false) => return tcp::run_cli(&config),
+        (false, true) => {
+            let addrs = server_addresses(&config.server, config.port, &SystemResolver)?;
+            let output = std::io::stdout().lock();
+            return session::Session::new(&config, addrs, output).run(&mut Editor::new()?, false);
+        }
+        (false, false) => {}
+    }
     let is_terminal = stdin.is_terminal();
     run(
         &config,
@@ -68,6 +93,8 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<NoReply>().is_some() {
         EXIT_NO_REPLY
+    } else if err.downcast_ref::<Interrupted>().is_some() {
+        EXIT_INTERRUPTED
     } else if err.downcast_ref::<UsageError>().is_some() {
         upcase_cli::EXIT_USAGE
     } else {

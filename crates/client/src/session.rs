@@ -1,26 +1,20 @@
-//! One client session: messages out, their replies back, over a UDP socket
-//! connected to the server so that datagrams from anyone else never count.
+//! One client session: each message out on a socket of its own, its reply
+//! back, printed; the next server address while none has answered yet.
 
-use std::io::{self, BufRead, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use tracing::{debug, warn};
-use upcase_proto::reply::{ReplyMatcher, Verdict};
+use upcase_proto::reply::ReplyMatcher;
 use upcase_proto::{Family, RECV_BUFFER_LEN, uppercased_len};
 
 use crate::args::Config;
-use crate::input::{Line, read_line};
+use crate::input::{Line, Lines, PROMPT};
+use crate::link::{Link, Wait};
+use crate::pick::Pick;
 use crate::route::{Miss, Route};
-
-/// What the textbook's client prints before reading each line, when a person
-/// is typing.
-pub const PROMPT: &[u8] = b"Input lowercase sentence:";
-
-/// The most datagrams discarded before each message: more than a default
-/// receive buffer holds, so only an ongoing flood reaches it.
-const MAX_DRAINED: usize = 4096;
 
 /// Whether printing went through; a closed output (`| head -1`) ends the
 /// session quietly, as the reader wants nothing more.
@@ -30,62 +24,43 @@ enum Printed {
     OutputClosed,
 }
 
-/// A socket connected to one server address.
-struct Link {
-    socket: UdpSocket,
-    peer: SocketAddr,
+/// Where the reply to a message is, once one came.
+enum Reply {
+    /// The exact uppercase, this long, in the receive buffer.
+    Exact(usize),
+    /// Another reply, the best of the try, in the [`Pick`].
+    Differing,
 }
 
-impl Link {
-    /// Binds an OS-chosen port of the peer's family and connects it to the
-    /// peer, so the kernel drops datagrams from any other address and reports
-    /// ICMP port unreachable as a refused connection.
-    fn open(peer: SocketAddr) -> io::Result<Link> {
-        let local: SocketAddr = match peer {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = UdpSocket::bind(local)?;
-        socket.connect(peer)?;
-        Ok(Link { socket, peer })
-    }
-}
-
-/// What waiting for a reply gave.
-enum Wait {
-    Reply(usize, Verdict),
-    Timeout,
-    Refused,
-}
-
-pub struct Session<'c, W> {
+pub(crate) struct Session<'c, W> {
     config: &'c Config,
     route: Route,
-    link: Option<Link>,
     matcher: ReplyMatcher,
+    pick: Pick,
     buf: Vec<u8>,
     output: W,
 }
 
 impl<'c, W: Write> Session<'c, W> {
-    pub fn new(config: &'c Config, addrs: Vec<SocketAddr>, output: W) -> Self {
+    pub(crate) fn new(config: &'c Config, addrs: Vec<SocketAddr>, output: W) -> Self {
         Session {
             config,
             route: Route::new(addrs),
-            link: None,
             matcher: ReplyMatcher::default(),
+            pick: Pick::new(),
             buf: vec![0; RECV_BUFFER_LEN],
             output,
         }
     }
 
-    /// Sends the configured message, or every line of `input`, printing each
-    /// reply on its own line.
+    /// Sends the configured message, or every line of `lines`, printing each
+    /// reply on its own line; with `prompt`, the textbook's prompt before
+    /// each line (the line editor prints its own).
     ///
     /// A line that cannot be sent (it, or its reply, does not fit in one
     /// datagram) is skipped with a warning and the others still go; the
     /// session then ends in an error that says so, for a non-zero exit.
-    pub fn run(&mut self, mut input: impl BufRead, input_is_terminal: bool) -> anyhow::Result<()> {
+    pub(crate) fn run(&mut self, lines: &mut impl Lines, prompt: bool) -> anyhow::Result<()> {
         if let Some(message) = &self.config.message {
             self.exchange(message)?;
             return Ok(());
@@ -93,13 +68,11 @@ impl<'c, W: Write> Session<'c, W> {
         let mut line = Vec::new();
         let mut skipped = Skipped::default();
         for number in 1u64.. {
-            if input_is_terminal && self.print(PROMPT, false)? == Printed::OutputClosed {
+            if prompt && self.print(PROMPT, false)? == Printed::OutputClosed {
                 break;
             }
             let family = self.family();
-            let why = match read_line(&mut input, &mut line, family.max_payload())
-                .context("cannot read standard input")?
-            {
+            let why = match lines.next_line(&mut line, family.max_payload())? {
                 Line::End => break,
                 Line::TooLong => Unsendable(format!(
                     "message is longer than the largest UDP datagram over {} ({} bytes)",
@@ -120,74 +93,62 @@ impl<'c, W: Write> Session<'c, W> {
 
     /// The family of the address in use, which bounds the message size.
     fn family(&self) -> Family {
-        self.link
-            .as_ref()
-            .map(|l| l.peer)
-            .or(self.route.current())
-            .map_or(Family::V4, Family::of)
+        self.route.current().map_or(Family::V4, Family::of)
     }
 
     /// Sends one message and prints its reply, moving on to the next server
     /// address while none has answered yet.
     fn exchange(&mut self, message: &[u8]) -> anyhow::Result<Printed> {
-        self.drain_queued()?;
         self.matcher.start(message);
         loop {
-            let outcome = match self.connected()? {
-                Ok(peer) => {
-                    check_size(message, Family::of(peer))?;
-                    self.try_link(message)?
-                }
+            let peer = self.route.current().context("no server address to try")?;
+            check_size(message, Family::of(peer))?;
+            // The socket lives for this message only: whatever is sent to it
+            // after this is dropped by the kernel once it is closed.
+            let outcome = match Link::open(peer) {
+                Ok(link) => self.try_link(&link, message)?,
                 Err(unreachable) => Err(Miss::Unreachable(unreachable)),
             };
             match outcome {
-                Ok(len) => {
+                Ok(reply) => {
                     self.route.answered();
-                    let Session { buf, output, .. } = self;
-                    return print_line(output, &buf[..len], true);
+                    let Session {
+                        buf, pick, output, ..
+                    } = self;
+                    let bytes = match reply {
+                        Reply::Exact(len) => &buf[..len],
+                        Reply::Differing => {
+                            warn!(
+                                "the reply from {peer} is not the uppercase of the message as this client computes it"
+                            );
+                            pick.held().unwrap_or_default()
+                        }
+                    };
+                    return print_line(output, bytes, true);
                 }
                 Err(miss) => {
                     let next = self
                         .route
                         .missed(miss, self.config.tries(), self.config.timeout)?;
                     debug!("trying the next server address, {next}");
-                    self.link = None;
                 }
             }
         }
     }
 
-    /// The link to the current address, opened on first use; an error opening
-    /// it (an address family this host lacks, say) means that address cannot
-    /// be reached.
-    fn connected(&mut self) -> anyhow::Result<Result<SocketAddr, io::Error>> {
-        if self.link.is_none() {
-            let peer = self.route.current().context("no server address to try")?;
-            match Link::open(peer) {
-                Ok(link) => self.link = Some(link),
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-        self.link
-            .as_ref()
-            .map(|link| Ok(link.peer))
-            .context("no server address to try")
-    }
-
-    /// Sends `message` up to `tries` times; the length of the reply in
-    /// `self.buf`, or why this address gave none.
-    fn try_link(&mut self, message: &[u8]) -> anyhow::Result<Result<usize, Miss>> {
+    /// Sends `message` on `link` up to `tries` times; where its reply is, or
+    /// why this address gave none.
+    fn try_link(&mut self, link: &Link, message: &[u8]) -> anyhow::Result<Result<Reply, Miss>> {
         let Session {
             config,
-            link,
             matcher,
+            pick,
             buf,
             ..
         } = self;
-        let link = link.as_ref().context("no connected socket")?;
         let tries = config.tries();
         for attempt in 1..=tries {
-            if let Err(e) = link.socket.send(message) {
+            if let Err(e) = link.send(message) {
                 return match miss_of(e) {
                     Ok(miss) => Ok(Err(miss)),
                     Err(e) => Err(e).with_context(|| format!("cannot send to {}", link.peer)),
@@ -198,16 +159,18 @@ impl<'c, W: Write> Session<'c, W> {
                 message.len(),
                 link.peer
             );
-            match wait_for_reply(link, matcher, buf, Instant::now() + config.timeout)? {
-                Wait::Reply(len, verdict) => {
-                    if verdict == Verdict::Unexpected {
-                        warn!(
-                            "the reply from {} is not the uppercase of the message as this client computes it",
-                            link.peer
-                        );
-                    }
-                    return Ok(Ok(len));
-                }
+            pick.clear();
+            let wait = link.wait(matcher, pick, buf, Instant::now() + config.timeout)?;
+            if pick.others() > 0 {
+                debug!(
+                    "{} datagrams from {} were neither this message's reply nor a late one",
+                    pick.others(),
+                    link.peer
+                );
+            }
+            match wait {
+                Wait::Exact(len) => return Ok(Ok(Reply::Exact(len))),
+                Wait::Held => return Ok(Ok(Reply::Differing)),
                 Wait::Refused => return Ok(Err(Miss::Refused)),
                 Wait::Timeout => debug!("no reply from {} within {:?}", link.peer, config.timeout),
             }
@@ -215,90 +178,8 @@ impl<'c, W: Write> Session<'c, W> {
         Ok(Err(Miss::Silent))
     }
 
-    /// Discards datagrams that arrived after the previous reply was printed
-    /// (duplicates of it, late replies): they predate the next message, so
-    /// none of them can be its reply.
-    fn drain_queued(&mut self) -> anyhow::Result<()> {
-        let Some(link) = &self.link else {
-            return Ok(());
-        };
-        link.socket
-            .set_nonblocking(true)
-            .context("cannot make the socket non-blocking")?;
-        // A flood can refill the queue as fast as it is read: stop after a
-        // full receive buffer's worth, or this loop would never end.
-        let mut budget = MAX_DRAINED;
-        let drained = loop {
-            if budget == 0 {
-                break Ok(());
-            }
-            budget -= 1;
-            match link.socket.recv(&mut self.buf) {
-                Ok(len) => debug!(
-                    "discarding a {len}-byte datagram received after the reply ({:?})",
-                    self.matcher.classify(&self.buf[..len])
-                ),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // An ICMP error about an earlier datagram: the next send finds
-                // out for itself whether the server is still there.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    debug!("discarding an earlier error: {e}");
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        link.socket
-            .set_nonblocking(false)
-            .context("cannot make the socket blocking")?;
-        drained.with_context(|| format!("cannot receive from {}", link.peer))
-    }
-
     fn print(&mut self, bytes: &[u8], newline: bool) -> anyhow::Result<Printed> {
         print_line(&mut self.output, bytes, newline)
-    }
-}
-
-/// Waits until `deadline` for the reply to the current message, skipping
-/// late replies to earlier ones.
-fn wait_for_reply(
-    link: &Link,
-    matcher: &ReplyMatcher,
-    buf: &mut [u8],
-    deadline: Instant,
-) -> anyhow::Result<Wait> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(Wait::Timeout);
-        }
-        link.socket
-            .set_read_timeout(Some(left))
-            .context("cannot set the receive timeout")?;
-        match link.socket.recv(buf) {
-            Ok(len) => match matcher.classify(&buf[..len]) {
-                Verdict::Late => {
-                    debug!("discarding a late {len}-byte reply to an earlier message");
-                }
-                verdict => {
-                    debug!("received {len} bytes from {}", link.peer);
-                    return Ok(Wait::Reply(len, verdict));
-                }
-            },
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(Wait::Timeout);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok(Wait::Refused),
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot receive from {}", link.peer));
-            }
-        }
     }
 }
 

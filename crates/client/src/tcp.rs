@@ -29,7 +29,7 @@ use crate::args::Config;
 use crate::resolve::{Resolver, SystemResolver, server_addresses};
 
 /// How much is sent or received at once.
-const CHUNK_LEN: usize = 16 * 1024;
+pub(crate) const CHUNK_LEN: usize = 16 * 1024;
 
 /// Sends the configured message (with a newline), or all of `input`, to the
 /// server over TCP and writes every byte of the reply to `output`; ends the
@@ -40,16 +40,7 @@ pub fn run(
     input: impl Read + Send + 'static,
     output: impl Write,
 ) -> anyhow::Result<()> {
-    let addrs = server_addresses(&config.server, config.port, resolver)?;
-    let stream = connect(&addrs, config.timeout)?;
-    let peer = stream
-        .peer_addr()
-        .context("cannot read the server's address")?;
-    debug!("connected over TCP to {peer}");
-    // Replies should go out as soon as a line is typed, not wait for Nagle.
-    if let Err(err) = stream.set_nodelay(true) {
-        debug!("cannot set TCP_NODELAY: {err}");
-    }
+    let (stream, peer) = open(config, resolver)?;
     let progress = Arc::new(Progress::new());
     let sending = {
         let stream = stream.try_clone().context("cannot clone the TCP socket")?;
@@ -89,6 +80,24 @@ pub fn run_cli(config: &Config) -> anyhow::Result<()> {
         }
         None => run(config, &SystemResolver, io::stdin(), stdout),
     }
+}
+
+/// A connection to the server `config` names, and its address.
+pub(crate) fn open(
+    config: &Config,
+    resolver: &impl Resolver,
+) -> anyhow::Result<(TcpStream, SocketAddr)> {
+    let addrs = server_addresses(&config.server, config.port, resolver)?;
+    let stream = connect(&addrs, config.timeout)?;
+    let peer = stream
+        .peer_addr()
+        .context("cannot read the server's address")?;
+    debug!("connected over TCP to {peer}");
+    // Replies should go out as soon as a line is typed, not wait for Nagle.
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!("cannot set TCP_NODELAY: {err}");
+    }
+    Ok((stream, peer))
 }
 
 /// Connects to the first address that accepts, in resolver order; the error
@@ -155,7 +164,7 @@ impl Progress {
     }
 }
 
-fn newlines(bytes: &[u8]) -> u64 {
+pub(crate) fn newlines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
@@ -200,7 +209,7 @@ fn send_all(
 
 /// A connection error: the server's doing (a reset, or a write to a
 /// connection it closed) in plain words, anything else with the OS's.
-fn lost(err: io::Error, peer: SocketAddr, doing: &str) -> anyhow::Error {
+pub(crate) fn lost(err: io::Error, peer: SocketAddr, doing: &str) -> anyhow::Error {
     match err.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted
@@ -304,7 +313,7 @@ impl Receive {
 /// Writes and flushes, so a person sees each reply as it comes; `false`
 /// once the output is closed (`| head -1`), after which the reply is still
 /// read to its end but no longer printed.
-fn print(output: &mut impl Write, bytes: &[u8]) -> anyhow::Result<bool> {
+pub(crate) fn print(output: &mut impl Write, bytes: &[u8]) -> anyhow::Result<bool> {
     match output.write_all(bytes).and_then(|()| output.flush()) {
         Ok(()) => Ok(true),
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {

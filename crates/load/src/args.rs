@@ -8,8 +8,14 @@ use upcase_cli::parse::HostPort;
 
 use crate::payload::SEQ_LEN;
 
+/// The shortest `--interval`, as iperf3's: each interval costs a clearing
+/// of its latency histogram, and a person cannot read them faster.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How many requests are in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One request at a time: the latency of a lone request.
@@ -19,7 +25,7 @@ pub enum Mode {
 }
 
 /// Which transport carries the requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// One datagram per request.
@@ -34,10 +40,9 @@ pub enum Transport {
 pub struct BenchArgs {
     /// Server host, with its port if wanted: a name, or an IPv4 or IPv6
     /// address (`::1`, `[::1]:12000`, `example.com:12000`); a name with both
-    /// kinds of address is reached over IPv4.
-    #[arg(long, default_value = "localhost", value_name = "HOST[:PORT]",
-          value_parser = upcase_cli::parse::host_port)]
-    pub server: HostPort,
+    /// kinds of address is reached over IPv4 [default: localhost].
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = upcase_cli::parse::host_port)]
+    pub server: Option<HostPort>,
     /// Server port (UDP, or TCP with --tcp) [default: the port in --server,
     /// else 12000].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -68,7 +73,8 @@ pub struct BenchArgs {
     /// A request unanswered for this long is lost; a reply after it is late.
     #[arg(long, default_value = "200ms", value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
     pub loss_timeout: Duration,
-    /// Send at most N requests in all (the run still ends after --duration).
+    /// Measure at most N requests, sent after the warm-up; the run ends
+    /// once they are answered or lost (or after --duration).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Send at most R requests per second, paced (latency under a fixed load).
@@ -89,7 +95,12 @@ pub struct BenchArgs {
     /// Spin on non-blocking receives instead of sleeping (a whole core).
     #[arg(long)]
     pub busy_poll: bool,
-    /// Print one JSON object at the end instead of the table.
+    /// Results per interval of this length too (at least 100ms), besides
+    /// the totals: in the table, and in the JSON's `intervals`.
+    #[arg(long, default_value = "1s", value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// Print one JSON object at the end instead of the table: the settings,
+    /// the version and a timestamp, the totals, and `intervals`.
     #[arg(long)]
     pub json: bool,
 }
@@ -97,10 +108,7 @@ pub struct BenchArgs {
 impl Default for BenchArgs {
     fn default() -> Self {
         BenchArgs {
-            server: HostPort {
-                host: "localhost".to_string(),
-                port: None,
-            },
+            server: None,
             port: None,
             mode: Mode::Flood,
             window: 64,
@@ -115,6 +123,7 @@ impl Default for BenchArgs {
             gso: false,
             tcp: false,
             busy_poll: false,
+            interval: Duration::from_secs(1),
             json: false,
         }
     }
@@ -137,15 +146,16 @@ pub(crate) struct Plan {
     pub batch: usize,
     pub gso: bool,
     pub busy_poll: bool,
+    pub interval: Duration,
 }
 
 impl Plan {
     pub fn new(args: &BenchArgs) -> anyhow::Result<Plan> {
-        let port = args
-            .server
+        let named = args.server.clone().unwrap_or_else(HostPort::localhost);
+        let port = named
             .port_or(args.port, upcase_proto::DEFAULT_PORT)
             .map_err(anyhow::Error::msg)?;
-        let server = resolve(&args.server.host, port)?;
+        let server = resolve(&named.host, port)?;
         let family = upcase_proto::Family::of(server);
         let size = args.size as usize;
         let transport = if args.tcp {
@@ -167,6 +177,9 @@ impl Plan {
                 "--size must be between {SEQ_LEN} and {} bytes",
                 family.max_payload()
             );
+        }
+        if args.interval < MIN_INTERVAL {
+            bail!("--interval must be at least {}ms", MIN_INTERVAL.as_millis());
         }
         let (window, sockets) = match args.mode {
             Mode::Ping => (1, 1),
@@ -191,6 +204,7 @@ impl Plan {
             batch: (args.batch as usize).clamp(1, upcase_udp::MAX_BATCH),
             gso: args.gso,
             busy_poll: args.busy_poll,
+            interval: args.interval,
         })
     }
 
@@ -282,6 +296,7 @@ mod tests {
             &["--mode", "storm"],
             &["--rate", "0"],
             &["--port", "0"],
+            &["--interval", "0s"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
@@ -290,6 +305,9 @@ mod tests {
         let both = parse(&["--server", "127.0.0.1:7", "--port", "8"]).unwrap();
         let err = Plan::new(&both).unwrap_err().to_string();
         assert_eq!(err, "--server names port 7 and --port says 8: give one");
+        let fast = parse(&["--interval", "50ms"]).unwrap();
+        let err = Plan::new(&fast).unwrap_err().to_string();
+        assert_eq!(err, "--interval must be at least 100ms");
         let v4_too_big = parse(&["--size", "65508"]).unwrap();
         let err = Plan::new(&v4_too_big).unwrap_err().to_string();
         assert!(err.contains("65507"), "{err}");

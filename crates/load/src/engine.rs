@@ -19,7 +19,7 @@ use crate::args::Plan;
 use crate::inflight::Inflight;
 use crate::payload::Payload;
 use crate::progress::Progress;
-use crate::tally::{Tally, classify};
+use crate::tally::{Span, Tally, classify};
 
 /// Receive buffer asked for each socket, so that a burst of replies to a
 /// whole window is queued rather than dropped while the loop is sending.
@@ -42,6 +42,9 @@ const RING: usize = 1 << 18;
 /// What a run measured, and how it actually sent and received.
 pub(crate) struct Run {
     pub tally: Tally,
+    /// How long the measurement lasted: `--duration`, or less when the run
+    /// ended sooner (`--count` reached and every request settled).
+    pub measured: Duration,
     pub gso: bool,
     pub gro: bool,
     pub notes: Vec<String>,
@@ -87,7 +90,7 @@ impl Sender {
         budget: u64,
         schedule: &Schedule,
         tally: &mut Tally,
-        counting: bool,
+        now: u64,
     ) -> anyhow::Result<u64> {
         let size = self.payload.size();
         let mut left = budget;
@@ -127,9 +130,7 @@ impl Sender {
             }
             tally.send_errors += unsent as u64;
             let sent = (k - unsent) as u64;
-            if counting {
-                tally.sent += sent;
-            }
+            tally.sent(sent, now);
             total += sent;
             left -= k as u64;
             if unsent > 0 {
@@ -193,15 +194,18 @@ impl Schedule {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
 
-    /// Whether requests still go out at `now`, `sent` of them so far.
-    pub fn sending(&self, now: u64, sent: u64) -> bool {
-        now < self.measure_end && self.count.is_none_or(|c| sent < c)
+    /// Whether requests still go out at `now`, `measured` of them sent since
+    /// the warm-up: `--count` counts those only, so a warm-up never uses
+    /// up the requests to measure.
+    pub fn sending(&self, now: u64, measured: u64) -> bool {
+        now < self.measure_end && self.count.is_none_or(|c| measured < c)
     }
 
-    /// How many more requests may go at `now`, and, when pacing allows none,
-    /// the clock time the next one is due.
-    pub fn budget(&self, now: u64, sent: u64) -> (u64, Option<u64>) {
-        let mut budget = self.count.map_or(u64::MAX, |c| c.saturating_sub(sent));
+    /// How many more requests may go at `now`, `sent` of them so far and
+    /// `measured` since the warm-up, and, when pacing allows none, the clock
+    /// time the next one is due.
+    pub fn budget(&self, now: u64, sent: u64, measured: u64) -> (u64, Option<u64>) {
+        let mut budget = self.count.map_or(u64::MAX, |c| c.saturating_sub(measured));
         if let Some(pacer) = &self.pacer {
             budget = budget.min(pacer.allowed(now).saturating_sub(sent));
             if budget == 0 {
@@ -211,14 +215,18 @@ impl Schedule {
         (budget, None)
     }
 
-    /// Whether what happens at `now` is counted: after the warm-up.
-    pub fn counting(&self, now: u64) -> bool {
-        now >= self.measure_start
+    /// When the run counts, cut into intervals of `every`.
+    pub fn span(&self, every: Duration) -> Span {
+        Span {
+            start: self.measure_start,
+            end: self.measure_end,
+            every: nanos(every).max(1),
+        }
     }
 
-    /// Whether a reply at `now` counts towards the throughput.
-    pub fn in_time(&self, now: u64) -> bool {
-        now <= self.measure_end
+    /// How long the measurement lasted for a run that ended at `end`.
+    pub fn measured(&self, end: u64) -> Duration {
+        Duration::from_nanos(end.min(self.measure_end).saturating_sub(self.measure_start))
     }
 }
 
@@ -267,24 +275,14 @@ fn received(result: io::Result<usize>, tally: &mut Tally) -> anyhow::Result<usiz
 
 /// Checks every datagram of the last receive (each datagram of a GRO train
 /// on its own).
-fn check_batch(
-    recv: &RecvBatch,
-    payload: &Payload,
-    lane: &mut Lane,
-    tally: &mut Tally,
-    now: u64,
-    counting: bool,
-    in_time: bool,
-) {
+fn check_batch(recv: &RecvBatch, payload: &Payload, lane: &mut Lane, tally: &mut Tally, now: u64) {
     for datagram in recv.iter() {
         let end = datagram.bytes.as_ptr_range().end;
         for reply in datagram.segments() {
             // Only the last datagram of a train can have been cut.
             let cut = datagram.meta.truncated && reply.as_ptr_range().end == end;
             let outcome = classify(payload, &mut lane.inflight, reply, cut, now);
-            if counting {
-                tally.record(outcome, in_time);
-            }
+            tally.record(outcome, now);
         }
     }
 }
@@ -357,29 +355,28 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     };
     let mut recv = RecvBatch::new(plan.batch, slot_len);
     let mut poller = Poller::new(sockets.iter().map(|s| s.as_fd()));
-    let mut tally = Tally::new()?;
     let mut progress = Progress::new(show_progress, plan.warmup + plan.duration);
     let mut sent_total: u64 = 0;
     let schedule = Schedule::new(plan);
+    let mut tally = Tally::new(schedule.span(plan.interval))?;
     let drain_end = schedule.measure_end.saturating_add(schedule.loss_timeout);
 
     loop {
         let now = schedule.now();
-        let sending = schedule.sending(now, sent_total);
+        let sending = schedule.sending(now, tally.totals.sent);
         let outstanding: usize = lanes.iter().map(|l| l.inflight.outstanding()).sum();
         if !sending && (outstanding == 0 || now >= drain_end) {
             break;
         }
-        let counting = schedule.counting(now);
         let mut next_send = None;
         if sending {
             let mut budget;
-            (budget, next_send) = schedule.budget(now, sent_total);
+            (budget, next_send) = schedule.budget(now, sent_total, tally.totals.sent);
             for (socket, lane) in sockets.iter().zip(&mut lanes) {
                 if budget == 0 {
                     break;
                 }
-                let sent = sender.fill(socket, lane, budget, &schedule, &mut tally, counting)?;
+                let sent = sender.fill(socket, lane, budget, &schedule, &mut tally, now)?;
                 sent_total += sent;
                 budget -= sent;
             }
@@ -392,16 +389,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
                 got = received(recv.recv(&sockets[0]), &mut tally)?;
                 if got > 0 {
                     let now = schedule.now();
-                    let (counting, in_time) = (schedule.counting(now), schedule.in_time(now));
-                    check_batch(
-                        &recv,
-                        &payload,
-                        &mut lanes[0],
-                        &mut tally,
-                        now,
-                        counting,
-                        in_time,
-                    );
+                    check_batch(&recv, &payload, &mut lanes[0], &mut tally, now);
                 }
             } else {
                 std::thread::sleep(IDLE);
@@ -413,9 +401,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
                 }
                 let n = received(recv.try_recv(socket), &mut tally)?;
                 if n > 0 {
-                    let now = schedule.now();
-                    let (counting, in_time) = (schedule.counting(now), schedule.in_time(now));
-                    check_batch(&recv, &payload, lane, &mut tally, now, counting, in_time);
+                    check_batch(&recv, &payload, lane, &mut tally, schedule.now());
                     got += n;
                 }
             }
@@ -433,19 +419,20 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
         let now = schedule.now();
         for lane in &mut lanes {
             let (lost, _) = lane.inflight.expire(now, schedule.loss_timeout);
-            if schedule.counting(now) {
-                tally.lost += lost as u64;
-            }
+            tally.lost(lost as u64, now);
         }
-        progress.update(now, tally.correct);
+        progress.update(now, tally.totals.correct);
     }
+    let end = schedule.now();
+    tally.finish(end);
     // Whatever is still unanswered after the drain is lost.
     for lane in &mut lanes {
-        tally.lost += lane.inflight.expire_all() as u64;
+        tally.lost(lane.inflight.expire_all() as u64, end);
     }
     progress.finish();
     Ok(Run {
         tally,
+        measured: schedule.measured(end),
         gso,
         gro,
         notes,

@@ -26,17 +26,19 @@ use std::io::{IsTerminal, Write};
 use anyhow::Context;
 
 pub use args::{BenchArgs, Mode, Transport};
-pub use report::Summary;
+pub use report::{Interval, Summary};
+pub use tally::Counts;
 
 /// Runs the load `args` describe and returns what it measured. Draws a
 /// progress bar on standard error when `progress` is set.
 pub fn run(args: &BenchArgs, progress: bool) -> anyhow::Result<Summary> {
     let plan = args::Plan::new(args)?;
+    let started = std::time::SystemTime::now();
     let run = match plan.transport {
         Transport::Udp => engine::run(&plan, progress)?,
         Transport::Tcp => tcp::run(&plan, progress)?,
     };
-    Ok(Summary::new(&plan, run))
+    Ok(Summary::new(&plan, run, started))
 }
 
 /// `upcase-client bench`: runs, prints the report (or one JSON object with

@@ -1,16 +1,32 @@
-//! The result of a run: one flat object, printed as a table or as JSON.
+//! The result of a run: what ran, the totals and the intervals (as iperf3's
+//! `-J` has start, intervals and end), printed as a table or as one JSON
+//! object, and read back through the same type (`str::parse`).
+//!
+//! The JSON keeps its fields flat at the top level, with the names and
+//! meanings scripts already read (`replies_per_s`, `p50_us`, `p99_us`,
+//! `lost`, `wrong`, ...): the latency figures are `null` when no reply was
+//! timed, as before. New figures sit beside them; settings that do not
+//! apply to the run (`batch` and GSO for TCP, `rate`, `count`, `warmup_s`
+//! when not given, empty `notes`) are left out. Figures are rounded to what
+//! they can tell: 0.1 µs, 0.1 reply/s, 1 µs of run time.
 
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::args::{Mode, Plan, Transport};
 use crate::engine::Run;
+use crate::tally::{Counts, Latency, Slice};
 
-/// Everything one run measured. Serialized flat, so a script reads
-/// `replies_per_s` or `p99_us` without knowing the layout.
-#[derive(Clone, Debug, Serialize)]
+/// Everything one run measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Summary {
+    /// upcase's version, with the commit when built from git.
+    pub version: String,
+    /// When the run started: RFC 3339, UTC, to the second.
+    pub timestamp: String,
     pub server: String,
     /// "udp", or "tcp" with `--tcp`.
     pub transport: Transport,
@@ -20,76 +36,183 @@ pub struct Summary {
     pub window: usize,
     /// UDP sockets, or TCP connections.
     pub sockets: usize,
-    pub batch: usize,
+    /// Messages per system call (UDP only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// How long the measurement lasted: `--duration`, or less when
+    /// `--count` requests were all answered (or lost) sooner.
     pub duration_s: f64,
+    /// `--warmup`, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_s: Option<f64>,
+    /// `--count`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// `--rate`, when paced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
-    /// Requests were sent as UDP GSO trains.
-    pub gso: bool,
-    /// Replies were received with UDP GRO.
-    pub gro: bool,
-    /// Requests sent during the measurement.
-    pub sent: u64,
-    /// Replies that were exactly the uppercase of a request waited for.
-    pub correct: u64,
-    /// Replies that were not the uppercase of the request they name, or
-    /// named none.
-    pub wrong: u64,
-    /// Correct replies to requests already counted lost.
-    pub late: u64,
-    /// Requests without a reply within the loss timeout.
-    pub lost: u64,
-    /// Second correct replies to one request.
-    pub duplicates: u64,
+    /// Requests were sent as UDP GSO trains (UDP only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gso: Option<bool>,
+    /// Replies were received with UDP GRO (UDP only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gro: Option<bool>,
+    /// The requests and replies of the measurement (replies while the last
+    /// ones are collected included), flat: `sent`, `correct`, `wrong`,
+    /// `late`, `lost`, `duplicates`.
+    #[serde(flatten)]
+    pub counts: Counts,
     pub send_errors: u64,
     pub refused: u64,
     /// Correct replies per second of measurement.
     pub replies_per_s: f64,
     /// Reply payload (correct replies) in MB (10^6 bytes) per second.
     pub payload_mb_per_s: f64,
+    /// Round trips timed (the correct replies); the figures after it are
+    /// `null` without any.
+    pub samples: u64,
+    pub min_us: Option<f64>,
+    pub mean_us: Option<f64>,
+    /// Standard deviation.
+    pub stddev_us: Option<f64>,
     pub p50_us: Option<f64>,
     pub p90_us: Option<f64>,
     pub p99_us: Option<f64>,
     pub p999_us: Option<f64>,
     pub max_us: Option<f64>,
-    pub mean_us: Option<f64>,
+    /// `--interval`: the length of each of `intervals` but the last.
+    pub interval_s: f64,
+    /// The measurement, interval by interval (replies after its end,
+    /// while the last ones are collected, count in the totals only).
+    pub intervals: Vec<Interval>,
     /// What ran differently from what was asked (GSO or GRO missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
+/// One interval of the measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Interval {
+    /// Seconds since the measurement began.
+    pub start_s: f64,
+    pub end_s: f64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub replies_per_s: f64,
+    /// Round trips timed; the figures after it are left out without any.
+    pub samples: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_us: Option<f64>,
+}
+
+/// `x` to `decimals` places, so that the JSON says no more than it knows.
+fn round(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+fn us(x: f64) -> f64 {
+    round(x, 1)
+}
+
+fn seconds(ns: u64) -> f64 {
+    round(ns as f64 / 1e9, 6)
+}
+
+fn per_second(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        round(count as f64 / seconds, 1)
+    } else {
+        0.0
+    }
+}
+
+impl Interval {
+    fn new(slice: &Slice, measure_start: u64) -> Interval {
+        let latency = slice.latency;
+        let of = |pick: fn(&Latency) -> f64| latency.as_ref().map(|l| us(pick(l)));
+        Interval {
+            start_s: seconds(slice.start - measure_start),
+            end_s: seconds(slice.end - measure_start),
+            counts: slice.counts,
+            replies_per_s: per_second(
+                slice.counts.correct_in_time,
+                (slice.end - slice.start) as f64 / 1e9,
+            ),
+            samples: latency.map_or(0, |l| l.samples),
+            min_us: of(|l| l.min_us),
+            mean_us: of(|l| l.mean_us),
+            p50_us: of(|l| l.p50_us),
+            p99_us: of(|l| l.p99_us),
+            max_us: of(|l| l.max_us),
+        }
+    }
+}
+
+impl std::str::FromStr for Summary {
+    type Err = serde_json::Error;
+
+    /// Reads the JSON object `bench --json` prints.
+    fn from_str(json: &str) -> Result<Summary, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
 impl Summary {
-    pub(crate) fn new(plan: &Plan, run: Run) -> Summary {
+    pub(crate) fn new(plan: &Plan, run: Run, started: SystemTime) -> Summary {
         let t = &run.tally;
-        let seconds = plan.duration.as_secs_f64();
-        let replies_per_s = t.correct_in_time as f64 / seconds;
+        let totals = t.totals;
+        let measured = run.measured.as_secs_f64();
+        let replies_per_s = per_second(totals.correct_in_time, measured);
         let latency = t.latency();
+        let of = |pick: fn(&Latency) -> f64| latency.as_ref().map(|l| us(pick(l)));
+        let udp = plan.transport == Transport::Udp;
+        let measure_start = t.span().start;
         Summary {
+            version: upcase_cli::VERSION.to_string(),
+            timestamp: upcase_cli::timestamp(started),
             server: plan.server.to_string(),
             transport: plan.transport,
             mode: plan.mode,
             size: plan.size,
             window: plan.window,
             sockets: plan.sockets,
-            batch: plan.batch,
-            duration_s: seconds,
+            batch: udp.then_some(plan.batch),
+            duration_s: round(measured, 6),
+            warmup_s: (!plan.warmup.is_zero()).then(|| round(plan.warmup.as_secs_f64(), 6)),
+            count: plan.count,
             rate: plan.rate,
-            gso: run.gso,
-            gro: run.gro,
-            sent: t.sent,
-            correct: t.correct,
-            wrong: t.wrong,
-            late: t.late,
-            lost: t.lost,
-            duplicates: t.duplicates,
+            gso: udp.then_some(run.gso),
+            gro: udp.then_some(run.gro),
+            counts: totals,
             send_errors: t.send_errors,
             refused: t.refused,
             replies_per_s,
-            payload_mb_per_s: replies_per_s * plan.size as f64 / 1e6,
-            p50_us: latency.map(|l| l.p50_us),
-            p90_us: latency.map(|l| l.p90_us),
-            p99_us: latency.map(|l| l.p99_us),
-            p999_us: latency.map(|l| l.p999_us),
-            max_us: latency.map(|l| l.max_us),
-            mean_us: latency.map(|l| l.mean_us),
+            payload_mb_per_s: round(replies_per_s * plan.size as f64 / 1e6, 3),
+            samples: latency.map_or(0, |l| l.samples),
+            min_us: of(|l| l.min_us),
+            mean_us: of(|l| l.mean_us),
+            stddev_us: of(|l| l.stddev_us),
+            p50_us: of(|l| l.p50_us),
+            p90_us: of(|l| l.p90_us),
+            p99_us: of(|l| l.p99_us),
+            p999_us: of(|l| l.p999_us),
+            max_us: of(|l| l.max_us),
+            interval_s: round(plan.interval.as_secs_f64(), 6),
+            intervals: t
+                .intervals()
+                .iter()
+                .map(|slice| Interval::new(slice, measure_start))
+                .collect(),
             notes: run.notes,
         }
     }
@@ -97,12 +220,12 @@ impl Summary {
     /// Why the server failed the run, if it did: a wrong reply, or no
     /// correct one at all.
     pub fn failure(&self) -> Option<String> {
-        if self.wrong > 0 {
+        if self.counts.wrong > 0 {
             Some(format!(
                 "{} wrong replies from {} (not the uppercase of their request)",
-                self.wrong, self.server
+                self.counts.wrong, self.server
             ))
-        } else if self.correct == 0 {
+        } else if self.counts.correct == 0 {
             let why = if self.refused > 0 {
                 " (connection refused: is a server listening there?)"
             } else {
@@ -114,7 +237,8 @@ impl Summary {
         }
     }
 
-    /// The human-readable report.
+    /// The human-readable report: what ran, the totals, the round trips,
+    /// and a line per interval when there is more than one.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let shape = match (self.mode, self.transport) {
@@ -132,7 +256,7 @@ impl Summary {
         let rate = self
             .rate
             .map_or(String::new(), |r| format!(", paced at {r}/s"));
-        let gso = match (self.gso, self.gro) {
+        let gso = match (self.gso == Some(true), self.gro == Some(true)) {
             (true, true) => ", GSO send + GRO receive",
             (true, false) => ", GSO send",
             (false, true) => ", GRO receive",
@@ -141,18 +265,21 @@ impl Summary {
         let _ = writeln!(
             out,
             "{shape}, {} B requests, {} s against {}{rate}{gso}",
-            self.size, self.duration_s, self.server
+            self.size,
+            short_seconds(self.duration_s),
+            self.server
         );
+        let c = &self.counts;
         let _ = writeln!(
             out,
             "sent {}  correct {}  wrong {}  late {}  lost {}{}",
-            self.sent,
-            self.correct,
-            self.wrong,
-            self.late,
-            self.lost,
-            if self.duplicates > 0 {
-                format!("  duplicates {}", self.duplicates)
+            c.sent,
+            c.correct,
+            c.wrong,
+            c.late,
+            c.lost,
+            if c.duplicates > 0 {
+                format!("  duplicates {}", c.duplicates)
             } else {
                 String::new()
             }
@@ -162,23 +289,84 @@ impl Summary {
             "{:.0} replies/s, {:.2} MB/s of payload",
             self.replies_per_s, self.payload_mb_per_s
         );
-        match (
+        match [
+            self.min_us,
+            self.mean_us,
+            self.stddev_us,
             self.p50_us,
             self.p90_us,
             self.p99_us,
             self.p999_us,
             self.max_us,
-        ) {
-            (Some(p50), Some(p90), Some(p99), Some(p999), Some(max)) => {
+        ] {
+            [
+                Some(min),
+                Some(mean),
+                Some(sd),
+                Some(p50),
+                Some(p90),
+                Some(p99),
+                Some(p999),
+                Some(max),
+            ] => {
                 let _ = writeln!(
                     out,
-                    "round trip (µs): p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}"
+                    "round trip (µs, {} samples): min {min:.1}  mean {mean:.1}  sd {sd:.1}  \
+                     p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}",
+                    self.samples
                 );
             }
             _ => {
                 let _ = writeln!(out, "round trip: no correct reply to time");
             }
         }
+        if self.intervals.len() > 1 {
+            self.render_intervals(&mut out);
+        }
         out
+    }
+
+    fn render_intervals(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "{:>15}  {:>10}  {:>6}  {:>6}  {:>8}  {:>8}",
+            "interval (s)", "replies/s", "wrong", "lost", "p50 µs", "p99 µs"
+        );
+        let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        for i in &self.intervals {
+            let span = format!("{}-{}", short_seconds(i.start_s), short_seconds(i.end_s));
+            let _ = writeln!(
+                out,
+                "{span:>15}  {:>10.0}  {:>6}  {:>6}  {:>8}  {:>8}",
+                i.replies_per_s,
+                i.counts.wrong,
+                i.counts.lost,
+                us(i.p50_us),
+                us(i.p99_us)
+            );
+        }
+    }
+}
+
+/// Seconds to the millisecond, without trailing zeros (`5`, `0.3`, `1.25`).
+fn short_seconds(s: f64) -> String {
+    let text = format!("{s:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_says_no_more_than_the_figures_know() {
+        assert_eq!(round(123.456_789, 1), 123.5);
+        assert_eq!(us(9.949_99), 9.9);
+        assert_eq!(seconds(1_234_567_891), 1.234_568);
+        assert_eq!(per_second(3, 0.0), 0.0, "no time, no rate");
+        assert_eq!(per_second(1, 3.0), 0.3);
+        assert_eq!(short_seconds(5.0), "5");
+        assert_eq!(short_seconds(0.3), "0.3");
+        assert_eq!(short_seconds(0.004_9), "0.005");
     }
 }

@@ -68,85 +68,246 @@ pub fn classify_in_order(
 /// Slowest round trip the histogram tells apart (longer ones count as this).
 const MAX_RTT_NS: u64 = 3_600 * 1_000_000_000;
 
-/// Counts of one run; only events inside the measurement are counted.
-#[derive(Debug)]
-pub struct Tally {
-    pub sent: u64,
-    pub correct: u64,
-    pub wrong: u64,
-    pub late: u64,
-    pub lost: u64,
-    pub duplicates: u64,
-    /// Requests the kernel refused to send.
-    pub send_errors: u64,
-    /// Sends and receives that met ECONNREFUSED: no server on that port.
-    pub refused: u64,
-    /// Correct replies that arrived before the end of the measurement: the
-    /// throughput figure (replies while draining are checked, not timed).
-    pub correct_in_time: u64,
-    rtt: Histogram<u64>,
+/// When a run counts, on the run's clock (nanoseconds): from `start` (after
+/// the warm-up) to `end` (the end of `--duration`), cut into intervals of
+/// `every` for the per-interval results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: u64,
+    pub end: u64,
+    pub every: u64,
 }
 
-impl Tally {
-    pub fn new() -> anyhow::Result<Tally> {
-        // 3 significant digits: 0.1 % resolution from 1 ns to an hour.
-        let rtt = Histogram::new_with_bounds(1, MAX_RTT_NS, 3)
-            .map_err(|e| anyhow::anyhow!("cannot make the latency histogram: {e:?}"))?;
-        Ok(Tally {
-            sent: 0,
-            correct: 0,
-            wrong: 0,
-            late: 0,
-            lost: 0,
-            duplicates: 0,
-            send_errors: 0,
-            refused: 0,
-            correct_in_time: 0,
-            rtt,
-        })
-    }
+/// What happened to requests and replies over some time: the run, or one
+/// interval of it. Fields of the bench's JSON, flat, as scripts read them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Requests sent.
+    pub sent: u64,
+    /// Replies that were exactly the uppercase of a request waited for.
+    pub correct: u64,
+    /// Replies that were not the uppercase of the request they name, or
+    /// named none.
+    pub wrong: u64,
+    /// Correct replies to requests already counted lost.
+    pub late: u64,
+    /// Requests declared lost: no reply within the loss timeout.
+    pub lost: u64,
+    /// Second correct replies to one request.
+    pub duplicates: u64,
+    /// Correct replies that arrived before the end of the measurement: the
+    /// throughput figure (replies while draining are checked, not timed).
+    #[serde(skip)]
+    pub correct_in_time: u64,
+}
 
-    /// Counts `outcome`; `in_time` says it came before the measurement ended.
-    pub fn record(&mut self, outcome: Outcome, in_time: bool) {
+impl Counts {
+    fn record(&mut self, outcome: Outcome, in_time: bool) {
         match outcome {
-            Outcome::Correct { rtt_ns } => {
+            Outcome::Correct { .. } => {
                 self.correct += 1;
                 self.correct_in_time += u64::from(in_time);
-                self.rtt.saturating_record(rtt_ns.clamp(1, MAX_RTT_NS));
             }
             Outcome::Wrong => self.wrong += 1,
             Outcome::Late => self.late += 1,
             Outcome::Duplicate => self.duplicates += 1,
         }
     }
+}
 
-    /// Round-trip percentiles of the correct replies; `None` without any.
-    pub fn latency(&self) -> Option<Latency> {
-        if self.rtt.is_empty() {
+/// One interval of the measurement, closed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Slice {
+    /// Clock times it covers.
+    pub start: u64,
+    pub end: u64,
+    pub counts: Counts,
+    pub latency: Option<Latency>,
+}
+
+/// Counts of one run, totals and per interval; only events inside the
+/// measurement are counted, and only those up to its end go in intervals.
+#[derive(Debug)]
+pub struct Tally {
+    pub totals: Counts,
+    /// Requests the kernel refused to send.
+    pub send_errors: u64,
+    /// Sends and receives that met ECONNREFUSED: no server on that port.
+    pub refused: u64,
+    span: Span,
+    rtt: Histogram<u64>,
+    /// The interval being counted: it started at `open_since`.
+    open: Counts,
+    open_since: u64,
+    open_rtt: Histogram<u64>,
+    closed: Vec<Slice>,
+    finished: bool,
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    // 3 significant digits: 0.1 % resolution from 1 ns to an hour.
+    Histogram::new_with_bounds(1, MAX_RTT_NS, 3)
+        .map_err(|e| anyhow::anyhow!("cannot make the latency histogram: {e:?}"))
+}
+
+impl Tally {
+    pub fn new(span: Span) -> anyhow::Result<Tally> {
+        Ok(Tally {
+            totals: Counts::default(),
+            send_errors: 0,
+            refused: 0,
+            span,
+            rtt: histogram()?,
+            open: Counts::default(),
+            open_since: span.start,
+            open_rtt: histogram()?,
+            closed: Vec::new(),
+            finished: false,
+        })
+    }
+
+    /// When the run counts.
+    pub fn span(&self) -> Span {
+        self.span
+    }
+
+    /// Whether what happens at `now` is counted: after the warm-up.
+    pub fn counting(&self, now: u64) -> bool {
+        now >= self.span.start
+    }
+
+    /// The interval `now` falls in, closing those that ended before it;
+    /// `None` before the measurement, after it, or once finished.
+    fn interval_at(&mut self, now: u64) -> Option<(&mut Counts, &mut Histogram<u64>)> {
+        if self.finished || now < self.span.start || now > self.span.end {
             return None;
         }
-        let us = |ns: u64| ns as f64 / 1_000.0;
-        let at = |q: f64| us(self.rtt.value_at_quantile(q));
-        Some(Latency {
-            p50_us: at(0.50),
-            p90_us: at(0.90),
-            p99_us: at(0.99),
-            p999_us: at(0.999),
-            max_us: us(self.rtt.max()),
-            mean_us: self.rtt.mean() / 1_000.0,
-        })
+        // The last interval is closed by `finish`, so it holds `end` itself.
+        while now >= self.open_since.saturating_add(self.span.every)
+            && self.open_since.saturating_add(self.span.every) < self.span.end
+        {
+            let end = self.open_since + self.span.every;
+            self.close(end);
+        }
+        Some((&mut self.open, &mut self.open_rtt))
+    }
+
+    fn close(&mut self, end: u64) {
+        let latency = Latency::of(&self.open_rtt);
+        self.closed.push(Slice {
+            start: self.open_since,
+            end,
+            counts: std::mem::take(&mut self.open),
+            latency,
+        });
+        self.open_rtt.reset();
+        self.open_since = end;
+    }
+
+    /// Counts what `add` adds, at `now`, in the totals and in the interval.
+    fn count(&mut self, now: u64, add: impl Fn(&mut Counts)) {
+        if !self.counting(now) {
+            return;
+        }
+        add(&mut self.totals);
+        if let Some((open, _)) = self.interval_at(now) {
+            add(open);
+        }
+    }
+
+    /// Counts `sent` requests sent at `now`.
+    pub fn sent(&mut self, sent: u64, now: u64) {
+        self.count(now, |c| c.sent += sent);
+    }
+
+    /// Counts `lost` requests declared lost at `now`.
+    pub fn lost(&mut self, lost: u64, now: u64) {
+        self.count(now, |c| c.lost += lost);
+    }
+
+    /// Counts `outcome`, a reply received at `now`. A correct reply to a
+    /// request sent during the warm-up is not: its request was not counted
+    /// as sent, and `correct` must never exceed `sent`.
+    pub fn record(&mut self, outcome: Outcome, now: u64) {
+        if let Outcome::Correct { rtt_ns } = outcome
+            && now.saturating_sub(rtt_ns) < self.span.start
+        {
+            return;
+        }
+        let in_time = now <= self.span.end;
+        self.count(now, |c| c.record(outcome, in_time));
+        if let Outcome::Correct { rtt_ns } = outcome
+            && self.counting(now)
+        {
+            let rtt_ns = rtt_ns.clamp(1, MAX_RTT_NS);
+            self.rtt.saturating_record(rtt_ns);
+            if let Some((_, open_rtt)) = self.interval_at(now) {
+                open_rtt.saturating_record(rtt_ns);
+            }
+        }
+    }
+
+    /// Ends the intervals: the run stopped at `now` (at the end of the
+    /// measurement if later). What is counted after this is in the totals
+    /// only.
+    pub fn finish(&mut self, now: u64) {
+        if self.finished {
+            return;
+        }
+        let end = now.min(self.span.end);
+        // Closes the intervals before `end`, then the one it ends.
+        self.interval_at(end);
+        if end > self.open_since {
+            self.close(end);
+        }
+        self.finished = true;
+    }
+
+    /// The closed intervals, in order.
+    pub fn intervals(&self) -> &[Slice] {
+        &self.closed
+    }
+
+    /// Round-trip figures of the correct replies; `None` without any.
+    pub fn latency(&self) -> Option<Latency> {
+        Latency::of(&self.rtt)
     }
 }
 
-/// Round-trip times in microseconds.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+/// Round-trip times in microseconds, and how many were measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Latency {
+    pub samples: u64,
+    pub min_us: f64,
+    pub mean_us: f64,
+    pub stddev_us: f64,
     pub p50_us: f64,
     pub p90_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
     pub max_us: f64,
-    pub mean_us: f64,
+}
+
+impl Latency {
+    fn of(rtt: &Histogram<u64>) -> Option<Latency> {
+        if rtt.is_empty() {
+            return None;
+        }
+        let us = |ns: u64| ns as f64 / 1_000.0;
+        let at = |q: f64| us(rtt.value_at_quantile(q));
+        Some(Latency {
+            samples: rtt.len(),
+            min_us: us(rtt.min()),
+            mean_us: rtt.mean() / 1_000.0,
+            stddev_us: rtt.stdev() / 1_000.0,
+            p50_us: at(0.50),
+            p90_us: at(0.90),
+            p99_us: at(0.99),
+            p999_us: at(0.999),
+            max_us: us(rtt.max()),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -206,34 +367,122 @@ mod tests {
         assert_eq!(inflight.outstanding(), 0, "every place was answered");
     }
 
+    const SPAN: Span = Span {
+        start: 1_000,
+        end: 1_000 + 3_000_000,
+        every: 1_000_000,
+    };
+
     #[test]
     fn counts_and_percentiles() {
-        let mut tally = Tally::new().unwrap();
+        let mut tally = Tally::new(SPAN).unwrap();
         assert_eq!(tally.latency(), None, "no reply, no latency");
         for us in 1..=1_000u64 {
-            tally.record(Outcome::Correct { rtt_ns: us * 1_000 }, us <= 900);
+            // 900 within the measurement (sent 1 ms in at the earliest),
+            // 100 while draining.
+            let now = if us <= 900 {
+                SPAN.start + 1_000_000 + us
+            } else {
+                SPAN.end + us
+            };
+            tally.record(Outcome::Correct { rtt_ns: us * 1_000 }, now);
         }
-        tally.record(Outcome::Wrong, true);
-        tally.record(Outcome::Late, true);
-        tally.record(Outcome::Duplicate, false);
-        assert_eq!((tally.correct, tally.correct_in_time), (1_000, 900));
-        assert_eq!((tally.wrong, tally.late, tally.duplicates), (1, 1, 1));
+        tally.record(Outcome::Wrong, SPAN.start);
+        tally.record(Outcome::Late, SPAN.start);
+        tally.record(Outcome::Duplicate, SPAN.end + 1);
+        tally.record(Outcome::Wrong, SPAN.start - 1);
+        // Received after the warm-up, but sent during it.
+        tally.record(Outcome::Correct { rtt_ns: 10 }, SPAN.start + 5);
+        let t = tally.totals;
+        assert_eq!((t.correct, t.correct_in_time), (1_000, 900));
+        assert_eq!(
+            (t.wrong, t.late, t.duplicates),
+            (1, 1, 1),
+            "the warm-up is not counted"
+        );
         let latency = tally.latency().unwrap();
         let close = |got: f64, want: f64| (got - want).abs() <= want * 0.002;
+        assert_eq!(latency.samples, 1_000);
+        assert!(close(latency.min_us, 1.0), "{latency:?}");
         assert!(close(latency.p50_us, 500.0), "{latency:?}");
         assert!(close(latency.p90_us, 900.0), "{latency:?}");
         assert!(close(latency.p99_us, 990.0), "{latency:?}");
         assert!(close(latency.p999_us, 999.0), "{latency:?}");
         assert!(close(latency.max_us, 1_000.0), "{latency:?}");
         assert!(close(latency.mean_us, 500.5), "{latency:?}");
+        // The standard deviation of 1..=1000 is 288.7.
+        assert!((latency.stddev_us - 288.7).abs() < 1.0, "{latency:?}");
+    }
+
+    #[test]
+    fn intervals_cut_the_measurement_and_leave_out_the_rest() {
+        let mut tally = Tally::new(SPAN).unwrap();
+        let at = |ms: u64| SPAN.start + ms * 1_000_000 / 10;
+        tally.sent(5, SPAN.start - 1); // warm-up
+        tally.sent(3, at(1));
+        tally.record(Outcome::Correct { rtt_ns: 2_000 }, at(2));
+        tally.record(Outcome::Correct { rtt_ns: 4_000 }, at(3));
+        // Nothing in the second interval; then a loss and a reply in the third.
+        tally.lost(1, at(25));
+        tally.record(Outcome::Correct { rtt_ns: 8_000 }, SPAN.end);
+        tally.record(Outcome::Correct { rtt_ns: 9_000 }, SPAN.end + 1); // drain
+        tally.finish(SPAN.end + 5);
+        tally.lost(1, SPAN.end + 6);
+        let slices = tally.intervals();
+        let bounds: Vec<(u64, u64)> = slices.iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(
+            bounds,
+            [(at(0), at(10)), (at(10), at(20)), (at(20), at(30))]
+        );
+        assert_eq!(slices[0].counts.sent, 3);
+        assert_eq!(slices[0].counts.correct_in_time, 2);
+        assert_eq!(
+            slices[0].latency.map(|l| (l.samples, l.min_us)),
+            Some((2, 2.0))
+        );
+        assert_eq!(slices[1].counts, Counts::default());
+        assert_eq!(slices[1].latency, None);
+        assert_eq!((slices[2].counts.lost, slices[2].counts.correct), (1, 1));
+        assert_eq!(tally.totals.sent, 3);
+        assert_eq!((tally.totals.correct, tally.totals.correct_in_time), (4, 3));
+        assert_eq!(tally.totals.lost, 2, "a loss after the end still counts");
+    }
+
+    #[test]
+    fn a_run_that_ends_early_closes_its_last_interval_there() {
+        let mut tally = Tally::new(SPAN).unwrap();
+        tally.sent(1, SPAN.start + 10);
+        tally.finish(SPAN.start + 1_500_000);
+        let bounds: Vec<(u64, u64)> = tally.intervals().iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(
+            bounds,
+            [
+                (SPAN.start, SPAN.start + 1_000_000),
+                (SPAN.start + 1_000_000, SPAN.start + 1_500_000)
+            ]
+        );
+        let mut on_a_boundary = Tally::new(SPAN).unwrap();
+        on_a_boundary.finish(SPAN.start + 2_000_000);
+        assert_eq!(
+            on_a_boundary.intervals().len(),
+            2,
+            "no empty third interval"
+        );
+        let mut warm_only = Tally::new(SPAN).unwrap();
+        warm_only.finish(SPAN.start - 1);
+        assert!(
+            warm_only.intervals().is_empty(),
+            "it ended before measuring"
+        );
     }
 
     #[test]
     fn absurd_round_trips_are_clamped_not_lost() {
-        let mut tally = Tally::new().unwrap();
-        tally.record(Outcome::Correct { rtt_ns: 0 }, true);
-        tally.record(Outcome::Correct { rtt_ns: u64::MAX }, true);
-        assert_eq!(tally.correct, 2);
+        let mut tally = Tally::new(SPAN).unwrap();
+        tally.record(Outcome::Correct { rtt_ns: 0 }, SPAN.start);
+        let absurd = 2 * MAX_RTT_NS;
+        tally.record(Outcome::Correct { rtt_ns: absurd }, SPAN.end + absurd);
+        assert_eq!(tally.totals.correct, 2);
         assert!(tally.latency().unwrap().max_us >= 3.5e9);
     }
 }

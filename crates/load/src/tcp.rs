@@ -171,13 +171,10 @@ impl Conn {
             }
         };
         let now = schedule.now();
-        let (counting, in_time) = (schedule.counting(now), schedule.in_time(now));
         let inflight = &mut self.inflight;
         self.rx.filled(n, |reply| {
             let outcome = classify_in_order(payload, inflight, reply, now);
-            if counting {
-                tally.record(outcome, in_time);
-            }
+            tally.record(outcome, now);
         });
         Ok(())
     }
@@ -216,15 +213,15 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
         .map(|i| Conn::new(&payload, plan.window_of(i), per_write))
         .collect();
     let mut poller = Poller::new(streams.iter().map(|s| s.as_fd()));
-    let mut tally = Tally::new()?;
     let mut progress = Progress::new(show_progress, plan.warmup + plan.duration);
     let mut sent_total: u64 = 0;
     let mut drain_end = None;
     let schedule = Schedule::new(plan);
+    let mut tally = Tally::new(schedule.span(plan.interval))?;
 
     loop {
         let now = schedule.now();
-        let sending = schedule.sending(now, sent_total);
+        let sending = schedule.sending(now, tally.totals.sent);
         if !sending {
             let end = *drain_end.get_or_insert(now.saturating_add(schedule.loss_timeout));
             if now >= end || conns.iter().all(|c| c.inflight.outstanding() == 0) {
@@ -232,7 +229,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
             }
         }
         let (mut budget, next_send) = if sending {
-            schedule.budget(now, sent_total)
+            schedule.budget(now, sent_total, tally.totals.sent)
         } else {
             (0, None)
         };
@@ -242,9 +239,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
                 .with_context(|| format!("cannot send requests to {}", plan.server))?;
             sent_total += stamped;
             budget -= stamped;
-            if schedule.counting(now) {
-                tally.sent += stamped;
-            }
+            tally.sent(stamped, now);
         }
         if polling {
             for (i, conn) in conns.iter().enumerate() {
@@ -270,15 +265,18 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
                 conn.receive(stream, plan.server, &payload, &schedule, &mut tally)?;
             }
         }
-        progress.update(schedule.now(), tally.correct);
+        progress.update(schedule.now(), tally.totals.correct);
     }
+    let end = schedule.now();
+    tally.finish(end);
     // Whatever is still unanswered after the drain is lost.
     for conn in &mut conns {
-        tally.lost += conn.inflight.expire_all() as u64;
+        tally.lost(conn.inflight.expire_all() as u64, end);
     }
     progress.finish();
     Ok(Run {
         tally,
+        measured: schedule.measured(end),
         gso: false,
         gro: false,
         notes: Vec::new(),

@@ -15,7 +15,7 @@ use crate::config::{
 
 /// `upcase-server [--bind ADDR] [--port PORT] [--threads N] [-v|-q] ...`
 #[derive(Debug, clap::Parser)]
-#[command(name = "upcase-server", version, about)]
+#[command(name = "upcase-server", version = upcase_cli::VERSION, about)]
 #[non_exhaustive]
 pub struct Args {
     /// Address to receive on [default: all interfaces, IPv6 and IPv4, one

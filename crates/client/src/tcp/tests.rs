@@ -157,3 +157,137 @@ fn newlines_are_counted() {
     assert_eq!(newlines(b""), 0);
     assert_eq!(newlines(b"a\nb\n\n"), 3);
 }
+
+/// What the client printed so far, shared with the test.
+#[derive(Clone, Default)]
+struct Printed(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Printed {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+impl Write for Printed {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A person typing `lines`, then Ctrl-D, or waiting (at most [`PATIENCE`])
+/// when `wait_after` is set. Records what was printed at each prompt.
+struct Typist {
+    lines: std::collections::VecDeque<&'static str>,
+    printed: Printed,
+    at_prompts: Arc<std::sync::Mutex<Vec<String>>>,
+    wait_after: Option<mpsc::Receiver<()>>,
+}
+
+impl crate::input::Lines for Typist {
+    fn next_line(&mut self, line: &mut Vec<u8>, _: usize) -> anyhow::Result<crate::input::Line> {
+        self.at_prompts
+            .lock()
+            .expect("lock")
+            .push(self.printed.text());
+        line.clear();
+        match self.lines.pop_front() {
+            Some(typed) => {
+                line.extend_from_slice(typed.as_bytes());
+                Ok(crate::input::Line::Read)
+            }
+            None => {
+                if let Some(wait) = &self.wait_after {
+                    let _ = wait.recv_timeout(PATIENCE);
+                }
+                Ok(crate::input::Line::End)
+            }
+        }
+    }
+}
+
+fn typist(
+    lines: &[&'static str],
+    wait_after: Option<mpsc::Receiver<()>>,
+) -> (Typist, Printed, Arc<std::sync::Mutex<Vec<String>>>) {
+    let printed = Printed::default();
+    let at_prompts = Arc::default();
+    let typist = Typist {
+        lines: lines.iter().copied().collect(),
+        printed: printed.clone(),
+        at_prompts: Arc::clone(&at_prompts),
+        wait_after,
+    };
+    (typist, printed, at_prompts)
+}
+
+#[test]
+fn at_a_terminal_each_prompt_waits_for_the_reply_to_the_line_before() {
+    let (port, server) = one_connection(streaming);
+    let (typist, printed, at_prompts) = typist(&["one", "two"], None);
+    let config = config_for(port, None);
+    crate::tcp_terminal::run(&config, &SystemResolver, typist, printed.clone()).expect("success");
+    assert_eq!(printed.text(), "ONE\nTWO\n");
+    assert_eq!(
+        *at_prompts.lock().expect("lock"),
+        ["", "ONE\n", "ONE\nTWO\n"],
+        "a prompt before each line, and before Ctrl-D, each after the last reply"
+    );
+    server.join().expect("server");
+}
+
+#[test]
+fn at_a_terminal_the_servers_idle_timeout_is_said_plainly() {
+    // Answers a line, then closes the connection after 300 ms without one,
+    // as the server's --idle-timeout does.
+    let (port, server) = one_connection(|mut stream| {
+        let mut buf = [0u8; 64];
+        let read = stream.read(&mut buf).expect("read");
+        stream
+            .write_all(&upcase_proto::uppercase(&buf[..read]))
+            .expect("write");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let idle = stream.read(&mut buf);
+        assert!(idle.is_err(), "the client sent {idle:?} while idle");
+        stream.shutdown(Shutdown::Both).expect("close");
+    });
+    let (still_there, waiting) = mpsc::channel::<()>();
+    let (typist, printed, _) = typist(&["hi"], Some(waiting));
+    let config = Config {
+        timeout: Duration::from_secs(10),
+        ..config_for(port, None)
+    };
+    let err = crate::tcp_terminal::run(&config, &SystemResolver, typist, printed.clone())
+        .expect_err("closed by the server");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("127.0.0.1:{port} closed the connection after ")),
+        "{message}"
+    );
+    assert!(message.contains("(the server's idle timeout)"), "{message}");
+    assert_eq!(printed.text(), "HI\n");
+    drop(still_there);
+    server.join().expect("server");
+}
+
+#[test]
+fn at_a_terminal_a_silent_server_is_an_error_after_the_timeout() {
+    let (release, released) = mpsc::channel::<()>();
+    let (port, server) = one_connection(move |_stream| {
+        let _ = released.recv_timeout(PATIENCE);
+    });
+    let (typist, printed, _) = typist(&["anyone?"], None);
+    let err = crate::tcp_terminal::run(&config_for(port, None), &SystemResolver, typist, printed)
+        .expect_err("no reply");
+    assert_eq!(
+        err.to_string(),
+        format!("no reply from 127.0.0.1:{port} within 500ms (TCP)")
+    );
+    drop(release);
+    server.join().expect("server");
+}
