@@ -9,16 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What the build knows about where it came from.
-pub struct Described {
+pub(crate) struct Described {
     /// The version string.
-    pub version: String,
+    pub(crate) version: String,
     /// Files whose change means another commit is checked out: the build
     /// script is run again when one of them changes.
-    pub watch: Vec<PathBuf>,
+    pub(crate) watch: Vec<PathBuf>,
 }
 
 /// The version of the package `pkg_version` whose manifest is in `dir`.
-pub fn describe(dir: &Path, pkg_version: &str) -> Described {
+pub(crate) fn describe(dir: &Path, pkg_version: &str) -> Described {
     let git = |args: &[&str]| -> Option<String> {
         let out = Command::new("git")
             .arg("-C")

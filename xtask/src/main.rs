@@ -11,6 +11,7 @@ mod ci;
 mod demo;
 mod fuzz;
 mod soak;
+mod tidy;
 mod workspace;
 
 use std::process::ExitCode;

@@ -2,6 +2,7 @@
 //! argument errors in one line, logging to stderr with `-v`/`-q`, and the
 //! `error: ...` line and exit status every failure ends in; and the value
 //! parsers ([`parse`]) their command lines share.
+#![forbid(unsafe_code)]
 
 pub mod parse;
 

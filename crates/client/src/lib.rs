@@ -6,6 +6,7 @@
 //! until one answers (`route`). A late reply to an earlier message, or junk a
 //! server (or a forger) sends after an answer, is never printed as the answer
 //! to a later one (`pick`).
+#![forbid(unsafe_code)]
 
 mod args;
 mod editor;

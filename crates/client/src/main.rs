@@ -1,4 +1,5 @@
 //! `upcase-client`: see the library for what it does.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@
 //! server it measures. With `--tcp`, requests are lines pipelined over TCP
 //! connections instead (see `tcp.rs`). Every run is bounded: `--warmup` + `--duration`, then
 //! at most `--loss-timeout` to collect the last replies.
+#![forbid(unsafe_code)]
 
 mod args;
 pub mod connect;

@@ -8,7 +8,7 @@
 //! `TRANSFORM input=ascii bytes=65536 iterations=N seconds=S gbps=G`
 //!
 //! `--data-dir` also writes the inputs there (`ascii.txt`, `mixed.txt`), so
-//! the Python baseline (`xtask/python/transform_bench.py`) times exactly the
+//! the Python baseline (`crates/bench/python/transform_bench.py`) times exactly the
 //! same bytes. Under `cargo test --benches` (no `--bench` argument) every
 //! input is transformed once and checked, which keeps this file honest
 //! without spending time.

@@ -15,6 +15,7 @@
 //! - `serving`: their threads, the stop, the totals; `ready`: the ready line;
 //! - `signals`: stop and report requests from outside, per platform;
 //!   `control`: what the server does with them.
+#![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
 mod binding;

@@ -1,3 +1,5 @@
+//! `upcase-server`: parses its command line and runs the server library.
+#![forbid(unsafe_code)]
 use std::process::ExitCode;
 
 use upcase_cli::EXIT_FAILURE;

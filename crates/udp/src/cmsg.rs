@@ -4,6 +4,7 @@
 //! Both sit in buffers aligned like `cmsghdr`, as `CMSG_FIRSTHDR` assumes,
 //! and are walked with libc's `CMSG_*` functions, which know the layout of
 //! each target's `cmsghdr`.
+#![allow(unsafe_code)] // Socket system calls: see ARCHITECTURE.md, "Where unsafe lives".
 
 /// Room for the control messages a receive may carry: the UDP GRO segment
 /// size (one `int`) with ample slack for others the socket might enable.

@@ -5,6 +5,7 @@
 //!
 //! Each decoder reads from the heap, in a block of exactly the size it is
 //! given, so that AddressSanitizer reports a read past it.
+#![allow(unsafe_code)] // Socket system calls: see ARCHITECTURE.md, "Where unsafe lives".
 
 use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
 use std::net::SocketAddr;

@@ -3,6 +3,7 @@
 //! socket2 sets what it knows (`SO_RCVBUF`; `SO_REUSEPORT` and
 //! `SO_BUSY_POLL` are there for callers that need them); what it lacks,
 //! `UDP_GRO` and `SO_RCVBUFFORCE`, is one `setsockopt` of an `int` here.
+#![allow(unsafe_code)] // Socket system calls: see ARCHITECTURE.md, "Where unsafe lives".
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};

@@ -1,4 +1,5 @@
 //! Receiving many datagrams per system call with `recvmmsg`.
+#![allow(unsafe_code)] // Socket system calls: see ARCHITECTURE.md, "Where unsafe lives".
 
 use std::io;
 use std::net::SocketAddr;

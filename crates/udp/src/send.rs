@@ -19,6 +19,7 @@
 //! place, and push the resulting shared slices. Replies built elsewhere (in a
 //! scratch vector reused per datagram, say) go through [`Queue::push_copy`],
 //! which copies them into an arena the batch owns.
+#![allow(unsafe_code)] // Socket system calls: see ARCHITECTURE.md, "Where unsafe lives".
 
 use std::io;
 use std::marker::PhantomData;

@@ -1,4 +1,5 @@
 //! Waiting for any of several sockets to become readable (or writable).
+#![allow(unsafe_code)] // Socket system calls: see ARCHITECTURE.md, "Where unsafe lives".
 
 use std::io;
 use std::marker::PhantomData;
