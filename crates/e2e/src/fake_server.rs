@@ -240,6 +240,23 @@ impl FakeTcpServer {
     }
 }
 
+impl FakeTcpServer {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Waits for the connection to be served; a panic in `serve` (a failed
+    /// assertion about what the client sent) fails the test here.
+    pub fn finish(mut self) {
+        if let Some(thread) = self.thread.take() {
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
 impl Drop for FakeTcpServer {
     fn drop(&mut self) {
         // Ends a wait for a client that never came.

@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use upcase_e2e::lowercase_text;
 use upcase_udp::{DEFAULT_BATCH, RecvBatch, SendBatch, gso_supported, opts};
 
 /// Slots that hold any datagram, and any GRO train, whole.
@@ -23,13 +24,6 @@ fn bound() -> UdpSocket {
 
 fn addr(socket: &UdpSocket) -> SocketAddr {
     socket.local_addr().expect("local address")
-}
-
-/// A request of `len` bytes of lowercase text that tells which one it is.
-fn message(tag: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| b'a' + ((i + usize::from(tag)) % 26) as u8)
-        .collect()
 }
 
 /// Receives until `count` datagrams (GRO segments counted one by one) came.
@@ -60,7 +54,7 @@ fn batches_of_any_size_round_trip_with_their_peers() {
     let sizes = [0, 1, 100, 1_500, 9_000, 65_507];
     let mut batch = SendBatch::default();
     for (c, client) in clients.iter().enumerate() {
-        let messages: Vec<Vec<u8>> = sizes.iter().map(|&n| message(c as u8, n)).collect();
+        let messages: Vec<Vec<u8>> = sizes.iter().map(|&n| lowercase_text(c, n)).collect();
         let mut queue = batch.queue(client);
         for m in &messages {
             queue.push(Some(addr(&server)), m, None).unwrap();
@@ -83,7 +77,7 @@ fn batches_of_any_size_round_trip_with_their_peers() {
                 .iter()
                 .position(|c| addr(c) == peer)
                 .expect("a known peer");
-            assert_eq!(d.bytes, message(c as u8, d.bytes.len()), "from client {c}");
+            assert_eq!(d.bytes, lowercase_text(c, d.bytes.len()), "from client {c}");
             d.bytes.make_ascii_uppercase();
             let reply: &[u8] = d.bytes;
             queue.push(Some(peer), reply, None).unwrap();
@@ -98,7 +92,7 @@ fn batches_of_any_size_round_trip_with_their_peers() {
         got.sort_by_key(|(bytes, _)| bytes.len());
         for ((bytes, peer), &size) in got.iter().zip(&sizes) {
             assert_eq!(*peer, addr(&server));
-            assert_eq!(*bytes, message(c as u8, size).to_ascii_uppercase());
+            assert_eq!(*bytes, lowercase_text(c, size).to_ascii_uppercase());
         }
     }
 }
@@ -112,9 +106,9 @@ fn gso_trains_arrive_coalesced_with_gro_and_split_without() {
     let server = bound();
     opts::enable_gro(&server).unwrap();
     let client = bound();
-    let segments: Vec<Vec<u8>> = (0..10).map(|i| message(i, 100)).collect();
+    let segments: Vec<Vec<u8>> = (0..10).map(|i| lowercase_text(i, 100)).collect();
     let mut train = segments.concat();
-    train.extend_from_slice(&message(10, 40)); // a shorter last segment
+    train.extend_from_slice(&lowercase_text(10, 40)); // a shorter last segment
     let mut batch = SendBatch::default();
     let mut queue = batch.queue(&client);
     queue.push(Some(addr(&server)), &train, Some(100)).unwrap();
@@ -272,7 +266,9 @@ fn long_datagrams_are_flagged_as_cut_and_empty_sockets_do_not_block() {
     let err = recv.recv(&server).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
 
-    client.send_to(&message(0, 100), addr(&server)).unwrap();
+    client
+        .send_to(&lowercase_text(0, 100), addr(&server))
+        .unwrap();
     client.send_to(b"short", addr(&server)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut got = Vec::new();
@@ -280,7 +276,10 @@ fn long_datagrams_are_flagged_as_cut_and_empty_sockets_do_not_block() {
         recv.try_recv(&server).unwrap();
         got.extend(recv.iter().map(|d| (d.bytes.to_vec(), d.meta.truncated)));
     }
-    assert_eq!(got, [(message(0, 16), true), (b"short".to_vec(), false)]);
+    assert_eq!(
+        got,
+        [(lowercase_text(0, 16), true), (b"short".to_vec(), false)]
+    );
     assert_eq!(recv.slot_len(), 16);
     assert_eq!(recv.capacity(), 4);
 }
@@ -314,7 +313,9 @@ fn a_reused_header_holds_the_next_datagram_whole() {
                 } else {
                     8
                 };
-                client.send_to(&message(i, len), addr(server)).unwrap();
+                client
+                    .send_to(&lowercase_text(usize::from(i), len), addr(server))
+                    .unwrap();
             }
             let mut got = Vec::new();
             while got.len() < usize::from(round) {

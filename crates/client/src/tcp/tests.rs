@@ -1,6 +1,6 @@
 //! The TCP client against small servers written here, on loopback.
 
-use std::net::{Ipv4Addr, TcpListener};
+use upcase_e2e::fake_server::FakeTcpServer;
 
 use upcase_proto::StreamUppercaser;
 
@@ -14,18 +14,6 @@ fn config_for(port: u16, message: Option<&[u8]>) -> Config {
         message: message.map(<[u8]>::to_vec),
         ..Config::new("127.0.0.1", port)
     }
-}
-
-/// A server that handles one connection with `serve`, on a thread.
-fn one_connection(serve: impl FnOnce(TcpStream) + Send + 'static) -> (u16, thread::JoinHandle<()>) {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let handle = thread::spawn(move || {
-        let (stream, _) = listener.accept().expect("accept");
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        serve(stream);
-    });
-    (port, handle)
 }
 
 /// Our server's behaviour in miniature: the stream uppercased as it comes.
@@ -58,36 +46,39 @@ fn run_with(config: &Config, input: &[u8]) -> (anyhow::Result<()>, Vec<u8>) {
 
 #[test]
 fn lines_come_back_uppercased_and_an_unfinished_last_line_is_finished() {
-    let (port, server) = one_connection(streaming);
+    let server = FakeTcpServer::start(streaming);
+    let port = server.port();
     let (result, output) = run_with(&config_for(port, None), "straße\n\nﬁ\nlast".as_bytes());
     result.expect("success");
     assert_eq!(output, "STRASSE\n\nFI\nLAST\n".as_bytes());
-    server.join().expect("server");
+    server.finish();
 }
 
 #[test]
 fn a_message_is_one_line() {
-    let (port, server) = one_connection(streaming);
+    let server = FakeTcpServer::start(streaming);
+    let port = server.port();
     let (result, output) = run_with(&config_for(port, Some(b"hello \xff world")), b"");
     result.expect("success");
     assert_eq!(output, b"HELLO \xff WORLD\n");
-    server.join().expect("server");
+    server.finish();
 }
 
 #[test]
 fn empty_input_sends_nothing_and_prints_nothing() {
-    let (port, server) = one_connection(streaming);
+    let server = FakeTcpServer::start(streaming);
+    let port = server.port();
     let (result, output) = run_with(&config_for(port, None), b"");
     result.expect("success");
     assert_eq!(output, b"");
-    server.join().expect("server");
+    server.finish();
 }
 
 /// The textbook's TCPServer.py: one read, its uppercase without waiting
 /// for the end of the stream, close.
 #[test]
 fn a_server_that_answers_one_sentence_and_closes_is_fine() {
-    let (port, server) = one_connection(|mut stream| {
+    let server = FakeTcpServer::start(|mut stream| {
         let mut buf = [0u8; 1024];
         let read = stream.read(&mut buf).expect("read");
         let reply = String::from_utf8_lossy(&buf[..read])
@@ -95,18 +86,20 @@ fn a_server_that_answers_one_sentence_and_closes_is_fine() {
             .to_uppercase();
         stream.write_all(reply.as_bytes()).expect("write");
     });
+    let port = server.port();
     let (result, output) = run_with(&config_for(port, Some(b"one sentence")), b"");
     result.expect("success");
     assert_eq!(output, b"ONE SENTENCE\n", "a newline ends the output");
-    server.join().expect("server");
+    server.finish();
 }
 
 #[test]
 fn a_silent_server_is_an_error_after_the_timeout() {
     let (release, released) = mpsc::channel::<()>();
-    let (port, server) = one_connection(move |_stream| {
+    let server = FakeTcpServer::start(move |_stream| {
         let _ = released.recv_timeout(PATIENCE);
     });
+    let port = server.port();
     let started = Instant::now();
     let (result, _) = run_with(&config_for(port, None), b"anyone there?\n");
     let err = result.expect_err("no reply");
@@ -116,19 +109,20 @@ fn a_silent_server_is_an_error_after_the_timeout() {
     );
     assert!(started.elapsed() >= Duration::from_millis(500));
     drop(release);
-    server.join().expect("server");
+    server.finish();
 }
 
 #[test]
 fn a_reset_is_an_error() {
-    let (port, server) = one_connection(|stream| {
+    let server = FakeTcpServer::start(|stream| {
         // Linger 0: closing sends a reset instead of an end of stream.
         socket2::SockRef::from(&stream)
             .set_linger(Some(Duration::ZERO))
             .expect("linger");
     });
+    let port = server.port();
     let (result, _) = run_with(&config_for(port, None), b"x\n");
-    server.join().expect("server");
+    server.finish();
     let err = result.expect_err("reset");
     let message = format!("{err:#}");
     assert!(
@@ -139,10 +133,7 @@ fn a_reset_is_an_error() {
 
 #[test]
 fn a_closed_port_is_refused() {
-    let port = {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
+    let port = upcase_e2e::free_tcp_port().expect("a free port");
     let (result, output) = run_with(&config_for(port, Some(b"x")), b"");
     let err = result.expect_err("refused");
     assert_eq!(
@@ -226,7 +217,8 @@ fn typist(
 
 #[test]
 fn at_a_terminal_each_prompt_waits_for_the_reply_to_the_line_before() {
-    let (port, server) = one_connection(streaming);
+    let server = FakeTcpServer::start(streaming);
+    let port = server.port();
     let (typist, printed, at_prompts) = typist(&["one", "two"], None);
     let config = config_for(port, None);
     crate::tcp_terminal::run(&config, &SystemResolver, typist, printed.clone()).expect("success");
@@ -236,14 +228,14 @@ fn at_a_terminal_each_prompt_waits_for_the_reply_to_the_line_before() {
         ["", "ONE\n", "ONE\nTWO\n"],
         "a prompt before each line, and before Ctrl-D, each after the last reply"
     );
-    server.join().expect("server");
+    server.finish();
 }
 
 #[test]
 fn at_a_terminal_the_servers_idle_timeout_is_said_plainly() {
     // Answers a line, then closes the connection after 300 ms without one,
     // as the server's --idle-timeout does.
-    let (port, server) = one_connection(|mut stream| {
+    let server = FakeTcpServer::start(|mut stream| {
         let mut buf = [0u8; 64];
         let read = stream.read(&mut buf).expect("read");
         stream
@@ -256,6 +248,7 @@ fn at_a_terminal_the_servers_idle_timeout_is_said_plainly() {
         assert!(idle.is_err(), "the client sent {idle:?} while idle");
         stream.shutdown(Shutdown::Both).expect("close");
     });
+    let port = server.port();
     let (still_there, waiting) = mpsc::channel::<()>();
     let (typist, printed, _) = typist(&["hi"], Some(waiting));
     let config = Config {
@@ -272,15 +265,16 @@ fn at_a_terminal_the_servers_idle_timeout_is_said_plainly() {
     assert!(message.contains("(the server's idle timeout)"), "{message}");
     assert_eq!(printed.text(), "HI\n");
     drop(still_there);
-    server.join().expect("server");
+    server.finish();
 }
 
 #[test]
 fn at_a_terminal_a_silent_server_is_an_error_after_the_timeout() {
     let (release, released) = mpsc::channel::<()>();
-    let (port, server) = one_connection(move |_stream| {
+    let server = FakeTcpServer::start(move |_stream| {
         let _ = released.recv_timeout(PATIENCE);
     });
+    let port = server.port();
     let (typist, printed, _) = typist(&["anyone?"], None);
     let err = crate::tcp_terminal::run(&config_for(port, None), &SystemResolver, typist, printed)
         .expect_err("no reply");
@@ -289,5 +283,5 @@ fn at_a_terminal_a_silent_server_is_an_error_after_the_timeout() {
         format!("no reply from 127.0.0.1:{port} within 500ms (TCP)")
     );
     drop(release);
-    server.join().expect("server");
+    server.finish();
 }
