@@ -147,7 +147,18 @@ async fn exchange(mut stream: TcpStream, live: &Live) -> io::Result<()> {
         }
     };
     stream.write_all(&response).await?;
-    stream.shutdown().await
+    stream.shutdown().await?;
+    // What the client still sends (the rest of a refused head) is read and
+    // dropped, a little of it: closing with unread input would reset the
+    // connection, and the client could lose the response.
+    let mut left = MAX_HEAD * 4;
+    while left > 0 {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => left = left.saturating_sub(read),
+        }
+    }
+    Ok(())
 }
 
 /// Where the head ends (after its blank line), if it has.
