@@ -4,11 +4,12 @@
 //! with the test playing systemd's side), and a restart under load that
 //! loses nothing because the sockets outlive the process.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use upcase_e2e::tcp::exchange;
 use upcase_e2e::{
     HeldSockets, NotifySocket, PATIENCE, Process, ReadyLine, RetryingLoad, ServerProcess, Signal,
     UdpCounts, binary, free_tcp_port, free_udp_port, tool,
@@ -32,15 +33,6 @@ fn ask_until_answered(server: SocketAddr, request: &[u8]) -> Vec<u8> {
         }
     }
     panic!("no answer from {server} within {PATIENCE:?}");
-}
-
-fn tcp_exchange(stream: &mut TcpStream, request: &[u8]) -> Vec<u8> {
-    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    stream.write_all(request).expect("send");
-    stream.shutdown(Shutdown::Write).expect("end of request");
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).expect("reply");
-    reply
 }
 
 /// `systemd-socket-activate ARGS -- upcase-server`, once it listens.
@@ -92,7 +84,7 @@ fn systemd_socket_activate_passes_a_stream_socket() {
     let mut activator = activate(&["-l", &listen]);
     // The first connection starts the server, and waits in the backlog.
     let mut stream = TcpStream::connect(&listen).expect("connect");
-    assert_eq!(tcp_exchange(&mut stream, b"streamed"), b"STREAMED");
+    assert_eq!(exchange(&mut stream, b"streamed"), b"STREAMED");
     let ready = activator.wait_ready(PATIENCE).expect("ready line");
     assert_eq!(ready.line(), format!("{}tcp {listen}", ReadyLine::PREFIX));
     let stopped = activator
@@ -113,7 +105,7 @@ fn both_transports_are_served_from_inherited_sockets() {
     );
     assert_eq!(ask_until_answered(udp, b"inherited"), b"INHERITED");
     let mut stream = TcpStream::connect(tcp).expect("connect");
-    assert_eq!(tcp_exchange(&mut stream, b"also"), b"ALSO");
+    assert_eq!(exchange(&mut stream, b"also"), b"ALSO");
     let stopped = server.stop_with(Signal::SIGTERM);
     assert!(
         stopped
@@ -288,7 +280,7 @@ fn what_arrives_between_two_servers_waits_for_the_next() {
     let mut buf = [0; 64];
     let n = client.recv(&mut buf).expect("answered by the next server");
     assert_eq!(&buf[..n], b"IN BETWEEN");
-    assert_eq!(tcp_exchange(&mut stream, b" too"), b"QUEUED TOO");
+    assert_eq!(exchange(&mut stream, b" too"), b"QUEUED TOO");
     let stopped = second.stop_with(Signal::SIGTERM);
     assert_eq!((stopped.udp().replied, stopped.tcp().accepted), (1, 1));
 }

@@ -14,14 +14,8 @@ use crate::config::{
 };
 
 /// `upcase-server [--bind ADDR] [--port PORT] [--threads N] [-v|-q] ...`
-///
-/// Every option can also be set by the environment variable its help names
-/// (for unit files and containers); the command line wins over the
-/// environment. Started by systemd's socket activation (`LISTEN_FDS`), it
-/// serves the sockets it is given instead of binding: `--bind`, `--port`
-/// and `--transport` do not apply then, and are refused.
 #[derive(Debug, clap::Parser)]
-#[command(name = "upcase-server", version = upcase_cli::VERSION, about)]
+#[command(name = "upcase-server", version = upcase_cli::VERSION, about, after_help = AFTER_HELP)]
 #[non_exhaustive]
 pub struct Args {
     /// Address to receive on [default: all interfaces, IPv6 and IPv4, one
@@ -78,6 +72,13 @@ impl Args {
         }
     }
 }
+
+/// What `--help` ends with: where else the configuration comes from.
+const AFTER_HELP: &str = "Every option can also be set by the environment variable it names \
+(for unit files and containers); the command line wins over the environment. Started by \
+systemd's socket activation (LISTEN_FDS), the server serves the sockets it is given instead of \
+binding, and --bind, --port and --transport are refused. With NOTIFY_SOCKET it tells systemd \
+when it is ready (READY=1) and stopping (STOPPING=1), and keeps the watchdog (WATCHDOG_USEC).";
 
 /// How the UDP sockets are tuned for load: a receive buffer that absorbs
 /// bursts, UDP GRO so a sender's GSO trains arrive (and leave) as one
