@@ -32,10 +32,11 @@ pub struct Verbosity {
 /// The form of each log line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// `2026-11-02T10:11:12.000000Z  INFO message key=value`.
+    /// Lines for people: the time, the level, the message, key=value fields.
     #[default]
     Text,
-    /// `{"timestamp":...,"level":"INFO","fields":{"message":...,"key":N}}`.
+    /// One JSON object per line: timestamp, level, and the fields (the
+    /// message, counts as numbers).
     Json,
 }
 

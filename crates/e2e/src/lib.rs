@@ -9,7 +9,7 @@
 //!   `summary:` line, read into types.
 //! - [`Memory`]: VmRSS and VmHWM from `/proc/PID/status`.
 //! - [`fake_server`]: UDP and TCP servers in a thread that answer as a test
-//!   says; [`tcp`]: bounded blocking TCP clients.
+//!   says; [`tcp`] and [`udp`]: bounded blocking clients.
 //! - [`HeldSockets`]: sockets held outside the server and passed to each
 //!   one started from them (socket activation), for restarts that lose
 //!   nothing; [`RetryingLoad`]: a paced load of retrying clients to show it.
@@ -41,6 +41,7 @@ mod scrape;
 mod server;
 mod summary;
 pub mod tcp;
+pub mod udp;
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};

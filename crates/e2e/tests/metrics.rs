@@ -7,9 +7,10 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 
 use upcase_e2e::tcp::{connect, exchange};
+use upcase_e2e::udp::{ask, client};
 use upcase_e2e::{
     PATIENCE, Process, Scrape, ServerProcess, Signal, http_get, http_request, tool, wait_until,
 };
@@ -25,21 +26,6 @@ fn metrics_of(server: &ServerProcess) -> SocketAddr {
         .ready
         .metrics()
         .unwrap_or_else(|| panic!("no metrics in {:?}", server.ready.line()))
-}
-
-fn udp_client(server: SocketAddr) -> UdpSocket {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("client");
-    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    socket.connect(server).expect("connect");
-    socket
-}
-
-fn ask(socket: &UdpSocket, request: &[u8]) -> Vec<u8> {
-    socket.send(request).expect("send");
-    let mut buf = vec![0; 65_536];
-    let n = socket.recv(&mut buf).expect("reply");
-    buf.truncate(n);
-    buf
 }
 
 /// `promtool check metrics` on `text`; fails the test with what it found.
@@ -93,7 +79,7 @@ fn the_ready_line_ends_in_the_metrics_url() {
 fn scraped_values_match_the_traffic_and_the_summary_and_promtool_accepts_them() {
     let server = start(&["--metrics", "127.0.0.1:0", "--max-reply-ratio", "1"]);
     let metrics = metrics_of(&server);
-    let client = udp_client(server.addr());
+    let client = client(server.addr());
     let mut bytes_in = 0;
     for request in [&b"one"[..], b"two two", b"\xff\xfe invalid", b""] {
         assert_eq!(ask(&client, request), request.to_ascii_uppercase());
@@ -222,7 +208,7 @@ fn silent_and_garbage_connections_never_disturb_udp_or_tcp() {
         .collect();
     let mut garbage = TcpStream::connect(metrics).expect("connect");
     garbage.write_all(&[0xff; 4096]).expect("garbage");
-    let client = udp_client(server.addr());
+    let client = client(server.addr());
     for i in 0..50 {
         let request = format!("still answered {i}");
         assert_eq!(
