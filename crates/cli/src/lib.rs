@@ -1,20 +1,22 @@
 //! What `upcase-server` and `upcase-client` share as command-line programs:
-//! argument errors in one line, logging to stderr with `-v`/`-q`, and the
-//! `error: ...` line and exit status every failure ends in; and the value
-//! parsers ([`parse`]) their command lines share.
+//! argument errors in one line, logging to stderr ([`Verbosity`]: `-v`/`-q`,
+//! text or JSON, coloured or not), the `error: ...` line and exit status
+//! every failure ends in; and the value parsers ([`parse`]) their command
+//! lines share.
 #![forbid(unsafe_code)]
 
+mod logging;
 pub mod parse;
+
+pub use logging::{ColorChoice, LogFormat, Verbosity};
 
 #[cfg(test)]
 #[path = "../build_version.rs"]
 mod build_version;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// The version `--version` prints and reports carry: the package version,
 /// with the commit and its date when built from a git checkout
@@ -32,46 +34,6 @@ pub fn timestamp(at: std::time::SystemTime) -> String {
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status of any other failure, unless the program says otherwise.
 pub const EXIT_FAILURE: u8 = 1;
-
-/// `-v` and `-q`, flattened into each program's arguments.
-#[derive(Debug, Clone, Copy, Default, clap::Args)]
-pub struct Verbosity {
-    /// Log more: -v for debug (one line per datagram), -vv for trace.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Log less: -q for warnings and errors only, -qq for errors only.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
-    pub quiet: u8,
-}
-
-impl Verbosity {
-    /// The filter directive `-v`/`-q` ask for, or `None` when neither is given.
-    fn directive(self) -> Option<&'static str> {
-        match (self.verbose, self.quiet) {
-            (0, 0) => None,
-            (1, _) => Some("debug"),
-            (v, _) if v >= 2 => Some("trace"),
-            (_, 1) => Some("warn"),
-            _ => Some("error"),
-        }
-    }
-
-    /// Sends logs to stderr. The level is `-v`/`-q` when given, else
-    /// `RUST_LOG`, else `info`. Stdout stays free for the program's output.
-    pub fn init_logging(self) {
-        let filter = match self.directive() {
-            Some(level) => EnvFilter::new(level),
-            None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        };
-        // A second initialisation (tests driving the library twice) is harmless.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_target(false)
-            .try_init();
-    }
-}
 
 /// Parses the command line; `--help` and `--version` print and exit 0, and
 /// a bad command line exits 2 after one line `error: ...` on stderr.
@@ -198,15 +160,5 @@ mod tests {
     fn timestamps_are_rfc3339_seconds_in_utc() {
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_790_000_000_500);
         assert_eq!(timestamp(at), "2026-09-21T14:13:20Z");
-    }
-
-    #[test]
-    fn verbosity_maps_to_levels() {
-        let v = |verbose, quiet| Verbosity { verbose, quiet }.directive();
-        assert_eq!(v(0, 0), None);
-        assert_eq!(v(1, 0), Some("debug"));
-        assert_eq!(v(3, 0), Some("trace"));
-        assert_eq!(v(0, 1), Some("warn"));
-        assert_eq!(v(0, 2), Some("error"));
     }
 }

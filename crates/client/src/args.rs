@@ -12,6 +12,10 @@ use upcase_load::BenchArgs;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The default `--retries`.
 const DEFAULT_RETRIES: u32 = 2;
+/// The variables `--timeout` and `--retries` read: set for a session, they
+/// are no reason to refuse a `bench`, which does not use them.
+const TIMEOUT_VARIABLE: &str = "UPCASE_TIMEOUT";
+const RETRIES_VARIABLE: &str = "UPCASE_RETRIES";
 
 /// Sends lines to an upcase server over UDP and prints their uppercase.
 ///
@@ -60,17 +64,19 @@ pub struct ConnectionArgs {
     /// Server host, with its port if wanted: a name, an IPv4 or an IPv6
     /// address (`localhost`, `::1`, `[::1]:12000`, `example.com:12000`)
     /// [default: localhost].
-    #[arg(long, value_name = "HOST[:PORT]", value_parser = upcase_cli::parse::host_port)]
+    #[arg(long, value_name = "HOST[:PORT]", env = "UPCASE_SERVER",
+          value_parser = upcase_cli::parse::host_port)]
     pub server: Option<HostPort>,
     /// Server port [default: the port in --server, else 12000].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "UPCASE_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// How long to wait for a reply before sending again (`250ms`, `2s`)
     /// [default: 1s].
-    #[arg(long, value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
+    #[arg(long, env = TIMEOUT_VARIABLE, value_name = "DURATION",
+          value_parser = upcase_cli::parse::positive_duration)]
     pub timeout: Option<Duration>,
     /// How many times to send a message again after a timeout [default: 2].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = RETRIES_VARIABLE)]
     pub retries: Option<u32>,
 }
 
@@ -90,13 +96,16 @@ impl Args {
 
     fn before_bench(&self, mut bench: BenchArgs) -> Result<BenchArgs, UsageError> {
         let c = &self.connection;
-        if c.timeout.is_some() {
+        // A value the environment may have given is not one given before
+        // `bench` (the parsed arguments do not say where a value came from).
+        let from_env = |name| std::env::var_os(name).is_some();
+        if c.timeout.is_some() && !from_env(TIMEOUT_VARIABLE) {
             return Err(UsageError(
                 "--timeout does not apply to bench (a request unanswered for --loss-timeout is lost)"
                     .to_string(),
             ));
         }
-        if c.retries.is_some() {
+        if c.retries.is_some() && !from_env(RETRIES_VARIABLE) {
             return Err(UsageError(
                 "--retries does not apply to bench (it never sends a request again)".to_string(),
             ));

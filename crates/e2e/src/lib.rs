@@ -9,27 +9,39 @@
 //!   `summary:` line, read into types.
 //! - [`Memory`]: VmRSS and VmHWM from `/proc/PID/status`.
 //! - [`fake_server`]: UDP and TCP servers in a thread that answer as a test
-//!   says; [`tcp`]: bounded blocking TCP clients.
+//!   says; [`tcp`] and [`udp`]: bounded blocking clients.
+//! - [`HeldSockets`]: sockets held outside the server and passed to each
+//!   one started from them (socket activation), for restarts that lose
+//!   nothing; [`RetryingLoad`]: a paced load of retrying clients to show it.
+//! - [`Scrape`]: the metrics endpoint read as Prometheus does;
+//!   [`NotifySocket`]: systemd's side of `sd_notify`.
 //!
 //! Functions that return `anyhow::Result` are for xtask, where a failure is
 //! an error to report; those that panic are for tests, where a panic is the
 //! failure, and say so. Binaries are found next to the test executable
 //! (`target/<profile>/`), where `cargo build --workspace --bins` puts them.
 //!
-//! `unsafe` here is one `pre_exec` (in `process.rs`) that ties each child's
-//! life to its parent's; signals go through `nix`'s safe `kill`.
+//! `unsafe` here is two `pre_exec` closures: one (in `process.rs`) ties
+//! each child's life to its parent's, one (in `held.rs`) puts the held
+//! sockets at descriptors 3 and 4 of a child; signals go through `nix`'s
+//! safe `kill`.
 
 #![deny(unsafe_code)]
 
 mod capture;
 pub mod fake_server;
+mod held;
 mod memory;
+mod notify;
 mod probe;
 mod process;
 mod ready;
+mod retrying;
+mod scrape;
 mod server;
 mod summary;
 pub mod tcp;
+pub mod udp;
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
@@ -38,10 +50,14 @@ use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use held::HeldSockets;
 pub use memory::Memory;
 pub use nix::sys::signal::Signal;
+pub use notify::NotifySocket;
 pub use process::{Process, Spawn, Stopped};
 pub use ready::{ReadyLine, Transport, reachable};
+pub use retrying::{LoadOutcome, RetryingLoad, RunningLoad};
+pub use scrape::{HttpResponse, Scrape, http_get, http_request};
 pub use server::ServerProcess;
 pub use summary::{Summary, TcpCounts, UdpCounts};
 
@@ -81,6 +97,19 @@ pub fn python3() -> Command {
         .is_ok_and(|o| o.status.success());
     assert!(ok, "python3 is needed for the interoperation tests");
     Command::new("python3")
+}
+
+/// `program`, asserted to be installed: a test that needs a system tool
+/// fails with the Debian package to install rather than skip, because CI
+/// installs it.
+pub fn tool(program: &str, package: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    assert!(
+        found,
+        "{program} is needed for this test: install the Debian package {package} (apt-get install {package})"
+    );
+    Command::new(program)
 }
 
 /// Runs `command` to completion with `stdin` as its input and returns what

@@ -1,7 +1,8 @@
 //! The server's ready line, `The server is ready to receive on ...`: the
 //! textbook's words, then the addresses it serves on, each named by its
 //! transport when there are two (`udp A, tcp B`), bare when UDP is all
-//! (`A`, as the textbook server and the Python peers print it).
+//! (`A`, as the textbook server and the Python peers print it), and the
+//! metrics endpoint last when there is one (`metrics http://M/metrics`).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -10,6 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 pub struct ReadyLine {
     line: String,
     addrs: Vec<(Option<Transport>, SocketAddr)>,
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,18 +24,22 @@ impl ReadyLine {
     pub const PREFIX: &str = "The server is ready to receive on ";
 
     /// The ready line in `line`, if it is one and names an address. Words
-    /// other than `udp`, `tcp` and addresses are passed over.
+    /// other than `udp`, `tcp`, addresses and `metrics http://ADDR/metrics`
+    /// are passed over.
     pub fn parse(line: &str) -> Option<ReadyLine> {
         let line = line.trim_end();
         let named = line.strip_prefix(Self::PREFIX)?;
         let mut addrs = Vec::new();
+        let mut metrics = None;
         let mut transport = None;
         for word in named.split(|c: char| c.is_whitespace() || c == ',') {
             match word {
                 "udp" => transport = Some(Transport::Udp),
                 "tcp" => transport = Some(Transport::Tcp),
                 word => {
-                    if let Ok(addr) = word.parse() {
+                    if let Some(url) = word.strip_prefix("http://") {
+                        metrics = url.strip_suffix("/metrics").and_then(|a| a.parse().ok());
+                    } else if let Ok(addr) = word.parse() {
                         addrs.push((transport.take(), addr));
                     }
                 }
@@ -42,7 +48,13 @@ impl ReadyLine {
         (!addrs.is_empty()).then(|| ReadyLine {
             line: line.to_string(),
             addrs,
+            metrics,
         })
+    }
+
+    /// The metrics endpoint (`metrics http://ADDR/metrics`), if served.
+    pub fn metrics(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// The line as printed.
@@ -122,6 +134,31 @@ mod tests {
         assert_eq!(
             (tcp_only.udp(), tcp_only.tcp()),
             (None, Some(addr("[::1]:7")))
+        );
+    }
+
+    #[test]
+    fn the_metrics_endpoint_ends_the_list() {
+        let line = "The server is ready to receive on udp 127.0.0.1:40123, tcp 127.0.0.1:40123, metrics http://127.0.0.1:40124/metrics";
+        let ready = ReadyLine::parse(line).unwrap();
+        assert_eq!(
+            ready.addrs(),
+            [addr("127.0.0.1:40123"), addr("127.0.0.1:40123")]
+        );
+        assert_eq!(ready.metrics(), Some(addr("127.0.0.1:40124")));
+        let udp = ReadyLine::parse(
+            "The server is ready to receive on udp [::1]:5, metrics http://[::1]:6/metrics",
+        )
+        .unwrap();
+        assert_eq!(
+            (udp.udp(), udp.metrics()),
+            (Some(addr("[::1]:5")), Some(addr("[::1]:6")))
+        );
+        assert_eq!(
+            ReadyLine::parse(&line[..line.len() - 30])
+                .unwrap()
+                .metrics(),
+            None
         );
     }
 

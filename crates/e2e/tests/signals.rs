@@ -12,12 +12,13 @@
 //! timeout sends them, which may or may not be merged.
 
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::thread;
 use std::time::Instant;
 
 use upcase_e2e::tcp::{connect, read_exactly};
+use upcase_e2e::udp::{ask, client};
 use upcase_e2e::{PATIENCE, ServerProcess, Signal, Stopped, Summary, binary, run_with_input};
 
 /// Serves UDP and TCP on loopback with two threads, `extra` added to the
@@ -51,22 +52,6 @@ fn hold_a_connection(server: &ServerProcess) -> TcpStream {
     held.write_all(b"held").expect("send");
     assert_eq!(read_exactly(&mut held, 4), b"HELD");
     held
-}
-
-/// A UDP client of `server` that gets each reply within [`PATIENCE`].
-fn udp_client(server: SocketAddr) -> UdpSocket {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("client");
-    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    socket.connect(server).expect("connect");
-    socket
-}
-
-fn ask(socket: &UdpSocket, request: &[u8]) -> Vec<u8> {
-    socket.send(request).expect("send");
-    let mut buf = vec![0; 65_536];
-    let n = socket.recv(&mut buf).expect("reply");
-    buf.truncate(n);
-    buf
 }
 
 /// The keys of a `key=N ...` line, in order.
@@ -125,7 +110,7 @@ fn under_timeout_sigterm_always_ends_in_a_summary_and_status_0() {
 /// Two stop signals, the second while the first's stop is under way.
 fn stopped_twice_by(signal: Signal, name: &str) {
     let mut server = start(&["--stop-grace", "60s"]);
-    let client = udp_client(server.addr());
+    let client = client(server.addr());
     assert_eq!(ask(&client, b"before the stop"), b"BEFORE THE STOP");
     let held = hold_a_connection(&server);
     server.signal(signal);
@@ -185,7 +170,7 @@ fn a_third_stop_signal_exits_at_once_and_says_so() {
 #[test]
 fn sighup_stops_cleanly_like_sigterm() {
     let server = start(&[]);
-    let client = udp_client(server.addr());
+    let client = client(server.addr());
     for request in [&b"hang"[..], b"up", "straße".as_bytes()] {
         assert_eq!(ask(&client, request), upcase_proto::uppercase(request));
     }
@@ -199,7 +184,7 @@ fn sighup_stops_cleanly_like_sigterm() {
 #[test]
 fn sigusr1_logs_the_counters_so_far_and_serving_goes_on() {
     let mut server = start(&[]);
-    let client = udp_client(server.addr());
+    let client = client(server.addr());
     let requests: [&[u8]; 3] = [b"abc", "straße".as_bytes(), b"\xffz"];
     for request in requests {
         assert_eq!(ask(&client, request), upcase_proto::uppercase(request));

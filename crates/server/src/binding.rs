@@ -75,11 +75,13 @@ impl Bound {
     }
 
     /// The UDP address, when UDP is served.
+    #[cfg(test)]
     pub(crate) fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp.first().and_then(|s| s.local_addr().ok())
     }
 
     /// The TCP address, when TCP is served.
+    #[cfg(test)]
     pub(crate) fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
     }

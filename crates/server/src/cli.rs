@@ -2,33 +2,41 @@
 //! how they become a [`Config`]. Only this module knows clap; below it the
 //! server sees plain configuration data.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use upcase_cli::Verbosity;
 use upcase_proto::DEFAULT_PORT;
 
 use crate::config::{
-    Bind, Config, DEFAULT_RATE_LIMIT_TABLE, DEFAULT_RECV_BUFFER, MAX_RATE_LIMIT_TABLE,
+    Bind, Config, DEFAULT_RATE_LIMIT_TABLE, DEFAULT_RECV_BUFFER, Given, MAX_RATE_LIMIT_TABLE,
     PolicyConfig, RateLimit, ReplyRatio, TcpLimits, Transports, UdpTuning, default_threads,
 };
 
 /// `upcase-server [--bind ADDR] [--port PORT] [--threads N] [-v|-q] ...`
 #[derive(Debug, clap::Parser)]
-#[command(name = "upcase-server", version = upcase_cli::VERSION, about)]
+#[command(name = "upcase-server", version = upcase_cli::VERSION, about, after_help = AFTER_HELP)]
 #[non_exhaustive]
 pub struct Args {
     /// Address to receive on [default: all interfaces, IPv6 and IPv4, one
     /// dual-stack socket on ::, or 0.0.0.0 where IPv6 is off]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "UPCASE_BIND")]
     bind: Option<IpAddr>,
-    /// Port to receive on, the same for UDP and TCP; 0 lets the system choose one
-    #[arg(short, long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
-    port: u16,
-    /// Worker threads, each with its own socket on the same port (SO_REUSEPORT)
-    /// [default: one per core]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Port to receive on, the same for UDP and TCP; 0 lets the system
+    /// choose one [default: 12000]
+    #[arg(short, long, value_name = "PORT", env = "UPCASE_PORT")]
+    port: Option<u16>,
+    /// Worker threads, each with its own socket on the same port
+    /// (SO_REUSEPORT); with inherited sockets, shared among them [default:
+    /// one per core]
+    #[arg(long, value_name = "N", env = "UPCASE_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Serve the counters in the Prometheus text format at
+    /// http://ADDR:PORT/metrics (port 0: the system chooses; the ready line
+    /// names it) [default: no metrics, nothing else listens]
+    #[arg(long, value_name = "ADDR:PORT", env = "UPCASE_METRICS")]
+    metrics: Option<SocketAddr>,
     #[command(flatten)]
     udp: UdpArgs,
     #[command(flatten)]
@@ -46,17 +54,31 @@ impl Args {
     }
 
     pub(crate) fn into_config(self) -> Config {
+        let given = Given {
+            bind: self.bind.is_some(),
+            port: self.port.is_some(),
+            transport: self.transport.transport.is_some(),
+        };
         Config {
             bind: self.bind.map_or(Bind::DualStack, Bind::Addr),
-            port: self.port,
+            port: self.port.unwrap_or(DEFAULT_PORT),
             threads: self.threads.map_or_else(default_threads, usize::from),
-            transports: self.transport.transport,
+            transports: self.transport.transport.unwrap_or_default(),
             udp: self.udp.into_tuning(),
             tcp: self.transport.into_limits(),
             policy: self.policy.into_config(),
+            metrics: self.metrics,
+            given,
         }
     }
 }
+
+/// What `--help` ends with: where else the configuration comes from.
+const AFTER_HELP: &str = "Every option can also be set by the environment variable it names \
+(for unit files and containers); the command line wins over the environment. Started by \
+systemd's socket activation (LISTEN_FDS), the server serves the sockets it is given instead of \
+binding, and --bind, --port and --transport are refused. With NOTIFY_SOCKET it tells systemd \
+when it is ready (READY=1) and stopping (STOPPING=1), and keeps the watchdog (WATCHDOG_USEC).";
 
 /// How the UDP sockets are tuned for load: a receive buffer that absorbs
 /// bursts, UDP GRO so a sender's GSO trains arrive (and leave) as one
@@ -66,17 +88,17 @@ struct UdpArgs {
     /// Receive buffer of each UDP socket in bytes (SO_RCVBUF), so that a burst
     /// is queued rather than dropped; the kernel caps it at net.core.rmem_max
     /// unless the server has CAP_NET_ADMIN
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RECV_BUFFER,
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RECV_BUFFER, env = "UPCASE_RECV_BUFFER",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX)))]
     recv_buffer: u32,
     /// Spin on the socket instead of sleeping between datagrams: lower
     /// latency, at the cost of a whole core per worker thread
-    #[arg(long)]
+    #[arg(long, env = "UPCASE_BUSY_POLL")]
     busy_poll: bool,
     /// Turn UDP GRO on: a sender's GSO train arrives as one buffer and an
     /// all-ASCII train is answered with one GSO send, but every ordinary
     /// datagram then costs the kernel a few percent more
-    #[arg(long)]
+    #[arg(long, env = "UPCASE_GRO")]
     gro: bool,
 }
 
@@ -93,20 +115,22 @@ impl UdpArgs {
 /// The transports and TCP's limits.
 #[derive(Debug, Clone, clap::Args)]
 struct TransportArgs {
-    /// Transports to serve, on the same address and port: udp, tcp, or udp,tcp
-    #[arg(long, value_name = "LIST", default_value = "udp,tcp", value_parser = parse_transports)]
-    transport: Transports,
+    /// Transports to serve, on the same address and port: udp, tcp, or
+    /// udp,tcp [default: udp,tcp]
+    #[arg(long, value_name = "LIST", env = "UPCASE_TRANSPORT", value_parser = parse_transports)]
+    transport: Option<Transports>,
     /// Most TCP connections served at once; one more is reset at once
-    #[arg(long, value_name = "N", default_value_t = 1024,
+    #[arg(long, value_name = "N", default_value_t = 1024, env = "UPCASE_MAX_CONNECTIONS",
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Close a TCP connection that sends nothing, or takes none of its reply,
     /// for this long (`300ms`, `30s`, `2m`)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = upcase_cli::parse::positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", env = "UPCASE_IDLE_TIMEOUT",
+          value_parser = upcase_cli::parse::positive_duration)]
     idle_timeout: Duration,
     /// After a stop signal, how long open TCP connections may go on before
     /// they are closed (`0s` closes them at once)
-    #[arg(long, value_name = "DURATION", default_value = "500ms",
+    #[arg(long, value_name = "DURATION", default_value = "500ms", env = "UPCASE_STOP_GRACE",
           value_parser = upcase_cli::parse::duration)]
     stop_grace: Duration,
 }
@@ -147,17 +171,17 @@ struct PolicyArgs {
     /// At most N replies per second to one source address (an IPv6 /64
     /// counts as one), with a burst of N; the excess is dropped and counted
     /// [default: no limit]
-    #[arg(long, value_name = "N",
+    #[arg(long, value_name = "N", env = "UPCASE_RATE_LIMIT",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     rate_limit: Option<u32>,
     /// How many source addresses the rate limit remembers; when the table is
     /// full the least recently seen is forgotten, so memory stays fixed
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_LIMIT_TABLE,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_LIMIT_TABLE, env = "UPCASE_RATE_LIMIT_TABLE",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RATE_LIMIT_TABLE)))]
     rate_limit_table: u32,
     /// Drop any reply longer than R times its request (R >= 1; 1 makes the
     /// server no amplifier at all) [default: no limit]
-    #[arg(long, value_name = "R", value_parser = parse_reply_ratio)]
+    #[arg(long, value_name = "R", env = "UPCASE_MAX_REPLY_RATIO", value_parser = parse_reply_ratio)]
     max_reply_ratio: Option<ReplyRatio>,
 }
 
@@ -207,11 +231,44 @@ mod tests {
                 bind: Bind::Addr("::1".parse().expect("ip")),
                 port: 0,
                 threads: 3,
+                given: Given {
+                    bind: true,
+                    port: true,
+                    transport: false,
+                },
                 ..Config::default()
             }
         );
         let config = parse(&["--bind", "127.0.0.1", "-p", "4000", "-v"]).expect("valid");
         assert_eq!(config.port, 4000);
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        assert_eq!(parse(&[]).expect("defaults").metrics, None);
+        let config = parse(&["--metrics", "127.0.0.1:0"]).expect("valid");
+        assert_eq!(config.metrics, Some("127.0.0.1:0".parse().expect("addr")));
+        let config = parse(&["--metrics", "[::1]:9100"]).expect("valid");
+        assert_eq!(config.metrics.map(|m| m.port()), Some(9100));
+        for bad in ["9100", "localhost:9100", "127.0.0.1", ""] {
+            assert!(parse(&["--metrics", bad]).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_address_options_given_are_known_from_defaults() {
+        assert_eq!(
+            parse(&[]).expect("defaults").given.names(),
+            Vec::<&str>::new()
+        );
+        let given = parse(&["--port", "12000", "--transport", "udp"])
+            .expect("valid")
+            .given;
+        assert_eq!(given.names(), ["--port", "--transport"]);
+        assert_eq!(
+            parse(&["--bind", "::"]).expect("valid").given.names(),
+            ["--bind"]
+        );
     }
 
     #[test]

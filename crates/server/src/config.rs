@@ -4,7 +4,7 @@
 //! server, and the command line (`cli`) is one way of filling it in.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use upcase_proto::DEFAULT_PORT;
@@ -25,6 +25,34 @@ pub(crate) struct Config {
     pub(crate) tcp: TcpLimits,
     /// Opt-in abuse limits (rate per source, reply/request ratio).
     pub(crate) policy: PolicyConfig,
+    /// Where to serve the metrics, if anywhere.
+    pub(crate) metrics: Option<SocketAddr>,
+    /// Which of the address options were given rather than defaulted: with
+    /// inherited sockets they do not apply.
+    pub(crate) given: Given,
+}
+
+/// Whether `--bind`, `--port` and `--transport` were given (on the command
+/// line or in the environment).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Given {
+    pub(crate) bind: bool,
+    pub(crate) port: bool,
+    pub(crate) transport: bool,
+}
+
+impl Given {
+    /// The options given, as the command line names them.
+    pub(crate) fn names(self) -> Vec<&'static str> {
+        [
+            (self.bind, "--bind"),
+            (self.port, "--port"),
+            (self.transport, "--transport"),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect()
+    }
 }
 
 impl Default for Config {
@@ -37,6 +65,8 @@ impl Default for Config {
             udp: UdpTuning::default(),
             tcp: TcpLimits::default(),
             policy: PolicyConfig::default(),
+            metrics: None,
+            given: Given::default(),
         }
     }
 }

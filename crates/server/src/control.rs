@@ -14,6 +14,8 @@ use anyhow::Context;
 use tracing::info;
 use upcase_cli::EXIT_FAILURE;
 
+use crate::notify::Notifier;
+use crate::report::log_totals;
 use crate::serving::Live;
 use crate::signals::{Event, Events};
 
@@ -46,19 +48,26 @@ impl Stops {
 }
 
 /// Acts on `events` on a thread of its own for as long as the process runs:
-/// stop events set `stop`, reports read `live`.
-pub(crate) fn watch(mut events: Events, stop: Arc<AtomicBool>, live: Live) -> anyhow::Result<()> {
+/// stop events set `stop` (and tell the supervisor, through `notifier`),
+/// reports read `live`.
+pub(crate) fn watch(
+    mut events: Events,
+    stop: Arc<AtomicBool>,
+    live: Live,
+    notifier: Notifier,
+) -> anyhow::Result<()> {
     thread::Builder::new()
         .name("signals".to_string())
         .spawn(move || {
             let mut stops = Stops::default();
             while let Some(event) = events.next() {
                 match event {
-                    Event::Report => info!("counters so far: {}", live.totals()),
+                    Event::Report => log_totals("counters so far:", &live.totals()),
                     Event::Stop(cause) => match stops.next() {
                         StopStep::Begin => {
                             info!("{cause}: stopping, after answering what is already queued");
                             stop.store(true, Ordering::Relaxed);
+                            notifier.notify("STOPPING=1");
                         }
                         StopStep::UnderWay => info!(
                             "{cause}: the stop is already under way (a third stop signal exits at once)"

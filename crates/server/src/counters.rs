@@ -13,6 +13,8 @@ use std::ops::AddAssign;
 
 use upcase_proto::{Path, ReplyTooLarge};
 
+use crate::batch_sizes::BatchSizes;
+
 /// What became of datagrams a worker received: one datagram's, or a GRO
 /// train's answered as one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +83,8 @@ pub(crate) struct Counters {
     pub(crate) dropped_rate_limited: u64,
     /// Replies not sent because they were over `--max-reply-ratio`.
     pub(crate) dropped_ratio: u64,
+    /// Datagrams per receive batch (for the metrics; not in the summary).
+    pub(crate) batches: BatchSizes,
 }
 
 impl Counters {
@@ -134,6 +138,7 @@ impl AddAssign for Counters {
         self.recv_errors += other.recv_errors;
         self.dropped_rate_limited += other.dropped_rate_limited;
         self.dropped_ratio += other.dropped_ratio;
+        self.batches += other.batches;
     }
 }
 
@@ -187,6 +192,7 @@ mod tests {
             recv_errors: 4,
             dropped_rate_limited: 2,
             dropped_ratio: 1,
+            ..Counters::default()
         };
         let b = Counters {
             received: 1,
@@ -210,6 +216,7 @@ mod tests {
                 recv_errors: 4,
                 dropped_rate_limited: 2,
                 dropped_ratio: 1,
+                ..Counters::default()
             }
         );
     }
@@ -329,6 +336,7 @@ mod tests {
             recv_errors: 8,
             dropped_rate_limited: 9,
             dropped_ratio: 10,
+            ..Counters::default()
         };
         assert_eq!(
             c.to_string(),

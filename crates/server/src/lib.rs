@@ -6,26 +6,37 @@
 //! summary. The modules, each importing only those listed before it:
 //! - `config`: what the server is asked to do, as plain data (a leaf);
 //!   `cli`: the command line that fills it in;
-//! - `counters`, `live`, `warn_limit`: what a worker counts, where others
+//! - `batch_sizes`, `counters`, `live`, `warn_limit`: what a worker counts, where others
 //!   read it, how often it warns;
 //! - `policy`: the abuse limits in force;
 //! - `tuning`, `binding`: the sockets, bound and tuned, before serving;
+//!   `activation`: or inherited from a supervisor (systemd's LISTEN_FDS);
 //! - `worker`: the UDP worker and each datagram's path through it;
 //!   `tcp`: the TCP service;
-//! - `serving`: their threads, the stop, the totals; `ready`: the ready line;
+//! - `serving`: their threads, the stop, the totals; `report`: the totals
+//!   as a log event; `exposition` and `metrics`: the totals over HTTP in the
+//!   Prometheus format; `ready`: the ready line; `notify`: readiness and
+//!   the watchdog for systemd;
 //! - `signals`: stop and report requests from outside, per platform;
 //!   `control`: what the server does with them.
-#![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
+// The one exception is `activation`, which takes the inherited sockets.
+#![deny(unsafe_code)]
 
+mod activation;
+mod batch_sizes;
 mod binding;
 mod cli;
 mod config;
 mod control;
 mod counters;
+mod exposition;
 mod live;
+mod metrics;
+mod notify;
 mod policy;
 mod ready;
+mod report;
 mod serving;
 mod signals;
 mod tcp;
@@ -41,21 +52,55 @@ use tracing::info;
 pub use cli::Args;
 
 use crate::binding::Bound;
-use crate::serving::Service;
+use crate::metrics::MetricsEndpoint;
+use crate::notify::Notifier;
+use crate::serving::{Service, Sockets};
 use crate::signals::Events;
 
 /// Runs the server until a stop signal (SIGINT, SIGTERM or SIGHUP; see
 /// `control` for a second and a third); `Ok` after the stop, `Err` when it
 /// cannot start (an address that cannot be bound, say) or a socket fails.
 /// SIGUSR1 logs the counters so far.
+///
+/// Started with sockets (`LISTEN_FDS`), it serves them instead of binding;
+/// with `NOTIFY_SOCKET`, it tells the supervisor when it is ready and when
+/// it stops; with `--metrics`, it serves the counters over HTTP.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.into_config();
+    // First, while the process has one thread (see `activation`).
+    let inherited = activation::take()?;
     // Before binding, so a signal right after the ready line is a clean stop.
     let events = Events::install()?;
-    let service = Service::new(Bound::bind(&config)?, &config)?;
+    let sockets = match inherited {
+        Some(inherited) => {
+            let given = config.given.names();
+            anyhow::ensure!(
+                given.is_empty(),
+                "{} cannot be used with inherited sockets (LISTEN_FDS): the socket unit says where to listen; leave {} out of the command line and the environment",
+                given.join(", "),
+                if given.len() == 1 { "it" } else { "them" }
+            );
+            info!(
+                "serving the sockets passed by the supervisor: {}",
+                inherited.describe()
+            );
+            Sockets::inherited(inherited, config.threads, &config)?
+        }
+        None => Bound::bind(&config)?.into(),
+    };
+    let service = Service::new(sockets, &config)?;
+    let metrics = config.metrics.map(MetricsEndpoint::bind).transpose()?;
+    let metrics_addr = metrics.as_ref().map(MetricsEndpoint::addr);
+    let notifier = Notifier::from_env();
     let stop = Arc::new(AtomicBool::new(false));
-    control::watch(events, Arc::clone(&stop), service.live())?;
-    ready::announce(&ready::ready_line(service.udp_addr(), service.tcp_addr()));
+    control::watch(events, Arc::clone(&stop), service.live(), notifier.clone())?;
+    if let Some(metrics) = metrics {
+        metrics.serve(service.live())?;
+    }
+    let line = ready::ready_line(service.udp_addrs(), service.tcp_addrs(), metrics_addr);
+    ready::announce(&line);
+    notifier.notify(&format!("READY=1\nSTATUS={line}"));
+    notifier.start_watchdog()?;
     let totals = service.serve(&stop)?;
     if totals.udp.recv_errors > 0 {
         info!(
@@ -63,6 +108,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             totals.udp.recv_errors
         );
     }
-    info!("summary: {totals}");
+    report::log_totals("summary:", &totals);
     Ok(())
 }

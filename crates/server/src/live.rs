@@ -1,6 +1,6 @@
 //! Live counters: each UDP worker publishes its counts into a block of its
 //! own once per batch, and any other thread can read them at any time (the
-//! report on SIGUSR1 today, a metrics endpoint tomorrow).
+//! report on SIGUSR1, the metrics endpoint).
 //!
 //! One writer per block, so publishing is plain stores, never an atomic
 //! read-modify-write, and never per datagram. A reader sums the blocks of
@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::batch_sizes::{BOUNDS, BatchSizes};
 use crate::counters::Counters;
 
 /// The counts one worker last published, readable from any thread.
@@ -26,6 +27,9 @@ pub(crate) struct LiveStats {
     recv_errors: AtomicU64,
     dropped_rate_limited: AtomicU64,
     dropped_ratio: AtomicU64,
+    batch_counts: [AtomicU64; BOUNDS.len()],
+    batch_over: AtomicU64,
+    batch_sum: AtomicU64,
 }
 
 /// The one handle that may write a [`LiveStats`]: owned by its worker, and
@@ -53,6 +57,11 @@ impl Publisher {
         set(&stats.recv_errors, counters.recv_errors);
         set(&stats.dropped_rate_limited, counters.dropped_rate_limited);
         set(&stats.dropped_ratio, counters.dropped_ratio);
+        for (field, &count) in stats.batch_counts.iter().zip(&counters.batches.counts) {
+            set(field, count);
+        }
+        set(&stats.batch_over, counters.batches.over);
+        set(&stats.batch_sum, counters.batches.sum);
         // Last, and released: a reader that sees this `received` sees every
         // other counter of the same publish (or of a later one).
         stats.received.store(counters.received, Ordering::Release);
@@ -77,6 +86,11 @@ impl LiveStats {
             recv_errors: get(&self.recv_errors),
             dropped_rate_limited: get(&self.dropped_rate_limited),
             dropped_ratio: get(&self.dropped_ratio),
+            batches: BatchSizes {
+                counts: self.batch_counts.each_ref().map(get),
+                over: get(&self.batch_over),
+                sum: get(&self.batch_sum),
+            },
         }
     }
 }
@@ -102,6 +116,11 @@ mod tests {
             recv_errors: n + 7,
             dropped_rate_limited: n + 8,
             dropped_ratio: n + 9,
+            batches: BatchSizes {
+                counts: [n + 10; BOUNDS.len()],
+                over: n + 11,
+                sum: n + 12,
+            },
         }
     }
 

@@ -6,7 +6,7 @@
 //! asked to.
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -14,7 +14,8 @@ use std::thread;
 use anyhow::Context;
 use tracing::info;
 
-use crate::binding::Bound;
+use crate::activation::Inherited;
+use crate::binding::{Bound, RECV_TIMEOUT};
 use crate::config::{Config, TcpLimits};
 use crate::counters::Counters;
 use crate::live::{self, LiveStats};
@@ -25,12 +26,69 @@ use crate::worker::Worker;
 /// Every bound socket with what serves it, ready to serve.
 pub(crate) struct Service {
     workers: Vec<Worker>,
-    tcp: Option<TcpListener>,
+    tcp: Vec<TcpListener>,
     limits: TcpLimits,
     policy: Arc<Policy>,
     live: Live,
-    udp_addr: Option<SocketAddr>,
-    tcp_addr: Option<SocketAddr>,
+    udp_addrs: Vec<SocketAddr>,
+    tcp_addrs: Vec<SocketAddr>,
+}
+
+/// The sockets to serve, bound here or inherited: one UDP socket per
+/// worker (several workers may share one inherited socket), and the TCP
+/// listeners.
+#[derive(Debug)]
+pub(crate) struct Sockets {
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+}
+
+impl From<Bound> for Sockets {
+    fn from(bound: Bound) -> Sockets {
+        Sockets {
+            udp: bound.udp,
+            tcp: bound.tcp.into_iter().collect(),
+        }
+    }
+}
+
+impl Sockets {
+    /// The inherited sockets, with `threads` workers spread over the UDP
+    /// ones (each gets at least one; with fewer sockets than threads,
+    /// workers share a socket, each blocking in its own receive, and the
+    /// kernel hands each datagram to one of them). Not one socket per
+    /// worker with SO_REUSEPORT, as when binding: sockets the server made
+    /// itself would die with it, and whatever the kernel queued on them
+    /// would be lost at a restart.
+    pub(crate) fn inherited(
+        inherited: Inherited,
+        threads: usize,
+        config: &Config,
+    ) -> anyhow::Result<Sockets> {
+        let Inherited { udp, tcp, .. } = inherited;
+        for socket in &udp {
+            // Blocking, with the receive timeout a worker needs to notice
+            // the stop, whatever mode the supervisor left it in.
+            socket
+                .set_nonblocking(false)
+                .and_then(|()| socket.set_read_timeout(Some(RECV_TIMEOUT)))
+                .context("cannot prepare an inherited UDP socket")?;
+        }
+        crate::tuning::tune(&udp, &config.udp)?;
+        let workers = if udp.is_empty() {
+            0
+        } else {
+            threads.max(udp.len())
+        };
+        let udp = (0..workers)
+            .map(|worker| {
+                // A duplicate descriptor for each worker: the same socket.
+                udp[worker % udp.len()].try_clone()
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("cannot share an inherited UDP socket between workers")?;
+        Ok(Sockets { udp, tcp })
+    }
 }
 
 /// Where every thread's counts can be read while they serve.
@@ -41,6 +99,11 @@ pub(crate) struct Live {
 }
 
 impl Live {
+    /// Whether UDP is served (it has workers).
+    pub(crate) fn serves_udp(&self) -> bool {
+        !self.udp.is_empty()
+    }
+
     /// The counts so far, in the summary's form.
     pub(crate) fn totals(&self) -> Totals {
         Totals {
@@ -53,8 +116,8 @@ impl Live {
 impl fmt::Debug for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Service")
-            .field("udp_addr", &self.udp_addr)
-            .field("tcp_addr", &self.tcp_addr)
+            .field("udp_addrs", &self.udp_addrs)
+            .field("tcp_addrs", &self.tcp_addrs)
             .field("workers", &self.workers.len())
             .finish_non_exhaustive()
     }
@@ -83,15 +146,15 @@ impl Service {
     /// Builds every UDP worker, buffers and all, so that once this returns
     /// (and the ready line is printed) the server's memory is claimed; logs
     /// what it is about to serve.
-    pub(crate) fn new(bound: Bound, config: &Config) -> anyhow::Result<Service> {
-        let udp_addr = bound.udp_addr();
-        let tcp_addr = bound.tcp_addr();
+    pub(crate) fn new(sockets: Sockets, config: &Config) -> anyhow::Result<Service> {
+        let udp_addrs = distinct(sockets.udp.iter().map(UdpSocket::local_addr))?;
+        let tcp_addrs = distinct(sockets.tcp.iter().map(TcpListener::local_addr))?;
         let policy = Arc::new(Policy::new(config.policy));
         let mut live = Live {
-            udp: Vec::with_capacity(bound.udp.len()),
-            tcp: bound.tcp.as_ref().map(|_| Arc::default()),
+            udp: Vec::with_capacity(sockets.udp.len()),
+            tcp: (!sockets.tcp.is_empty()).then(Arc::default),
         };
-        let workers = bound
+        let workers = sockets
             .udp
             .into_iter()
             .map(|socket| {
@@ -100,9 +163,10 @@ impl Service {
                 Worker::new(socket, Arc::clone(&policy), config.udp.busy_poll, publisher)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        if let Some(addr) = udp_addr {
+        if !udp_addrs.is_empty() {
             info!(
-                "receiving on {addr} with {} worker thread{}",
+                "receiving on {} with {} worker thread{}",
+                listed(&udp_addrs),
                 workers.len(),
                 if workers.len() == 1 { "" } else { "s" }
             );
@@ -110,33 +174,46 @@ impl Service {
         if let Some(limits) = config.policy.describe() {
             info!("abuse limits: {limits}");
         }
-        if let Some(addr) = tcp_addr {
+        if !tcp_addrs.is_empty() {
             info!(
-                "accepting TCP on {addr}, at most {} connections, idle timeout {}",
+                "accepting TCP on {}, at most {} connections, idle timeout {}",
+                listed(&tcp_addrs),
                 config.tcp.max_connections,
                 humantime::format_duration(config.tcp.idle_timeout)
             );
         }
         Ok(Service {
             workers,
-            tcp: bound.tcp,
+            tcp: sockets.tcp,
             limits: config.tcp,
             policy,
             live,
-            udp_addr,
-            tcp_addr,
+            udp_addrs,
+            tcp_addrs,
         })
     }
 
-    /// The UDP address, when UDP is served (the port the system chose, for
+    /// The UDP addresses served, each once (the port the system chose, for
     /// port 0).
-    pub(crate) fn udp_addr(&self) -> Option<SocketAddr> {
-        self.udp_addr
+    pub(crate) fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
     }
 
-    /// The TCP address, when TCP is served.
+    /// The TCP addresses served.
+    pub(crate) fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// The first UDP address, when UDP is served.
+    #[cfg(test)]
+    pub(crate) fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addrs.first().copied()
+    }
+
+    /// The first TCP address, when TCP is served.
+    #[cfg(test)]
     pub(crate) fn tcp_addr(&self) -> Option<SocketAddr> {
-        self.tcp_addr
+        self.tcp_addrs.first().copied()
     }
 
     /// Where the counts can be read while the service runs.
@@ -159,11 +236,11 @@ impl Service {
         let tcp_live = live.tcp.unwrap_or_default();
         let served = thread::scope(|scope| {
             let tcp_thread = match tcp {
-                Some(listener) => Some(
+                listeners if !listeners.is_empty() => Some(
                     thread::Builder::new()
                         .name("tcp".to_string())
                         .spawn_scoped(scope, || {
-                            let served = serve_tcp(listener, limits, stop, &tcp_live);
+                            let served = serve_tcp(listeners, limits, stop, &tcp_live);
                             if served.is_err() {
                                 stop.store(true, Ordering::Relaxed);
                             }
@@ -171,7 +248,7 @@ impl Service {
                         })
                         .context("cannot start the TCP thread")?,
                 ),
-                None => None,
+                _ => None,
             };
             let udp = serve_udp(scope, workers, stop);
             if udp.is_err() {
@@ -194,6 +271,29 @@ impl Service {
         }
         served
     }
+}
+
+/// The addresses of some sockets, each once, in order.
+fn distinct(
+    addrs: impl Iterator<Item = std::io::Result<SocketAddr>>,
+) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut seen = Vec::new();
+    for addr in addrs {
+        let addr = addr.context("cannot read the bound address")?;
+        if !seen.contains(&addr) {
+            seen.push(addr);
+        }
+    }
+    Ok(seen)
+}
+
+/// `A`, or `A, B`, for the log.
+fn listed(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs each worker on a thread of its own until `stop` is set, and adds up
@@ -257,7 +357,7 @@ mod tests {
     }
 
     fn service(config: &Config) -> Service {
-        Service::new(Bound::bind(config).expect("bind"), config).expect("service")
+        Service::new(Bound::bind(config).expect("bind").into(), config).expect("service")
     }
 
     #[test]

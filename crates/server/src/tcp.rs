@@ -83,6 +83,9 @@ pub(crate) struct TcpCounters {
     pub(crate) errors: u64,
     /// Connections still open after the grace period, closed by the stop.
     pub(crate) closed_at_stop: u64,
+    /// Connections open now (a gauge for the metrics; not in the summary,
+    /// where it is always 0).
+    pub(crate) open: u64,
 }
 
 impl TcpCounters {
@@ -114,6 +117,24 @@ pub(crate) struct TcpLive {
     bytes_out: AtomicU64,
     errors: AtomicU64,
     closed_at_stop: AtomicU64,
+    open: AtomicU64,
+}
+
+/// One connection counted open for as long as it lives: its task holds it,
+/// so a task ended by the stop (dropped) is counted closed too.
+struct OpenConnection(Arc<TcpLive>);
+
+impl OpenConnection {
+    fn new(live: &Arc<TcpLive>) -> OpenConnection {
+        bump(&live.open, 1);
+        OpenConnection(Arc::clone(live))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn bump(counter: &AtomicU64, by: usize) {
@@ -132,23 +153,27 @@ impl TcpLive {
             bytes_out: get(&self.bytes_out),
             errors: get(&self.errors),
             closed_at_stop: get(&self.closed_at_stop),
+            open: get(&self.open),
         }
     }
 }
 
-/// Serves connections from `listener` until `stop` is set, counting in
-/// `live`, then lets running connections finish for `limits.grace` and
-/// closes the rest. Blocks: the caller runs it on a thread of its own (not
-/// inside a tokio runtime). `Err` only when the service cannot start.
+/// Serves connections from `listeners` (one, or several inherited) until
+/// `stop` is set, counting in `live`, then lets running connections finish
+/// for `limits.grace` and closes the rest. Blocks: the caller runs it on a
+/// thread of its own (not inside a tokio runtime). `Err` only when the
+/// service cannot start.
 pub(crate) fn serve_tcp(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     limits: TcpLimits,
     stop: &AtomicBool,
     live: &Arc<TcpLive>,
 ) -> anyhow::Result<()> {
-    listener
-        .set_nonblocking(true)
-        .context("cannot make the TCP listener non-blocking")?;
+    for listener in &listeners {
+        listener
+            .set_nonblocking(true)
+            .context("cannot make the TCP listener non-blocking")?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("upcase-tcp")
         .enable_io()
@@ -156,18 +181,21 @@ pub(crate) fn serve_tcp(
         .build()
         .context("cannot start the TCP runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::from_std(listener)
+        let listeners = listeners
+            .into_iter()
+            .map(tokio::net::TcpListener::from_std)
+            .collect::<io::Result<Vec<_>>>()
             .context("cannot register the TCP listener")?;
-        let mut connections = accept_until_stopped(listener, limits, stop, live).await;
+        let mut connections = accept_until_stopped(listeners, limits, stop, live).await;
         finish_within_grace(&mut connections, limits.grace, live).await;
         Ok(())
     })
 }
 
 /// The accept loop; returns the connections still running when `stop` is
-/// set, after closing the listener.
+/// set, after closing the listeners.
 async fn accept_until_stopped(
-    listener: tokio::net::TcpListener,
+    listeners: Vec<tokio::net::TcpListener>,
     limits: TcpLimits,
     stop: &AtomicBool,
     live: &Arc<TcpLive>,
@@ -179,7 +207,7 @@ async fn accept_until_stopped(
     while !stop.load(Ordering::Relaxed) {
         tokio::select! {
             _ = tick.tick() => while connections.try_join_next().is_some() {},
-            accepted = listener.accept() => match accepted {
+            accepted = accept_any(&listeners) => match accepted {
                 Ok((stream, peer)) => {
                     // Finished connections leave the set only when joined:
                     // join them now, so its length is the number still open.
@@ -189,7 +217,8 @@ async fn accept_until_stopped(
                         bump(&live.refused_over_limit, 1);
                     } else {
                         bump(&live.accepted, 1);
-                        connections.spawn(serve_connection(stream, peer, limits.idle_timeout, Arc::clone(live)));
+                        let open = OpenConnection::new(live);
+                        connections.spawn(serve_connection(stream, peer, limits.idle_timeout, open));
                     }
                 }
                 Err(err) => {
@@ -204,12 +233,27 @@ async fn accept_until_stopped(
             }
         }
     }
-    drop(listener);
+    // An inherited listener stays open in the supervisor, queueing
+    // connections for the next server.
+    drop(listeners);
     let suppressed = warnings.take_suppressed();
     if suppressed > 0 {
         warn!("{suppressed} more TCP accept errors were not logged");
     }
     connections
+}
+
+/// The next connection on any of `listeners`.
+async fn accept_any(listeners: &[tokio::net::TcpListener]) -> io::Result<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for listener in listeners {
+            if let std::task::Poll::Ready(accepted) = listener.poll_accept(cx) {
+                return std::task::Poll::Ready(accepted);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn finish_within_grace(connections: &mut JoinSet<()>, grace: Duration, live: &TcpLive) {
@@ -250,14 +294,15 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     idle_timeout: Duration,
-    live: Arc<TcpLive>,
+    open: OpenConnection,
 ) {
+    let live = &open.0;
     // Replies go out as soon as they are ready: an interactive client
     // should not wait for Nagle's algorithm to gather more.
     if let Err(err) = stream.set_nodelay(true) {
         debug!(%peer, "cannot set TCP_NODELAY: {err}");
     }
-    match uppercase_stream(&mut stream, idle_timeout, &live).await {
+    match uppercase_stream(&mut stream, idle_timeout, live).await {
         Ok(()) => debug!(%peer, "TCP connection done"),
         Err(Ended::TimedOut(waiting)) => {
             bump(&live.timed_out, 1);

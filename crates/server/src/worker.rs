@@ -189,6 +189,7 @@ impl Worker {
     /// and counts what became of each.
     fn answer_batch(&mut self) -> anyhow::Result<()> {
         let state = &mut self.state;
+        let received_before = state.counters.received;
         state.queued.clear();
         let mut queue = self.send.queue(&self.socket);
         for datagram in self.recv.iter_mut() {
@@ -200,6 +201,8 @@ impl Worker {
             .flush()
             .with_context(|| format!("cannot send on {}", self.local))?;
         state.settle_sent(queue.failed(), queue.report().first_error.as_ref());
+        let batch = state.counters.received - received_before;
+        state.counters.batches.observe(batch);
         state.live.publish(&state.counters);
         Ok(())
     }

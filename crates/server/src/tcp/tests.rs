@@ -35,7 +35,7 @@ impl Service {
         let live = Arc::new(TcpLive::default());
         let thread = {
             let (stop, live) = (Arc::clone(&stop), Arc::clone(&live));
-            thread::spawn(move || serve_tcp(listener, limits, &stop, &live))
+            thread::spawn(move || serve_tcp(vec![listener], limits, &stop, &live))
         };
         Service {
             addr,
@@ -340,6 +340,7 @@ fn the_summary_fields_name_every_counter() {
         bytes_out: 5,
         errors: 6,
         closed_at_stop: 7,
+        open: 8,
     };
     assert_eq!(
         counters.summary_fields(),
