@@ -44,6 +44,24 @@ pub fn parse_args<T: Parser>() -> T {
     }
 }
 
+/// [`parse_args`], also returning clap's matches, so that a program can
+/// tell a value given on the command line from one read from the
+/// environment (`ArgMatches::value_source`).
+pub fn parse_args_and_matches<T: Parser>() -> (T, clap::ArgMatches) {
+    let mut command = T::command();
+    let parsed = command
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|matches| {
+            T::from_arg_matches(&matches)
+                .map(|args| (args, matches))
+                .map_err(|err| err.format(&mut T::command()))
+        });
+    match parsed {
+        Ok(parsed) => parsed,
+        Err(err) => exit_on_clap_error(&err),
+    }
+}
+
 fn exit_on_clap_error(err: &clap::Error) -> ! {
     use clap::error::ErrorKind;
     if matches!(

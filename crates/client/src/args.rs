@@ -12,10 +12,6 @@ use upcase_load::BenchArgs;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The default `--retries`.
 const DEFAULT_RETRIES: u32 = 2;
-/// The variables `--timeout` and `--retries` read: set for a session, they
-/// are no reason to refuse a `bench`, which does not use them.
-const TIMEOUT_VARIABLE: &str = "UPCASE_TIMEOUT";
-const RETRIES_VARIABLE: &str = "UPCASE_RETRIES";
 
 /// Sends lines to an upcase server over UDP and prints their uppercase.
 ///
@@ -43,6 +39,23 @@ pub struct Args {
     pub message: Vec<OsString>,
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Which connection options came from the environment rather than the
+    /// command line: [`Args::with_sources`] fills it in.
+    #[arg(skip)]
+    pub from_env: FromEnv,
+}
+
+/// The connection options whose value was read from an `UPCASE_*`
+/// variable. The command line wins over the environment, so such a value
+/// gives way where an option given on the command line says otherwise
+/// (a port in `--server HOST:PORT`, the bench's own `--server`), and
+/// `--timeout`/`--retries` set for sessions are no reason to refuse a bench.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FromEnv {
+    pub server: bool,
+    pub port: bool,
+    pub timeout: bool,
+    pub retries: bool,
 }
 
 /// Subcommands: a first word that names one runs it; any later word is
@@ -72,15 +85,29 @@ pub struct ConnectionArgs {
     pub port: Option<u16>,
     /// How long to wait for a reply before sending again (`250ms`, `2s`)
     /// [default: 1s].
-    #[arg(long, env = TIMEOUT_VARIABLE, value_name = "DURATION",
+    #[arg(long, env = "UPCASE_TIMEOUT", value_name = "DURATION",
           value_parser = upcase_cli::parse::positive_duration)]
     pub timeout: Option<Duration>,
     /// How many times to send a message again after a timeout [default: 2].
-    #[arg(long, value_name = "N", env = RETRIES_VARIABLE)]
+    #[arg(long, value_name = "N", env = "UPCASE_RETRIES")]
     pub retries: Option<u32>,
 }
 
 impl Args {
+    /// Records which connection options `matches` took from the
+    /// environment (see [`FromEnv`]).
+    pub fn with_sources(mut self, matches: &clap::ArgMatches) -> Args {
+        let from_env =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable);
+        self.from_env = FromEnv {
+            server: from_env("server"),
+            port: from_env("port"),
+            timeout: from_env("timeout"),
+            retries: from_env("retries"),
+        };
+        self
+    }
+
     /// The bench's options, with those given before `bench` (`--server`,
     /// `--port`, `--tcp`) added; `None` without the subcommand.
     ///
@@ -96,24 +123,41 @@ impl Args {
 
     fn before_bench(&self, mut bench: BenchArgs) -> Result<BenchArgs, UsageError> {
         let c = &self.connection;
-        // A value the environment may have given is not one given before
-        // `bench` (the parsed arguments do not say where a value came from).
-        let from_env = |name| std::env::var_os(name).is_some();
-        if c.timeout.is_some() && !from_env(TIMEOUT_VARIABLE) {
+        let env = self.from_env;
+        if c.timeout.is_some() && !env.timeout {
             return Err(UsageError(
                 "--timeout does not apply to bench (a request unanswered for --loss-timeout is lost)"
                     .to_string(),
             ));
         }
-        if c.retries.is_some() && !from_env(RETRIES_VARIABLE) {
+        if c.retries.is_some() && !env.retries {
             return Err(UsageError(
                 "--retries does not apply to bench (it never sends a request again)".to_string(),
             ));
         }
-        bench.server = once("--server", c.server.clone(), bench.server)?;
-        bench.port = once("--port", c.port, bench.port)?;
+        // A value from the environment gives way to the bench's own option.
+        bench.server = once(
+            "--server",
+            unless_env_and(c.server.clone(), env.server, &bench.server),
+            bench.server,
+        )?;
+        bench.port = once(
+            "--port",
+            unless_env_and(c.port, env.port, &bench.port),
+            bench.port,
+        )?;
         bench.tcp |= self.tcp;
         Ok(bench)
+    }
+}
+
+/// `value`, unless it came from the environment and `other` (given on the
+/// command line) takes its place.
+fn unless_env_and<T>(value: Option<T>, from_env: bool, other: &Option<T>) -> Option<T> {
+    if from_env && other.is_some() {
+        None
+    } else {
+        value
     }
 }
 
@@ -181,9 +225,20 @@ impl TryFrom<&Args> for Config {
     /// Refuses a `--server HOST:PORT` and a `--port` that disagree.
     fn try_from(args: &Args) -> Result<Config, UsageError> {
         let c = &args.connection;
-        let server = c.server.clone().unwrap_or_else(HostPort::localhost);
+        let mut server = c.server.clone().unwrap_or_else(HostPort::localhost);
+        // Two ports can disagree only when both were written on the command
+        // line (or both in the environment): otherwise the command line's wins.
+        let mut given_port = c.port;
+        let env = args.from_env;
+        if given_port.is_some() && server.port.is_some() && env.port != env.server {
+            if env.port {
+                given_port = None;
+            } else {
+                server.port = None;
+            }
+        }
         let port = server
-            .port_or(c.port, upcase_proto::DEFAULT_PORT)
+            .port_or(given_port, upcase_proto::DEFAULT_PORT)
             .map_err(UsageError)?;
         Ok(Config {
             server: server.host,

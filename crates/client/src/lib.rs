@@ -25,7 +25,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use crate::editor::Editor;
 use crate::input::Piped;
 
-pub use args::{Args, Command, Config, ConnectionArgs, UsageError, join_words};
+pub use args::{Args, Command, Config, ConnectionArgs, FromEnv, UsageError, join_words};
 pub use editor::Interrupted;
 pub use input::{Line, PROMPT, read_line};
 pub use resolve::{Resolver, SystemResolver, server_addresses};

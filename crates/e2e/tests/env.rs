@@ -205,6 +205,39 @@ fn the_client_finds_its_server_in_the_environment() {
         &[("UPCASE_SERVER", "127.0.0.1"), ("UPCASE_PORT", "9")],
     );
     assert_eq!(out.stdout, b"FLAG\n", "{out:?}");
+    // A port written in --server wins over UPCASE_PORT, and --port over a
+    // port in UPCASE_SERVER: neither is two ports that disagree.
+    let named = format!("127.0.0.1:{port}");
+    let out = run(
+        "upcase-client",
+        &["--server", &named, "named"],
+        &[("UPCASE_PORT", "9")],
+    );
+    assert_eq!(out.stdout, b"NAMED\n", "{out:?}");
+    let out = run(
+        "upcase-client",
+        &["--port", &port, "given"],
+        &[("UPCASE_SERVER", "127.0.0.1:9")],
+    );
+    assert_eq!(out.stdout, b"GIVEN\n", "{out:?}");
+    // Both on the command line, disagreeing: a usage error, as before.
+    let out = run(
+        "upcase-client",
+        &["--server", &named, "--port", "9", "x"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // The bench's own --server wins over UPCASE_SERVER.
+    let out = run(
+        "upcase-client",
+        &["bench", "--server", &named, "--count", "20"],
+        &[("UPCASE_SERVER", "127.0.0.1:9")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A session's timeout in the environment does not stop a bench.
     let out = run(
         "upcase-client",
