@@ -10,6 +10,12 @@
 //! server it measures. With `--tcp`, requests are lines pipelined over TCP
 //! connections instead (see `tcp.rs`). Every run is bounded: `--warmup` + `--duration`, then
 //! at most `--loss-timeout` to collect the last replies.
+//!
+//! Under `--rate`, round trips are timed from each request's place on the
+//! schedule, not from its send (the coordinated-omission correction, see
+//! `engine::Schedule::origin`). `--find-rate` searches for the highest
+//! rate a server sustains within bounds of loss and p99 (see `search.rs`),
+//! each step one such run, at most `--max-steps` of them.
 
 mod args;
 pub mod connect;
@@ -17,7 +23,9 @@ mod engine;
 mod inflight;
 pub mod payload;
 mod progress;
+mod ramp;
 mod report;
+mod search;
 mod tally;
 mod tcp;
 
@@ -25,40 +33,74 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 
-pub use args::{BenchArgs, Mode, Transport};
-pub use report::{Interval, Summary};
+pub use args::{BenchArgs, LatencyFrom, Mode, Transport};
+pub use report::{BEHIND_SHARE, Interval, Summary};
+pub use search::{RateSearch, Step};
 pub use tally::Counts;
 
-/// Runs the load `args` describe and returns what it measured. Draws a
-/// progress bar on standard error when `progress` is set.
+/// Runs the load `args` describe (one run, at the first rate of a
+/// `--find-rate` search) and returns what it measured. Draws a progress
+/// bar on standard error when `progress` is set.
 pub fn run(args: &BenchArgs, progress: bool) -> anyhow::Result<Summary> {
-    let plan = args::Plan::new(args)?;
-    let started = std::time::SystemTime::now();
-    let run = match plan.transport {
-        Transport::Udp => engine::run(&plan, progress)?,
-        Transport::Tcp => tcp::run(&plan, progress)?,
-    };
-    Ok(Summary::new(&plan, run, started))
+    measure(&args::Plan::new(args)?, progress)
 }
 
-/// `upcase-client bench`: runs, prints the report (or one JSON object with
-/// `--json`) and fails if the server answered wrongly or not at all.
+fn measure(plan: &args::Plan, progress: bool) -> anyhow::Result<Summary> {
+    let started = std::time::SystemTime::now();
+    let run = match plan.transport {
+        Transport::Udp => engine::run(plan, progress)?,
+        Transport::Tcp => tcp::run(plan, progress)?,
+    };
+    Ok(Summary::new(plan, run, started))
+}
+
+/// Runs the `--find-rate` search `args` describe (without `--find-rate`,
+/// with its defaults): one run per step.
+pub fn find_rate(args: &BenchArgs, progress: bool) -> anyhow::Result<RateSearch> {
+    let args = BenchArgs {
+        find_rate: true,
+        ..args.clone()
+    };
+    search::find_rate(&args::Plan::new(&args)?, |plan| measure(plan, progress))
+}
+
+/// `upcase-client bench`: runs (or searches, with `--find-rate`), prints
+/// the report (or one JSON object with `--json`) and fails if the server
+/// answered wrongly or not at all (or no step of the search passed).
 pub fn run_cli(args: &BenchArgs) -> anyhow::Result<()> {
     let stderr_is_terminal = std::io::stderr().is_terminal();
-    let summary = run(args, stderr_is_terminal)?;
-    for note in &summary.notes {
+    let (json, table, notes, failure) = if args.find_rate {
+        let search = find_rate(args, stderr_is_terminal)?;
+        let json = serde_json::to_string(&search);
+        (
+            json,
+            search.render(),
+            search.notes.clone(),
+            search.failure(),
+        )
+    } else {
+        let summary = run(args, stderr_is_terminal)?;
+        let json = serde_json::to_string(&summary);
+        (
+            json,
+            summary.render(),
+            summary.notes.clone(),
+            summary.failure(),
+        )
+    };
+    for note in &notes {
         eprintln!("note: {note}");
     }
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let json = serde_json::to_string(&summary).context("cannot write the result as JSON")?;
+        let json = json.context("cannot write the result as JSON")?;
         writeln!(stdout, "{json}")
     } else {
-        write!(stdout, "{}", summary.render())
+        write!(stdout, "{table}")
     }
     .and_then(|()| stdout.flush())
     .context("cannot write the result")?;
-    match summary.failure() {
+    match failure {
         Some(failure) => anyhow::bail!(failure),
         None => Ok(()),
     }
