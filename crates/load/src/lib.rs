@@ -64,43 +64,66 @@ pub fn find_rate(args: &BenchArgs, progress: bool) -> anyhow::Result<RateSearch>
     search::find_rate(&args::Plan::new(&args)?, |plan| measure(plan, progress))
 }
 
+/// What `run_cli` prints and judges: one run's [`Summary`], or a
+/// [`RateSearch`].
+trait Outcome: serde::Serialize {
+    fn render(&self) -> String;
+    fn notes(&self) -> &[String];
+    fn failure(&self) -> Option<String>;
+}
+
+impl Outcome for Summary {
+    fn render(&self) -> String {
+        Summary::render(self)
+    }
+    fn notes(&self) -> &[String] {
+        &self.notes
+    }
+    fn failure(&self) -> Option<String> {
+        Summary::failure(self)
+    }
+}
+
+impl Outcome for RateSearch {
+    fn render(&self) -> String {
+        RateSearch::render(self)
+    }
+    fn notes(&self) -> &[String] {
+        &self.notes
+    }
+    fn failure(&self) -> Option<String> {
+        RateSearch::failure(self)
+    }
+}
+
 /// `upcase-client bench`: runs (or searches, with `--find-rate`), prints
 /// the report (or one JSON object with `--json`) and fails if the server
 /// answered wrongly or not at all (or no step of the search passed).
 pub fn run_cli(args: &BenchArgs) -> anyhow::Result<()> {
     let stderr_is_terminal = std::io::stderr().is_terminal();
-    let (json, table, notes, failure) = if args.find_rate {
-        let search = find_rate(args, stderr_is_terminal)?;
-        let json = serde_json::to_string(&search);
-        (
-            json,
-            search.render(),
-            search.notes.clone(),
-            search.failure(),
-        )
+    if args.find_rate {
+        report(&find_rate(args, stderr_is_terminal)?, args.json)
     } else {
-        let summary = run(args, stderr_is_terminal)?;
-        let json = serde_json::to_string(&summary);
-        (
-            json,
-            summary.render(),
-            summary.notes.clone(),
-            summary.failure(),
-        )
-    };
-    for note in &notes {
+        report(&run(args, stderr_is_terminal)?, args.json)
+    }
+}
+
+/// Prints `outcome`'s notes on stderr and the outcome itself on stdout (as
+/// one line of JSON with `json`); its failure, if any, is the error.
+fn report(outcome: &impl Outcome, json: bool) -> anyhow::Result<()> {
+    for note in outcome.notes() {
         eprintln!("note: {note}");
     }
     let mut stdout = std::io::stdout().lock();
-    if args.json {
-        let json = json.context("cannot write the result as JSON")?;
+    if json {
+        let json = serde_json::to_string(outcome).context("cannot write the result as JSON")?;
         writeln!(stdout, "{json}")
     } else {
-        write!(stdout, "{table}")
+        write!(stdout, "{}", outcome.render())
     }
     .and_then(|()| stdout.flush())
     .context("cannot write the result")?;
-    match failure {
+    match outcome.failure() {
         Some(failure) => anyhow::bail!(failure),
         None => Ok(()),
     }

@@ -385,14 +385,13 @@ impl Summary {
             }
         }
         if let Some(rate) = self.rate {
-            let late = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             let _ = writeln!(
                 out,
                 "sender: {:.0} requests/s of {rate}/s; behind schedule (µs): p90 {}  p99 {}  max {}{}",
                 self.sent_per_s,
-                late(self.lateness_p90_us),
-                late(self.lateness_p99_us),
-                late(self.lateness_max_us),
+                us_or_dash(self.lateness_p90_us),
+                us_or_dash(self.lateness_p99_us),
+                us_or_dash(self.lateness_max_us),
                 if self.behind_schedule == Some(true) {
                     "  FELL BEHIND: a tenth of the requests left over 1 % of the run (at least 10 ms) late"
                 } else {
@@ -412,7 +411,6 @@ impl Summary {
             "{:>15}  {:>10}  {:>6}  {:>6}  {:>8}  {:>8}",
             "interval (s)", "replies/s", "wrong", "lost", "p50 µs", "p99 µs"
         );
-        let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         for i in &self.intervals {
             let span = format!("{}-{}", short_seconds(i.start_s), short_seconds(i.end_s));
             let _ = writeln!(
@@ -421,8 +419,8 @@ impl Summary {
                 i.replies_per_s,
                 i.counts.wrong,
                 i.counts.lost,
-                us(i.p50_us),
-                us(i.p99_us)
+                us_or_dash(i.p50_us),
+                us_or_dash(i.p99_us)
             );
         }
     }
@@ -448,6 +446,11 @@ fn fell_behind(sending: Sending, lateness: Option<Latency>) -> Option<bool> {
         Some(late) => late.p90_us > bound_us,
         None => due > 0,
     })
+}
+
+/// A figure in µs for the tables, or `-` where there is none.
+pub(crate) fn us_or_dash(value: Option<f64>) -> String {
+    value.map_or("-".to_string(), |v| format!("{v:.1}"))
 }
 
 /// Seconds to the millisecond, without trailing zeros (`5`, `0.3`, `1.25`).

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::{LatencyFrom, Mode, Plan, SearchPlan, Transport};
 use crate::ramp::Ramp;
-use crate::report::{Summary, short_seconds};
+use crate::report::{Summary, short_seconds, us_or_dash};
 
 /// One step of the search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -262,7 +262,6 @@ impl RateSearch {
             "{:>12}  {:>12}  {:>12}  {:>8}  {:>10}  {:>10}  result",
             "offered/s", "sent/s", "replies/s", "loss %", "p50 µs", "p99 µs"
         );
-        let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         for s in &self.steps {
             let _ = writeln!(
                 out,
@@ -271,8 +270,8 @@ impl RateSearch {
                 s.sent_per_s,
                 s.replies_per_s,
                 s.loss * 100.0,
-                us(s.p50_us),
-                us(s.p99_us),
+                us_or_dash(s.p50_us),
+                us_or_dash(s.p99_us),
                 s.failed_on.as_deref().unwrap_or("pass")
             );
         }
@@ -283,8 +282,8 @@ impl RateSearch {
                     "highest rate that passed: {rate}/s ({:.0} replies/s, p50 {} µs, p99 {} µs), \
                      in {} steps",
                     self.replies_per_s.unwrap_or(0.0),
-                    us(self.p50_us),
-                    us(self.p99_us),
+                    us_or_dash(self.p50_us),
+                    us_or_dash(self.p99_us),
                     self.steps.len()
                 );
             }
