@@ -143,8 +143,10 @@ impl Sender {
             }
             // A refused send's place on the schedule goes to the next request.
             let failed = queue.failed();
-            for j in (0..k).filter(|j| !failed.contains(&(j / self.per_push))) {
-                tally.behind(schedule.lateness(from + j as u64, at), now);
+            if schedule.paced() {
+                for j in (0..k).filter(|j| !failed.contains(&(j / self.per_push))) {
+                    tally.behind(schedule.lateness(from + j as u64, at), now);
+                }
             }
             if let Some(err) = &queue.report().first_error {
                 tally.refused += u64::from(err.kind() == io::ErrorKind::ConnectionRefused);
@@ -234,6 +236,11 @@ impl Schedule {
             (LatencyFrom::Intended, Some(due)) => due.min(sent_at),
             _ => sent_at,
         }
+    }
+
+    /// Whether requests go out on a `--rate` schedule.
+    pub fn paced(&self) -> bool {
+        self.pacer.is_some()
     }
 
     /// How late request `index` went out at `sent_at`, under `--rate`.

@@ -244,8 +244,10 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
             let stamped = conn
                 .send(stream, &payload, budget, sent_total, &schedule, now)
                 .with_context(|| format!("cannot send requests to {}", plan.server))?;
-            for index in sent_total..sent_total + stamped {
-                tally.behind(schedule.lateness(index, now), now);
+            if schedule.paced() {
+                for index in sent_total..sent_total + stamped {
+                    tally.behind(schedule.lateness(index, now), now);
+                }
             }
             sent_total += stamped;
             budget -= stamped;
