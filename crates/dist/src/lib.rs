@@ -3,11 +3,11 @@
 //! Writes into `<target dir>/dist/`: `man/` with the man pages (and their
 //! `.gz`), `completions/` with the bash, zsh, fish and PowerShell
 //! completions, all generated from the programs' clap definitions so they
-//! never drift from `--help` ([`docs`]); and `upcase_<version>-1_<arch>.deb`,
+//! never drift from `--help` (`docs`); and `upcase_<version>-1_<arch>.deb`,
 //! made by cargo-deb from the release binaries, with both programs, the
 //! pages, the completions, the systemd units of `packaging/systemd/` and
-//! the licences ([`deb`]). Then reads each as its user's tool would and
-//! fails on the first that does not work ([`check`]).
+//! the licences (`deb`). Then reads each as its user's tool would and
+//! fails on the first that does not work (`check`).
 //!
 //! A crate of its own, not a module of xtask: the pages and completions
 //! are part of the product, made from the programs' own `Args`, so this
