@@ -11,8 +11,7 @@ use clap_complete::Shell;
 use clap_mangen::Man;
 use clap_mangen::roff::{Roff, roman};
 
-/// The shells completions are written for, and each one's file name for
-/// `program` as clap_complete names it.
+/// The shells completions are written for.
 pub(crate) const SHELLS: [Shell; 4] = [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::PowerShell];
 
 /// One program of the package: its name and its command line.
@@ -66,10 +65,12 @@ pub(crate) fn write_man_pages(dir: &Path) -> anyhow::Result<Vec<Page>> {
         let mut command = (program.command)();
         command.build();
         let extra = see_also(program.name);
+        // The program's version: a subcommand has none of its own.
+        let date = commit_date(command.get_version().unwrap_or_default());
         for cmd in std::iter::once(&command).chain(command.get_subcommands()) {
             let man = Man::new(cmd.clone())
                 .source(format!("upcase {}", env!("CARGO_PKG_VERSION")))
-                .date(commit_date(cmd.get_version().unwrap_or_default()));
+                .date(&date);
             let path = dir.join(man.get_filename());
             let mut text = Vec::new();
             man.render(&mut text)
