@@ -1,9 +1,9 @@
 //! `cargo xtask <task>`: the project's chores in plain Rust, so they run
 //! anywhere cargo does, with nothing else to install.
 //!
-//! Each task lives in its own module with a `run` function (the bench in
-//! its own crate, `upcase-bench`); adding one is a variant in [`Task`] and
-//! a line in `main`.
+//! Each task lives in its own module with a `run` function (the bench and
+//! dist in their own crates, `upcase-bench` and `upcase-dist`); adding one
+//! is a variant in [`Task`] and a line in `main`.
 
 #![forbid(unsafe_code)]
 
@@ -40,6 +40,9 @@ enum Task {
     /// Measure upcase-server against the C references and the Python
     /// original on loopback; write target/bench/report.{md,json,svg}.
     Bench(upcase_bench::BenchArgs),
+    /// Write the man pages, shell completions and Debian package into
+    /// target/dist/, and check each with the tool that reads it.
+    Dist,
 }
 
 /// How xtask was asked to run, as the user typed it (`cargo xtask ...`).
@@ -58,6 +61,9 @@ fn main() -> ExitCode {
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Soak(args) => soak::run(&args),
         Task::Bench(args) => upcase_bench::run(args, &command_line()),
+        Task::Dist => {
+            workspace::target_dir().and_then(|target| upcase_dist::run(&workspace::root(), &target))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
