@@ -41,6 +41,16 @@ enum Path {
 }
 
 impl Path {
+    /// The path `io` asks for, over `slots` ([`Io::Portable`] where `io` is
+    /// not available).
+    fn new(io: Io, slots: &mut Slots) -> Path {
+        match io {
+            #[cfg(target_os = "linux")]
+            Io::Batched => Path::Batched(RecvHeaders::new(slots)),
+            _ => Path::Portable(vec![(0, Meta::single(None, false)); slots.count()]),
+        }
+    }
+
     /// Slot `i`'s length and meta, after a receive that filled it.
     fn datagram(&self, i: usize) -> (usize, Meta) {
         match self {
@@ -63,11 +73,7 @@ impl RecvBatch {
     /// available: see [`RecvBatch::io`]).
     pub fn with_io(slots: usize, slot_len: usize, io: Io) -> RecvBatch {
         let mut slots = Slots::new(slots.clamp(1, MAX_BATCH), slot_len);
-        let path = match io {
-            #[cfg(target_os = "linux")]
-            Io::Batched => Path::Batched(RecvHeaders::new(&mut slots)),
-            _ => Path::Portable(vec![(0, Meta::single(None, false)); slots.count()]),
-        };
+        let path = Path::new(io, &mut slots);
         RecvBatch {
             slots,
             path,

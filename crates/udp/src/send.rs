@@ -122,6 +122,8 @@ impl SendBatch {
     /// available: see [`SendBatch::io`]).
     pub fn with_io(capacity: usize, io: Io) -> SendBatch {
         let capacity = capacity.max(1);
+        #[cfg(not(target_os = "linux"))]
+        let _ = io; // the portable path is the only one here
         SendBatch {
             #[cfg(target_os = "linux")]
             headers: (io == Io::Batched).then(|| SendHeaders::new(capacity)),
