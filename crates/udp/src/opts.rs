@@ -123,16 +123,19 @@ pub fn set_reuse_port_balanced(socket: &impl OsSocket) -> io::Result<()> {
 /// Stops an ICMP error that a reply brought back (port unreachable: the
 /// peer's socket is gone; time exceeded) from failing this unconnected
 /// socket's next receive. Windows reports them there, as `WSAECONNRESET`
-/// and `WSAENETRESET`; this turns both off (`SIO_UDP_CONNRESET` and
-/// `SIO_UDP_NETRESET`). Unix reports ICMP errors only on connected sockets,
-/// so there is nothing to do there. Either way a receive error of that kind
-/// is [`crate::RecvErrorClass::Transient`].
+/// and `WSAENETRESET`; this turns the first off (`SIO_UDP_CONNRESET`), and
+/// the second where the system knows how (`SIO_UDP_NETRESET`: Wine 8, for
+/// one, refuses it with `WSAEOPNOTSUPP`). Unix reports ICMP errors only on
+/// connected sockets, so there is nothing to do there. Either way a receive
+/// error of that kind is [`crate::RecvErrorClass::Transient`].
 pub fn ignore_port_unreachable(socket: &impl OsSocket) -> io::Result<()> {
     #[cfg(windows)]
     {
         use windows_sys::Win32::Networking::WinSock::{SIO_UDP_CONNRESET, SIO_UDP_NETRESET};
         ioctl_off(socket, SIO_UDP_CONNRESET)?;
-        ioctl_off(socket, SIO_UDP_NETRESET)
+        // Best effort: a time-exceeded error left on is transient anyway.
+        let _ = ioctl_off(socket, SIO_UDP_NETRESET);
+        Ok(())
     }
     #[cfg(not(windows))]
     {

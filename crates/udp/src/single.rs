@@ -54,10 +54,17 @@ pub(crate) fn recv(
     let received =
         sock_ref(socket).recv_from_vectored_with_flags(&mut [MaybeUninitSlice::new(buffer)], flags);
     match received {
-        Ok((len, flags, from)) => Ok(Some((
-            len.min(capacity),
-            Meta::single(from.as_socket(), flags.is_truncated()),
-        ))),
+        Ok((len, flags, from)) => {
+            let truncated = flags.is_truncated();
+            // A cut datagram fills the slot. Windows says so only with
+            // WSAEMSGSIZE and leaves the byte count unset (0, from socket2).
+            let len = if truncated {
+                capacity
+            } else {
+                len.min(capacity)
+            };
+            Ok(Some((len, Meta::single(from.as_socket(), truncated))))
+        }
         Err(e) if !wait && e.kind() == io::ErrorKind::WouldBlock => Ok(None),
         Err(e) => Err(e),
     }
