@@ -1,6 +1,8 @@
 //! `cargo xtask cross [--target T]... [--package P]... [--libs-only]
-//! [--clippy]`: type-checks the workspace for the systems this machine
-//! cannot run, macOS (x86_64, aarch64), FreeBSD and Windows.
+//! [--clippy] [--wine]`: type-checks the workspace for the systems this
+//! machine cannot run, macOS (x86_64, aarch64), FreeBSD and Windows; with
+//! `--wine`, also builds upcase-udp's smoke test of its portable path for
+//! Windows (x86_64-pc-windows-gnu, `windows.rs`) and runs it under Wine.
 //!
 //! Debian's Rust builds std for each target from its source (`debian.rs`
 //! installs it when missing); each target gets its own target directory,
@@ -19,7 +21,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::{debian, workspace};
+use crate::{debian, windows, workspace};
 
 /// The targets checked unless `--target` names some.
 pub const TARGETS: &[&str] = &[
@@ -44,7 +46,15 @@ pub struct CrossArgs {
     /// Also run clippy per target, warnings denied (installs rust-web-clippy)
     #[arg(long)]
     pub clippy: bool,
+    /// Also run upcase-udp's portable-path smoke test as a Windows program
+    /// under Wine (installs MinGW and Wine)
+    #[arg(long)]
+    pub wine: bool,
 }
+
+/// The program `--wine` builds for Windows and runs (upcase-udp's, with its
+/// feature `smoke`).
+const SMOKE: &str = "upcase-udp-smoke";
 
 /// One cargo run for one target, and how it went.
 struct Outcome {
@@ -75,6 +85,9 @@ pub fn run(args: &CrossArgs) -> anyhow::Result<()> {
         for &step in steps {
             outcomes.push(run_step(step, target, args, &members)?);
         }
+    }
+    if args.wine {
+        outcomes.push(wine_smoke()?);
     }
     println!(
         "\n{:<24} {:<7} {:<7} {:>8} {:>9}",
@@ -167,6 +180,48 @@ fn run_step(
     })
 }
 
+/// Builds the portable path's smoke test for Windows and runs it under
+/// Wine: it passes when it says all its checks passed.
+fn wine_smoke() -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let args = [
+        "--package",
+        "upcase-udp",
+        "--features",
+        "smoke",
+        "--bin",
+        SMOKE,
+    ];
+    let dir = windows::build(&args)?;
+    let exe = dir.join(format!("{SMOKE}.exe"));
+    let wine = windows::Wine::start()?;
+    println!("==> wine {}", exe.display());
+    // Into a file, not a pipe: a process Wine starts on the side could
+    // hold a pipe open after the program exits.
+    let log = dir.join(format!("{SMOKE}.log"));
+    let file = std::fs::File::create(&log).context("cannot create the smoke test's log")?;
+    let status = wine
+        .command(&exe)?
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().context("cannot share the log")?)
+        .stderr(file)
+        .status()
+        .context("cannot run wine64")?;
+    let output = std::fs::read_to_string(&log).context("cannot read the smoke test's log")?;
+    print!("{output}");
+    let passed = status.success()
+        && output
+            .lines()
+            .any(|l| l.starts_with("portable path: all ") && l.ends_with(" checks passed"));
+    Ok(Outcome {
+        target: windows::TARGET.to_string(),
+        step: "wine",
+        passed,
+        warnings: 0,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
 /// The count in cargo's "warning: `crate` (lib) generated N warnings" when
 /// `crate` is one of the workspace's.
 fn workspace_warnings(line: &str, members: &[String]) -> usize {
@@ -229,6 +284,7 @@ mod tests {
             packages: vec!["upcase-udp".into()],
             libs_only: false,
             clippy: false,
+            wine: false,
         };
         assert_eq!(
             selection("x86_64-apple-darwin", &args),

@@ -14,6 +14,7 @@ mod demo;
 mod fuzz;
 mod soak;
 mod tidy;
+mod windows;
 mod workspace;
 
 use std::process::ExitCode;
