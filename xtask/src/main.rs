@@ -8,10 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod ci;
+mod cross;
+mod debian;
 mod demo;
 mod fuzz;
 mod soak;
 mod tidy;
+mod windows;
 mod workspace;
 
 use std::process::ExitCode;
@@ -32,6 +35,8 @@ enum Task {
     Demo,
     /// Run every check CI runs, in order, stopping at the first failure.
     Ci,
+    /// Type-check for macOS, FreeBSD and Windows with Debian's Rust and -Zbuild-std.
+    Cross(cross::CrossArgs),
     /// Run every cargo-fuzz target (nightly) for N seconds each; fail on a crash.
     Fuzz(fuzz::FuzzArgs),
     /// Flood the release server on loopback and check that nothing is lost,
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
+        Task::Cross(args) => cross::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Soak(args) => soak::run(&args),
         Task::Bench(args) => upcase_bench::run(args, &command_line()),

@@ -8,7 +8,6 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -437,7 +436,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
         size
     };
     let mut recv = RecvBatch::new(plan.batch, slot_len);
-    let mut poller = Poller::new(sockets.iter().map(|s| s.as_fd()));
+    let mut poller = Poller::new(&sockets);
     let mut progress = Progress::new(show_progress, plan.warmup + plan.duration);
     let mut sent_total: u64 = 0;
     let schedule = Schedule::new(plan);

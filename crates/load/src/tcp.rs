@@ -11,7 +11,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -219,7 +218,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     let mut conns: Vec<Conn> = (0..streams.len())
         .map(|i| Conn::new(&payload, plan.window_of(i), per_write))
         .collect();
-    let mut poller = Poller::new(streams.iter().map(|s| s.as_fd()));
+    let mut poller = Poller::new(&streams);
     let mut progress = Progress::new(show_progress, plan.warmup + plan.duration);
     let mut sent_total: u64 = 0;
     let mut drain_end = None;
