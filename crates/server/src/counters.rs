@@ -29,11 +29,11 @@ pub(crate) struct Outcome {
     /// The transform's path, when they got that far.
     pub(crate) path: Option<Path>,
     pub(crate) fate: Fate,
-    /// Whom they counted as.
-    pub(crate) origin: Origin,
 }
 
-/// Whom a datagram counted as: for the rate limit, the logs and the metrics.
+/// Whom a datagram counted as: for the rate limit, the logs and the
+/// metrics. Counted apart from its outcome ([`Counters::record_origin`]),
+/// as it arrives, so that without `--proxy-protocol-from` nothing is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Origin {
     /// Its sender, as always (and a listed proxy's malformed header).
@@ -77,7 +77,6 @@ impl Outcome {
             bytes_in: 0,
             path: None,
             fate,
-            origin: Origin::Peer,
         }
     }
 }
@@ -145,10 +144,15 @@ impl Counters {
         if outcome.path == Some(Path::InvalidUtf8) {
             self.invalid_utf8 += datagrams;
         }
-        match outcome.origin {
+    }
+
+    /// Counts whom a datagram from a listed proxy counted as, once, when it
+    /// arrives (a malformed header counts as `proxy_malformed` instead).
+    pub(crate) fn record_origin(&mut self, origin: Origin) {
+        match origin {
             Origin::Peer => {}
-            Origin::Proxied => self.proxy_attributed += datagrams,
-            Origin::ProxyOwn => self.proxy_unattributed += datagrams,
+            Origin::Proxied => self.proxy_attributed += 1,
+            Origin::ProxyOwn => self.proxy_unattributed += 1,
         }
     }
 
@@ -329,7 +333,6 @@ mod tests {
                     bytes_in: 5,
                     path: Some(Path::Ascii),
                     fate,
-                    origin: Origin::Peer,
                 });
                 let moved: Vec<_> = landing_counters(&c)
                     .into_iter()
@@ -363,7 +366,6 @@ mod tests {
                 bytes_in: 1,
                 path,
                 fate,
-                origin: [Origin::Peer, Origin::Proxied, Origin::ProxyOwn][i % 3],
             });
         }
         let landed: u64 = landing_counters(&c)
@@ -389,7 +391,6 @@ mod tests {
                 bytes_in: 1,
                 path: Some(Path::InvalidUtf8),
                 fate,
-                origin: Origin::Peer,
             });
         }
         assert_eq!(c.invalid_utf8, 2);
@@ -429,32 +430,21 @@ mod tests {
     }
 
     #[test]
-    fn the_origin_is_counted_whatever_the_fate() {
+    fn origins_are_counted_apart_from_fates() {
         let mut c = Counters::default();
-        for (fate, origin) in [
-            (Fate::Sent { bytes_out: 1 }, Origin::Proxied),
-            (Fate::RateLimited, Origin::Proxied),
-            (Fate::ProxyHeaderOnly, Origin::Proxied),
-            (Fate::Sent { bytes_out: 1 }, Origin::ProxyOwn),
-            (Fate::ProxyHeaderOnly, Origin::ProxyOwn),
-            (Fate::ProxyMalformed, Origin::Peer),
-            (Fate::Sent { bytes_out: 1 }, Origin::Peer),
+        for origin in [
+            Origin::Proxied,
+            Origin::Proxied,
+            Origin::ProxyOwn,
+            Origin::Peer,
         ] {
-            c.record(&Outcome {
-                datagrams: 1,
-                bytes_in: 1,
-                path: None,
-                fate,
-                origin,
-            });
+            c.record_origin(origin);
         }
-        assert_eq!((c.proxy_attributed, c.proxy_unattributed), (3, 2));
-        assert_eq!((c.proxy_header_only, c.proxy_malformed), (2, 1));
+        assert_eq!((c.proxy_attributed, c.proxy_unattributed), (2, 1));
+        assert_eq!(c.received, 0, "an origin is no datagram of its own");
+        c.record(&Outcome::unanswerable(Fate::ProxyMalformed));
+        c.record(&Outcome::unanswerable(Fate::ProxyHeaderOnly));
+        assert_eq!((c.proxy_header_only, c.proxy_malformed), (1, 1));
         assert_eq!(c.settled(), c.received);
-        assert_eq!(
-            c.proxy_attributed + c.proxy_unattributed + c.proxy_malformed,
-            6,
-            "every datagram from a proxy is one of the three"
-        );
     }
 }

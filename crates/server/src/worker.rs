@@ -122,7 +122,6 @@ struct Queued {
     bytes_in: u64,
     bytes_out: u64,
     path: Path,
-    origin: Origin,
 }
 
 impl Queued {
@@ -139,7 +138,6 @@ impl Queued {
             } else {
                 Fate::SendFailed
             },
-            origin: self.origin,
         }
     }
 }
@@ -368,7 +366,6 @@ impl State {
                 bytes_in: train.len() as u64,
                 bytes_out: train.len() as u64,
                 path: Path::Ascii,
-                origin: Origin::Peer,
             });
             return Ok(());
         }
@@ -386,14 +383,13 @@ impl State {
             let client = Client::peer(peer);
             let in_place = match self.reply_to(datagram, peer, client) {
                 Some(reply @ Reply::InPlace { .. }) => {
-                    Some(self.to_queued(reply, request_len, peer, client))
+                    Some(self.to_queued(reply, request_len, peer))
                 }
                 Some(reply @ Reply::InScratch { .. }) => {
                     // Not the case for ASCII; queued now, before the scratch
                     // is reused, so that no reply is lost if it ever were.
                     queue.push_copy(Some(peer), &self.scratch, None)?;
-                    self.queued
-                        .push(self.to_queued(reply, request_len, peer, client));
+                    self.queued.push(self.to_queued(reply, request_len, peer));
                     None
                 }
                 None => None,
@@ -413,7 +409,6 @@ impl State {
                 bytes_in: train.len() as u64,
                 bytes_out: train.len() as u64,
                 path: Path::Ascii,
-                origin: Origin::Peer,
             });
         } else {
             // Some segments get no reply: the others go one by one, still
@@ -454,8 +449,7 @@ impl State {
             }
             Reply::InScratch { .. } => queue.push_copy(Some(peer), &self.scratch, None)?,
         }
-        self.queued
-            .push(self.to_queued(reply, request_len, peer, client));
+        self.queued.push(self.to_queued(reply, request_len, peer));
         Ok(())
     }
 
@@ -489,10 +483,9 @@ impl State {
             ),
             Arrival::HeaderOnly { client } => {
                 let origin = client.map_or(Origin::ProxyOwn, |_| Origin::Proxied);
-                self.counters.record(&Outcome {
-                    origin,
-                    ..Outcome::unanswerable(Fate::ProxyHeaderOnly)
-                });
+                self.counters.record_origin(origin);
+                self.counters
+                    .record(&Outcome::unanswerable(Fate::ProxyHeaderOnly));
                 debug!(
                     "{}: a PROXY header alone, for {}",
                     shown(peer),
@@ -515,19 +508,14 @@ impl State {
                 return None;
             }
         };
+        self.counters.record_origin(client.origin);
         // The header is never longer than the datagram: proto says so.
         let (_, request) = datagram.split_at_mut(payload_at.min(datagram.len()));
         Some((request, client))
     }
 
     /// The queue's record of `reply`, to a request of `request_len` bytes.
-    fn to_queued(
-        &self,
-        reply: Reply,
-        request_len: usize,
-        peer: SocketAddr,
-        client: Client,
-    ) -> Queued {
+    fn to_queued(&self, reply: Reply, request_len: usize, peer: SocketAddr) -> Queued {
         let (bytes_out, path) = match reply {
             Reply::InPlace { len } => (len, Path::Ascii),
             Reply::InScratch { path } => (self.scratch.len(), path),
@@ -538,7 +526,6 @@ impl State {
             bytes_in: request_len as u64,
             bytes_out: bytes_out as u64,
             path,
-            origin: client.origin,
         }
     }
 
@@ -593,7 +580,6 @@ impl State {
             bytes_in: request_len as u64,
             path,
             fate,
-            origin: client.origin,
         });
         let Some(suppressed) = self.warnings.allow(Instant::now()) else {
             return;

@@ -341,9 +341,7 @@ fn run(input: &[u8], peer: SocketAddr, state: &mut State) -> Option<Vec<u8>> {
         Reply::InPlace { len } => buf[..len].to_vec(),
         Reply::InScratch { .. } => state.scratch.clone(),
     };
-    state
-        .queued
-        .push(state.to_queued(reply, input.len(), peer, Client::peer(peer)));
+    state.queued.push(state.to_queued(reply, input.len(), peer));
     state.settle_sent(&[], None);
     state.queued.clear();
     Some(bytes)
@@ -458,7 +456,7 @@ fn replies_the_system_refuses_are_counted_as_send_errors() {
         let reply = state.reply_to(&mut buf, peer, client).expect("a reply");
         state
             .queued
-            .push(state.to_queued(reply, request.len(), peer, client));
+            .push(state.to_queued(reply, request.len(), peer));
     }
     state.settle_sent(&[1], None);
     assert_eq!(
