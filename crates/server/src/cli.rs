@@ -108,6 +108,7 @@ impl UdpArgs {
             recv_buffer: usize::try_from(self.recv_buffer).unwrap_or(usize::MAX),
             busy_poll: self.busy_poll,
             gro: self.gro,
+            io: upcase_udp::Io::default(),
         }
     }
 }
@@ -341,6 +342,7 @@ mod tests {
                 recv_buffer: 65_536,
                 busy_poll: true,
                 gro: true,
+                ..UdpTuning::default()
             }
         );
         assert!(parse(&["--recv-buffer", "0"]).is_err());

@@ -34,7 +34,7 @@ use upcase_proto::{
     DatagramReply, Family, Path, ReplyTooLarge, uppercase_ascii_prefix_in_place, uppercase_datagram,
 };
 use upcase_udp::opts::MAX_GSO_SEGMENTS;
-use upcase_udp::{DatagramMut, Queue, RecvBatch, SendBatch};
+use upcase_udp::{DatagramMut, Queue, RecvBatch, RecvErrorClass, SendBatch, classify_recv_error};
 
 use crate::counters::{Counters, Fate, Outcome};
 use crate::live::Publisher;
@@ -208,9 +208,11 @@ impl Worker {
     }
 
     fn on_recv_error(&mut self, err: io::Error) -> anyhow::Result<()> {
+        // upcase-udp's rules, per system: WinSock's codes on Windows, where
+        // a reply to a closed port comes back as WSAECONNRESET here.
         match classify_recv_error(&err) {
-            RecvError::Idle => Ok(()),
-            RecvError::Transient => {
+            RecvErrorClass::Idle => Ok(()),
+            RecvErrorClass::Transient => {
                 self.state.counters.recv_errors += 1;
                 self.state.live.publish(&self.state.counters);
                 if let Some(suppressed) = self.state.warnings.allow(Instant::now()) {
@@ -222,7 +224,7 @@ impl Worker {
                 }
                 Ok(())
             }
-            RecvError::Fatal => {
+            RecvErrorClass::Fatal => {
                 Err(anyhow::Error::new(err).context(format!("cannot receive on {}", self.local)))
             }
         }
@@ -501,42 +503,6 @@ impl State {
 /// A peer as people write it: `127.0.0.1:5000`, not `[::ffff:127.0.0.1]:5000`.
 fn shown(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
-}
-
-/// What a receive error means for the loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RecvError {
-    /// The timeout, or a signal: nothing went wrong, look at the stop flag.
-    Idle,
-    /// Something passing or caused by one peer (an ICMP error reported on
-    /// the socket, a moment without buffers): count it and carry on.
-    Transient,
-    /// The socket itself is unusable: retrying would spin.
-    Fatal,
-}
-
-fn classify_recv_error(err: &io::Error) -> RecvError {
-    match err.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
-            return RecvError::Idle;
-        }
-        _ => {}
-    }
-    match err.raw_os_error() {
-        Some(
-            libc::ECONNREFUSED
-            | libc::ECONNRESET
-            | libc::EHOSTUNREACH
-            | libc::EHOSTDOWN
-            | libc::ENETUNREACH
-            | libc::ENETDOWN
-            | libc::ENOBUFS
-            | libc::ENOMEM
-            | libc::EMSGSIZE
-            | libc::EPROTO,
-        ) => RecvError::Transient,
-        _ => RecvError::Fatal,
-    }
 }
 
 #[cfg(test)]

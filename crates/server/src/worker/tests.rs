@@ -475,20 +475,3 @@ fn peers_are_shown_without_the_mapping() {
     assert_eq!(shown(mapped_peer()).to_string(), "127.0.0.1:5000");
     assert_eq!(shown(v6_peer()).to_string(), "[::1]:5000");
 }
-
-#[test]
-fn only_an_unusable_socket_stops_the_loop() {
-    let os = io::Error::from_raw_os_error;
-    assert_eq!(classify_recv_error(&os(libc::EAGAIN)), RecvError::Idle);
-    assert_eq!(classify_recv_error(&os(libc::EINTR)), RecvError::Idle);
-    assert_eq!(
-        classify_recv_error(&os(libc::ECONNREFUSED)),
-        RecvError::Transient
-    );
-    assert_eq!(
-        classify_recv_error(&os(libc::ENOBUFS)),
-        RecvError::Transient
-    );
-    assert_eq!(classify_recv_error(&os(libc::EBADF)), RecvError::Fatal);
-    assert_eq!(classify_recv_error(&os(libc::ENOTSOCK)), RecvError::Fatal);
-}
