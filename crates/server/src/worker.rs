@@ -1,8 +1,10 @@
 //! The UDP worker: one thread's socket and buffers, and the path of every
 //! datagram through it, from the receive to the counter it lands in.
 //!
-//! Many datagrams come in per system call (`recvmmsg`) and their replies go
-//! out together (`sendmmsg`). For each received buffer, in this order:
+//! Datagrams come in a batch at a time and their replies go out together:
+//! many per system call on the batched path (`recvmmsg`, `sendmmsg`; Linux),
+//! one per call on the portable path (`--io`), the same steps either way.
+//! For each received buffer, in this order:
 //! 1. a buffer without a sender, or cut short, is not answered;
 //! 2. a buffer holding a GRO train of ASCII segments is answered whole, with
 //!    one GSO send of the train uppercased where it lies (under a rate limit
@@ -34,7 +36,9 @@ use upcase_proto::{
     DatagramReply, Family, Path, ReplyTooLarge, uppercase_ascii_prefix_in_place, uppercase_datagram,
 };
 use upcase_udp::opts::MAX_GSO_SEGMENTS;
-use upcase_udp::{DatagramMut, Queue, RecvBatch, RecvErrorClass, SendBatch, classify_recv_error};
+use upcase_udp::{
+    DatagramMut, Io, Queue, RecvBatch, RecvErrorClass, SendBatch, classify_recv_error,
+};
 
 use crate::counters::{Counters, Fate, Outcome};
 use crate::live::Publisher;
@@ -112,12 +116,13 @@ enum Reply {
 
 impl Worker {
     /// A worker for `socket` (bound, with a receive timeout unless
-    /// `busy_poll`), applying `policy` like every other worker and
-    /// publishing its counts to `live`.
+    /// `busy_poll`) moving datagrams on the path `io`, applying `policy`
+    /// like every other worker and publishing its counts to `live`.
     pub(crate) fn new(
         socket: UdpSocket,
         policy: Arc<Policy>,
         busy_poll: bool,
+        io: Io,
         live: Publisher,
     ) -> anyhow::Result<Worker> {
         let local = socket
@@ -127,8 +132,8 @@ impl Worker {
             socket,
             local,
             // Slots of RECV_BUFFER_LEN: any datagram and any GRO train fit whole.
-            recv: RecvBatch::new(upcase_udp::DEFAULT_BATCH, upcase_proto::RECV_BUFFER_LEN),
-            send: SendBatch::default(),
+            recv: RecvBatch::with_io(upcase_udp::DEFAULT_BATCH, upcase_proto::RECV_BUFFER_LEN, io),
+            send: SendBatch::with_io(upcase_udp::DEFAULT_BATCH, io),
             state: State {
                 scratch: Vec::new(),
                 queued: Vec::with_capacity(upcase_udp::DEFAULT_BATCH),
