@@ -29,9 +29,15 @@
 #![deny(unsafe_code)]
 
 mod capture;
+pub mod cluster;
+mod cluster_report;
 pub mod fake_server;
 mod held;
 mod memory;
+pub mod netns;
+pub mod network;
+pub mod nft;
+pub mod nginx;
 mod notify;
 mod probe;
 mod process;
@@ -103,13 +109,19 @@ pub fn python3() -> Command {
 /// fails with the Debian package to install rather than skip, because CI
 /// installs it.
 pub fn tool(program: &str, package: &str) -> Command {
+    find_tool(program, package).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`tool`] for xtask: the error names the Debian package to install.
+pub fn find_tool(program: &str, package: &str) -> anyhow::Result<Command> {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
-    assert!(
-        found,
-        "{program} is needed for this test: install the Debian package {package} (apt-get install {package})"
-    );
-    Command::new(program)
+    if !found {
+        anyhow::bail!(
+            "{program} is needed for this test: install the Debian package {package} (apt-get install {package})"
+        );
+    }
+    Ok(Command::new(program))
 }
 
 /// Runs `command` to completion with `stdin` as its input and returns what

@@ -1,0 +1,423 @@
+//! Issue 14's checks of upcase behind a balancer, run the same way by
+//! `cargo test` (crates/e2e/tests/cluster.rs) and `cargo xtask cluster`:
+//! each builds a [`Network`], runs its phases under paced loads of
+//! retrying clients from the client host, and returns a report whose
+//! [`failures`](BalancerReport::failures) say which bar was missed.
+//!
+//! For each balancer, in one network: the spread over many client sockets
+//! (and the TCP service on the same address), a rolling restart of every
+//! backend on its held sockets, a backend killed (SIGKILL, its sockets
+//! closed), another drained (SIGTERM). Beside them: what a stale conntrack
+//! entry does to a UDP client of a dead backend, and `--rate-limit` seeing
+//! the real client through nftables. Every load is bounded in count (and so
+//! in time: requests x tries x timeout at most).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::network::{BACKENDS, Binaries, CLIENT, CLIENT_2, Network, PORT, VIP, backend_addr};
+use crate::nft::{NftBalancer, Reconciled};
+use crate::nginx::{NginxBalancer, NginxSettings};
+use crate::retrying::{RetryingLoad, RunningLoad};
+use crate::summary::{Summary, UdpCounts};
+use crate::{PATIENCE, wait_until};
+
+use crate::cluster_report::disabled_by_nginx;
+pub use crate::cluster_report::{
+    BalancerReport, Event, Kind, RateLimitReport, Spread, StaleReport,
+};
+
+/// Client sockets of the spread, one request each.
+pub const SPREAD_SOCKETS: usize = 300;
+/// TCP probes through the virtual address.
+pub const TCP_PROBES: usize = 6;
+
+/// The paced load of each phase: long enough that its events (a kill, a
+/// drain, three restarts) fall inside it, with tries enough to outlast the
+/// balancer's reaction (tries x timeout = 4.8 s).
+pub const LOAD: RetryingLoad = RetryingLoad {
+    clients: 12,
+    requests: 100,
+    pace: Duration::from_millis(10),
+    timeout: Duration::from_millis(400),
+    tries: 12,
+};
+
+/// nginx's settings: `proxy_timeout` half the clients' timeout, so a retry
+/// always starts a new session.
+pub const NGINX: NginxSettings = NginxSettings {
+    proxy_timeout: Duration::from_millis(200),
+    max_fails: 2,
+    fail_timeout: Duration::from_secs(10),
+};
+
+/// The running balancer.
+enum Balancer {
+    Nft(NftBalancer),
+    Nginx(NginxBalancer),
+}
+
+impl Balancer {
+    fn start(kind: Kind, network: &Network) -> anyhow::Result<Balancer> {
+        Ok(match kind {
+            Kind::Nftables => Balancer::Nft(NftBalancer::install(network)?),
+            Kind::Nginx => Balancer::Nginx(NginxBalancer::start(network, NGINX)?),
+        })
+    }
+
+    /// The controller's pass (nftables); nginx has its passive health only.
+    fn reconcile(&mut self, network: &Network) -> anyhow::Result<Reconciled> {
+        match self {
+            Balancer::Nft(nft) => nft.reconcile(network),
+            Balancer::Nginx(_) => Ok(Reconciled::default()),
+        }
+    }
+}
+
+fn vip() -> SocketAddr {
+    SocketAddr::from((VIP, PORT))
+}
+
+/// Runs every phase behind `kind` in a network of its own.
+pub fn run(kind: Kind, bins: &Binaries) -> anyhow::Result<BalancerReport> {
+    let started = Instant::now();
+    let mut network = Network::build(bins, &[])?;
+    let mut balancer = Balancer::start(kind, &network)?;
+    let spread = spread(&network)?;
+    let restart = rolling_restart(&mut network)?;
+    let kill = kill(&mut network, &mut balancer)?;
+    let (drain, drained) = drain(&mut network, &mut balancer)?;
+    let nginx_log = match &balancer {
+        Balancer::Nginx(nginx) => nginx.log(),
+        Balancer::Nft(_) => String::new(),
+    };
+    drop(balancer);
+    drop(network);
+    Ok(BalancerReport {
+        kind,
+        spread,
+        restart,
+        kill,
+        drain,
+        drained,
+        nginx_log,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Datagrams each backend's running server has received so far (zero for
+/// one that runs none).
+fn received(network: &Network) -> anyhow::Result<[u64; BACKENDS]> {
+    let mut counts = [0; BACKENDS];
+    for (count, backend) in counts.iter_mut().zip(&network.backends) {
+        if backend.is_up() {
+            *count = backend.received()?;
+        }
+    }
+    Ok(counts)
+}
+
+/// One request from each of [`SPREAD_SOCKETS`] client sockets, counted at
+/// the backends; and [`TCP_PROBES`] health probes over TCP through the
+/// virtual address.
+fn spread(network: &Network) -> anyhow::Result<Spread> {
+    let before = received(network)?;
+    let sockets = network.client_sockets(CLIENT, SPREAD_SOCKETS)?;
+    let load = RetryingLoad {
+        requests: 1,
+        pace: Duration::ZERO,
+        ..LOAD
+    };
+    let outcome = load.start_on(vip(), sockets).finish();
+    let after = received(network)?;
+    let mut per_backend = [0; BACKENDS];
+    for i in 0..BACKENDS {
+        per_backend[i] = after[i] - before[i];
+    }
+    let mut tcp_passed = 0;
+    for _ in 0..TCP_PROBES {
+        if network
+            .probe(&network.client, vip(), true)?
+            .status
+            .success()
+        {
+            tcp_passed += 1;
+        }
+    }
+    Ok(Spread {
+        sockets: SPREAD_SOCKETS,
+        per_backend,
+        outcome,
+        tcp_passed,
+        tcp_probes: TCP_PROBES,
+    })
+}
+
+/// [`LOAD`] from its own client sockets.
+fn start_load(network: &Network) -> anyhow::Result<(RunningLoad, u64)> {
+    let sockets = network.client_sockets(CLIENT, LOAD.clients)?;
+    let total = (LOAD.clients * LOAD.requests) as u64;
+    Ok((LOAD.start_on(vip(), sockets), total))
+}
+
+/// Waits until the load has settled `at_least` requests; how many it had.
+fn when_settled(load: &RunningLoad, at_least: u64) -> u64 {
+    wait_until("the load reaches its next event", || {
+        load.settled() >= at_least
+    });
+    load.settled()
+}
+
+/// Every backend in turn, under the load: SIGTERM, a new server on the
+/// same held sockets, its ready line, the next.
+fn rolling_restart(network: &mut Network) -> anyhow::Result<Event> {
+    let started = Instant::now();
+    let (load, total) = start_load(network)?;
+    let mut settled_at = Vec::new();
+    let mut served = UdpCounts::default();
+    for i in 0..BACKENDS {
+        let step = (i as u64 + 1) * total / (BACKENDS as u64 + 1);
+        settled_at.push(when_settled(&load, step));
+        let stopped = network.backends[i].stop()?;
+        served += Summary::from_log(&stopped.stderr)?.udp;
+        let bins = network.bins.clone();
+        network.backends[i].start(&bins)?;
+    }
+    let outcome = load.finish();
+    Ok(Event {
+        what: format!("rolling restart of the {BACKENDS} backends on their held sockets"),
+        outcome,
+        total,
+        settled_at,
+        detail: format!(
+            "the {BACKENDS} stopped servers had received {} datagrams and answered {}",
+            served.received, served.replied
+        ),
+        elapsed: started.elapsed(),
+        ok: served.replied == served.received,
+    })
+}
+
+/// The running backend that received most of this phase's datagrams so
+/// far, `since` its counts at the phase's start.
+fn busiest(network: &Network, since: [u64; BACKENDS]) -> anyhow::Result<usize> {
+    let now = received(network)?;
+    (0..BACKENDS)
+        .filter(|&i| network.backends[i].is_up())
+        .max_by_key(|&i| now[i].saturating_sub(since[i]))
+        .context("no backend runs")
+}
+
+/// The busiest backend dies under the load (SIGKILL, sockets closed); the
+/// controller's next pass (nftables) or nginx's passive health takes it out.
+fn kill(network: &mut Network, balancer: &mut Balancer) -> anyhow::Result<Event> {
+    let started = Instant::now();
+    let since = received(network)?;
+    let (load, total) = start_load(network)?;
+    let settled = when_settled(&load, total / 3);
+    let victim = busiest(network, since)?;
+    network.backends[victim].kill()?;
+    let reconciled = balancer.reconcile(network)?;
+    let outcome = load.finish();
+    let (detail, ok) = match balancer {
+        Balancer::Nft(_) => (
+            format!(
+                "the probe failed; the controller removed backends {:?} from the map and deleted {} conntrack entries",
+                reconciled.removed, reconciled.conntrack_deleted
+            ),
+            reconciled.removed == [victim],
+        ),
+        Balancer::Nginx(nginx) => {
+            let dead = backend_addr(victim);
+            let disabled = disabled_by_nginx(&nginx.log())
+                .into_iter()
+                .filter(|addr| *addr == dead)
+                .count();
+            (
+                format!("nginx's passive health disabled it {disabled} times"),
+                disabled > 0,
+            )
+        }
+    };
+    Ok(Event {
+        what: format!("SIGKILL of backend {victim} (sockets closed)"),
+        outcome,
+        total,
+        settled_at: vec![settled],
+        detail,
+        elapsed: started.elapsed(),
+        ok,
+    })
+}
+
+/// The busiest backend left is stopped with SIGTERM under the load: for
+/// nftables the controller withdraws it from the map first (its flows go
+/// on to it while it drains), and deletes its conntrack entries once it
+/// has exited; nginx finds out by itself.
+fn drain(network: &mut Network, balancer: &mut Balancer) -> anyhow::Result<(Event, UdpCounts)> {
+    let started = Instant::now();
+    let since = received(network)?;
+    let (load, total) = start_load(network)?;
+    let settled = when_settled(&load, total / 3);
+    let drainee = busiest(network, since)?;
+    if let Balancer::Nft(nft) = balancer {
+        nft.withdraw(network, drainee)?;
+    }
+    let stopped = network.backends[drainee].stop()?;
+    network.backends[drainee].release_sockets();
+    let reconciled = balancer.reconcile(network)?;
+    let outcome = load.finish();
+    let drained = Summary::from_log(&stopped.stderr)?.udp;
+    let detail = match balancer {
+        Balancer::Nft(_) => format!(
+            "withdrawn from the map first; it answered {} of the {} datagrams it received, then the controller deleted {} conntrack entries",
+            drained.replied, drained.received, reconciled.conntrack_deleted
+        ),
+        Balancer::Nginx(_) => format!(
+            "it answered {} of the {} datagrams it received",
+            drained.replied, drained.received
+        ),
+    };
+    let event = Event {
+        what: format!("SIGTERM of backend {drainee} (drained)"),
+        outcome,
+        total,
+        settled_at: vec![settled],
+        detail,
+        elapsed: started.elapsed(),
+        ok: stopped.status.success() && drained.replied == drained.received,
+    };
+    Ok((event, drained))
+}
+
+/// Why the controller deletes conntrack entries: a backend dies and is
+/// taken out of the map, but its entries are left; the clients whose flows
+/// it had stay unanswered, the others do not; after `conntrack -D` the same
+/// client sockets are answered again.
+pub fn stale_conntrack(bins: &Binaries) -> anyhow::Result<StaleReport> {
+    let started = Instant::now();
+    let network = Network::build(bins, &[])?;
+    let mut network = network;
+    let mut nft = NftBalancer::install(&network)?;
+    nft.delete_conntrack = false;
+    let load = RetryingLoad {
+        requests: 30,
+        tries: 3,
+        timeout: Duration::from_millis(200),
+        ..LOAD
+    };
+    let sockets = network.client_sockets(CLIENT, load.clients)?;
+    let again: Vec<UdpSocket> = sockets
+        .iter()
+        .map(UdpSocket::try_clone)
+        .collect::<std::io::Result<_>>()
+        .context("cannot clone the client sockets")?;
+    let total = (load.clients * load.requests) as u64;
+    let running = load.start_on(vip(), sockets);
+    when_settled(&running, total / 3);
+    let flows: Vec<u64> = (0..BACKENDS)
+        .map(|i| nft.flows_to(&network, i))
+        .collect::<anyhow::Result<_>>()?;
+    let victim = (0..BACKENDS).max_by_key(|&i| flows[i]).unwrap_or(0);
+    network.backends[victim].kill()?;
+    let reconciled = nft.reconcile(&network)?;
+    let stale = running.finish();
+    let left = nft.flows_to(&network, victim)?;
+    let deleted = nft.delete_conntrack_of(&network, victim)?;
+    let after = RetryingLoad {
+        requests: 5,
+        ..load
+    }
+    .start_on(vip(), again)
+    .finish();
+    Ok(StaleReport {
+        pinned: flows[victim],
+        clients: load.clients,
+        removed: reconciled.removed,
+        stale,
+        left,
+        deleted,
+        after,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Limit per source on every backend in the rate-limit check.
+pub const RATE_LIMIT: u64 = 50;
+/// Datagrams the flooder sends, back to back.
+pub const FLOOD: u64 = 300;
+
+/// `--rate-limit` behind nftables: a flooder (the client host's second
+/// address) and a polite client (its first) at once; the servers see each
+/// one's own address.
+pub fn rate_limit(bins: &Binaries) -> anyhow::Result<RateLimitReport> {
+    let started = Instant::now();
+    let limit = RATE_LIMIT.to_string();
+    let network = Network::build(bins, &["--rate-limit", &limit])?;
+    let _nft = NftBalancer::install(&network)?;
+    // 25 a second, half the limit.
+    let polite = RetryingLoad {
+        clients: 1,
+        requests: 20,
+        pace: Duration::from_millis(40),
+        timeout: Duration::from_millis(500),
+        tries: 5,
+    };
+    let running = polite.start_on(vip(), network.client_sockets(CLIENT, 1)?);
+    let flooder = network
+        .client_sockets(CLIENT_2, 1)?
+        .pop()
+        .context("no flooder socket")?;
+    let answered = flood(&flooder)?;
+    let polite = running.finish();
+    let mut rate_limited = 0;
+    let mut warned = Vec::new();
+    for backend in &network.backends {
+        rate_limited += backend.counter("upcase_udp_dropped_total{reason=\"rate_limited\"}")?;
+        warned.extend(
+            backend
+                .log()
+                .lines()
+                .filter(|line| line.contains("over the rate limit"))
+                .map(str::to_string),
+        );
+    }
+    Ok(RateLimitReport {
+        polite,
+        flood_sent: FLOOD,
+        flood_answered: answered,
+        rate_limited,
+        warned,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Sends [`FLOOD`] datagrams back to back, then counts the replies until
+/// none has come for half a second (at most one per datagram).
+fn flood(socket: &UdpSocket) -> anyhow::Result<u64> {
+    socket.connect(vip()).context("connect the flooder")?;
+    for i in 0..FLOOD {
+        // A refused send is a datagram the flood did not deliver: fine.
+        let _ = socket.send(format!("flood {i}").as_bytes());
+    }
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .context("flooder timeout")?;
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [0u8; 64];
+    let mut answered = 0;
+    while answered < FLOOD && Instant::now() < deadline {
+        match socket.recv(&mut buf) {
+            Ok(n) if buf[..n].starts_with(b"FLOOD ") => answered += 1,
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(_) => break,
+        }
+    }
+    if Instant::now() >= deadline {
+        bail!("the flood's replies did not end within {PATIENCE:?}");
+    }
+    Ok(answered)
+}
