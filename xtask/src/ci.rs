@@ -43,6 +43,9 @@ const STEPS: &[Step] = &[
     Step::cargo(&["test", "--workspace"]),
     Step::cargo(&["xtask", "fuzz", "--seconds", "20"]),
     Step::cargo(&["xtask", "soak", "--seconds", "10"]),
+    // After soak, whose release server it packages as built; the client is
+    // the only release build it adds.
+    Step::cargo(&["xtask", "dist"]),
     Step::cargo(&["xtask", "bench", "--quick"]),
     Step {
         args: &["doc", "--workspace", "--no-deps"],

@@ -1,17 +1,20 @@
 //! `cargo xtask <task>`: the project's chores in plain Rust, so they run
 //! anywhere cargo does, with nothing else to install.
 //!
-//! Each task lives in its own module with a `run` function (the bench in
-//! its own crate, `upcase-bench`); adding one is a variant in [`Task`] and
-//! a line in `main`.
+//! Each task lives in its own module with a `run` function (the bench and
+//! dist in their own crates, `upcase-bench` and `upcase-dist`); adding one
+//! is a variant in [`Task`] and a line in `main`.
 
 #![forbid(unsafe_code)]
 
 mod ci;
+mod cross;
+mod debian;
 mod demo;
 mod fuzz;
 mod soak;
 mod tidy;
+mod windows;
 mod workspace;
 
 use std::process::ExitCode;
@@ -32,6 +35,8 @@ enum Task {
     Demo,
     /// Run every check CI runs, in order, stopping at the first failure.
     Ci,
+    /// Type-check for macOS, FreeBSD and Windows with Debian's Rust and -Zbuild-std.
+    Cross(cross::CrossArgs),
     /// Run every cargo-fuzz target (nightly) for N seconds each; fail on a crash.
     Fuzz(fuzz::FuzzArgs),
     /// Flood the release server on loopback and check that nothing is lost,
@@ -40,6 +45,9 @@ enum Task {
     /// Measure upcase-server against the C references and the Python
     /// original on loopback; write target/bench/report.{md,json,svg}.
     Bench(upcase_bench::BenchArgs),
+    /// Write the man pages, shell completions and Debian package into
+    /// target/dist/, and check each with the tool that reads it.
+    Dist,
 }
 
 /// How xtask was asked to run, as the user typed it (`cargo xtask ...`).
@@ -55,9 +63,13 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
+        Task::Cross(args) => cross::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Soak(args) => soak::run(&args),
         Task::Bench(args) => upcase_bench::run(args, &command_line()),
+        Task::Dist => {
+            workspace::target_dir().and_then(|target| upcase_dist::run(&workspace::root(), &target))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

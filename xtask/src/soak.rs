@@ -343,11 +343,10 @@ impl Samples {
 }
 
 pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
-    let target = workspace::root().join("target");
+    let target = workspace::target_dir()?;
     println!("==> building the release server");
     let status = workspace::cargo()
-        .args(["build", "--release", "-p", "upcase-server", "--target-dir"])
-        .arg(&target)
+        .args(["build", "--release", "-p", "upcase-server"])
         .status()
         .context("cannot run cargo")?;
     ensure!(status.success(), "cargo build failed ({status})");

@@ -53,6 +53,11 @@ const SLEEPS_ALLOWED: &[(&str, usize, &str)] = &[
         "wait_until polls state nothing announces (a counter in another thread)",
     ),
     (
+        "crates/e2e/tests/stall.rs",
+        2,
+        "the server's SIGSTOP comes 1.5 s into the run and lasts 150 ms: the stall is the experiment",
+    ),
+    (
         "crates/e2e/tests/tcp.rs",
         1,
         "a client that pauses between writes, shorter than the idle timeout: the pause is the test",

@@ -2,7 +2,9 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, ensure};
 
 /// The workspace root: xtask's own manifest directory is one level below it.
 pub fn root() -> PathBuf {
@@ -17,4 +19,26 @@ pub fn cargo() -> Command {
     let mut command = Command::new(program);
     command.current_dir(root());
     command
+}
+
+/// Cargo's target directory for this workspace, as `cargo metadata` reports
+/// it: `CARGO_TARGET_DIR` and cargo's configuration honoured, so every task
+/// builds where the others did and nothing is built twice.
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo metadata")?;
+    ensure!(
+        out.status.success(),
+        "cargo metadata failed ({})",
+        out.status
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("cargo metadata printed no JSON")?;
+    meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata named no target_directory")
 }

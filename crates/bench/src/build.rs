@@ -15,6 +15,8 @@ pub(crate) struct Tools {
     pub(crate) client: Option<PathBuf>,
     pub(crate) limit_server: Option<PathBuf>,
     pub(crate) loadgen: Option<PathBuf>,
+    /// The C epoll reference for the TCP rows.
+    pub(crate) tcp_server: Option<PathBuf>,
     pub(crate) python: Option<PathBuf>,
     /// The textbook server, `seed_udp_server.py`.
     pub(crate) seed_server: Option<PathBuf>,
@@ -99,19 +101,27 @@ pub(crate) fn executable_named(messages: &str, name: &str) -> anyhow::Result<Pat
         .with_context(|| format!("cargo reported no executable for {name}"))
 }
 
-/// Compiles `limit_server` and `loadgen` into `bin`; `None` (with a note)
-/// for each that cannot be built here.
-pub(crate) fn build_c(
-    anchors: &Path,
-    bin: &Path,
-    notes: &mut Vec<String>,
-) -> (Option<PathBuf>, Option<PathBuf>) {
+/// The C programs of `../shared/anchors`, each `None` when it cannot be
+/// built here.
+pub(crate) struct CBuilds {
+    pub(crate) limit_server: Option<PathBuf>,
+    pub(crate) loadgen: Option<PathBuf>,
+    pub(crate) tcp_server: Option<PathBuf>,
+}
+
+/// Compiles `limit_server`, `loadgen` and `tcp_server` into `bin`; `None`
+/// (with a note) for each that cannot be built here.
+pub(crate) fn build_c(anchors: &Path, bin: &Path, notes: &mut Vec<String>) -> CBuilds {
     if !anchors.is_dir() {
         notes.push(format!(
             "{} not found: the C references and the C load generator are skipped",
             anchors.display()
         ));
-        return (None, None);
+        return CBuilds {
+            limit_server: None,
+            loadgen: None,
+            tcp_server: None,
+        };
     }
     let compiler = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
     let mut build = |name: &str| -> Option<PathBuf> {
@@ -144,9 +154,11 @@ pub(crate) fn build_c(
             }
         }
     };
-    let limit_server = build("limit_server");
-    let loadgen = build("loadgen");
-    (limit_server, loadgen)
+    CBuilds {
+        limit_server: build("limit_server"),
+        loadgen: build("loadgen"),
+        tcp_server: build("tcp_server"),
+    }
 }
 
 /// The real Python 3 executable (not a shim script, so that the pid we

@@ -30,7 +30,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 use build::Tools;
-pub use json::ClientRun;
+pub use json::{ClientRateSearch, ClientRun, ClientStep};
 use measure::{Bench, measure, plan};
 use procs::Pinning;
 use report::{Report, Settings};
@@ -117,8 +117,15 @@ pub fn run(args: BenchArgs, command: &str) -> anyhow::Result<()> {
         pinning: Pinning::detect(&mut notes),
         tools,
         logs,
-        seconds,
+        length: load::Length::new(seconds, args.quick),
     };
+    if args.quick {
+        notes.push(format!(
+            "--quick: the find-rate searches take at most {} steps of {} s, with bounds any \
+             machine meets (loss <= 50 %, p99 <= 1 s): they check that the search works",
+            bench.length.max_steps, bench.length.step_seconds
+        ));
+    }
     let mut entries = plan(&bench.tools, &mut notes)?;
     let memory = measure(&bench, runs, &mut entries, &mut errors);
 
@@ -177,7 +184,7 @@ fn find_tools(
         || root.join("../shared/anchors"),
         |p| p.join("shared/anchors"),
     );
-    let (limit_server, loadgen) = build::build_c(&anchors, bin, notes);
+    let c = build::build_c(&anchors, bin, notes);
     let seed_server = Some(anchors.join("seed_udp_server.py")).filter(|p| p.is_file());
     let python = build::find_python(notes);
     if python.is_some() && seed_server.is_none() {
@@ -186,8 +193,9 @@ fn find_tools(
     Ok(Tools {
         server,
         client,
-        limit_server,
-        loadgen,
+        limit_server: c.limit_server,
+        loadgen: c.loadgen,
+        tcp_server: c.tcp_server,
         python,
         seed_server,
     })

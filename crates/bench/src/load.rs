@@ -4,7 +4,7 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::json::ClientRun;
+use crate::json::{ClientRateSearch, ClientRun};
 
 /// One line of the comparison: a load pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -18,11 +18,12 @@ pub(crate) enum Row {
     ClientVsLoadgen,
     TcpPing,
     TcpFlood,
+    FindRate,
 }
 
 impl Row {
     /// Display order.
-    pub(crate) const ALL: [Row; 8] = [
+    pub(crate) const ALL: [Row; 9] = [
         Row::Ping,
         Row::Flood64,
         Row::Flood256,
@@ -31,11 +32,12 @@ impl Row {
         Row::ClientVsLoadgen,
         Row::TcpPing,
         Row::TcpFlood,
+        Row::FindRate,
     ];
 
     /// Order within one server's session: our client right after the
     /// loadgen run it is compared with, so both see the same conditions.
-    pub(crate) const RUN_ORDER: [Row; 8] = [
+    pub(crate) const RUN_ORDER: [Row; 9] = [
         Row::Ping,
         Row::Flood64,
         Row::ClientVsLoadgen,
@@ -44,6 +46,7 @@ impl Row {
         Row::Gso,
         Row::TcpPing,
         Row::TcpFlood,
+        Row::FindRate,
     ];
 
     pub(crate) fn title(self) -> &'static str {
@@ -56,6 +59,15 @@ impl Row {
             Row::ClientVsLoadgen => "client vs loadgen: flood W=64, 32 B",
             Row::TcpPing => "TCP ping, 32 B, 1 connection",
             Row::TcpFlood => "TCP flood W=64, 32 B, 16 connections",
+            Row::FindRate => "find-rate: highest paced rate, W=256, 32 B",
+        }
+    }
+
+    /// The server every ratio of the row is taken against.
+    pub(crate) fn reference(self) -> Server {
+        match self {
+            Row::TcpPing | Row::TcpFlood => Server::CTcp,
+            _ => Server::CRecvmmsg,
         }
     }
 
@@ -66,6 +78,7 @@ impl Row {
             size,
             gso,
             tcp_connections: None,
+            find_rate: false,
         };
         let ping = LoadSpec {
             ping: true,
@@ -73,6 +86,7 @@ impl Row {
             size: 32,
             gso: false,
             tcp_connections: None,
+            find_rate: false,
         };
         match self {
             Row::Ping => ping,
@@ -87,6 +101,12 @@ impl Row {
             Row::TcpFlood => LoadSpec {
                 tcp_connections: Some(16),
                 ..flood(64, 32, false)
+            },
+            // A window of 256, so that the server's capacity, not the
+            // window over the round trip, is what the search finds.
+            Row::FindRate => LoadSpec {
+                find_rate: true,
+                ..flood(256, 32, false)
             },
         }
     }
@@ -125,9 +145,9 @@ impl Row {
                 Server::CRecvmmsg,
             ],
             Row::ClientVsLoadgen => &[Server::CRecvmmsg],
-            // ../shared/anchors has no TCP server to compare with: these
-            // rows set our TCP beside our UDP rows above.
-            Row::TcpPing | Row::TcpFlood => &[Server::Upcase],
+            // Against the C epoll server of ../shared/anchors.
+            Row::TcpPing | Row::TcpFlood => &[Server::Upcase, Server::CTcp],
+            Row::FindRate => &[Server::Upcase, Server::CRecvmmsg],
         }
     }
 }
@@ -142,7 +162,40 @@ pub(crate) struct LoadSpec {
     pub(crate) gso: bool,
     /// Over TCP, on this many connections, instead of UDP.
     pub(crate) tcp_connections: Option<u32>,
+    /// `upcase-client bench --find-rate`: a search, not one run.
+    pub(crate) find_rate: bool,
 }
+
+/// How long the load of one row runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Length {
+    /// Seconds of one run.
+    pub(crate) seconds: f64,
+    /// `--find-rate`: seconds of each step, and the most steps.
+    pub(crate) step_seconds: f64,
+    pub(crate) max_steps: u32,
+    /// `--find-rate` with bounds any machine meets, for a smoke run that
+    /// checks the search works, not what it finds.
+    pub(crate) loose: bool,
+}
+
+impl Length {
+    /// Runs of `seconds`; a search in steps of a fifth of that (0.2 s to
+    /// 1 s), at most 16 of them (4, loosely bounded, with `quick`).
+    pub(crate) fn new(seconds: f64, quick: bool) -> Length {
+        Length {
+            seconds,
+            step_seconds: (seconds / 5.0).clamp(0.2, 1.0),
+            max_steps: if quick { 4 } else { 16 },
+            loose: quick,
+        }
+    }
+}
+
+/// The first rate of the bench's searches: a tenth of what any server of
+/// the UDP rows carries here, so the doubling starts on a passing step and
+/// takes few steps to the top.
+const FIRST_SEARCH_RATE: &str = "10000";
 
 /// A server under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -155,11 +208,12 @@ pub(crate) enum Server {
     CPlain,
     Python,
     CGro,
+    CTcp,
 }
 
 impl Server {
     /// Start order within a run.
-    pub(crate) const ALL: [Server; 7] = [
+    pub(crate) const ALL: [Server; 8] = [
         Server::Upcase,
         Server::UpcaseBusyPoll,
         Server::UpcaseGro,
@@ -167,9 +221,11 @@ impl Server {
         Server::CPlain,
         Server::Python,
         Server::CGro,
+        Server::CTcp,
     ];
 
-    /// The reference every ratio is taken against.
+    /// The reference of the UDP rows (the TCP rows have their own: see
+    /// [`Row::reference`]).
     pub(crate) const REFERENCE: Server = Server::CRecvmmsg;
 
     pub(crate) fn name(self) -> &'static str {
@@ -181,6 +237,7 @@ impl Server {
             Server::CPlain => "C plain",
             Server::Python => "Python seed",
             Server::CGro => "C GRO/GSO",
+            Server::CTcp => "C epoll",
         }
     }
 
@@ -190,6 +247,7 @@ impl Server {
             Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => "upcase-server",
             Server::CRecvmmsg | Server::CPlain | Server::CGro => "limit_server",
             Server::Python => "python3 seed_udp_server.py",
+            Server::CTcp => "tcp_server",
         }
     }
 
@@ -208,7 +266,14 @@ impl Server {
             Server::CPlain => vec!["-a", "127.0.0.1", "-p", "PORT", "-n"],
             Server::Python => vec!["PORT"],
             Server::CGro => vec!["-a", "127.0.0.1", "-p", "PORT", "-g", "-r", "4194304"],
+            // It picks its own port too, and says which in `ready port=P`.
+            Server::CTcp => vec!["-a", "127.0.0.1", "-p", "0"],
         }
+    }
+
+    /// Whether it serves TCP (and is probed over TCP), not UDP.
+    pub(crate) fn tcp_only(self) -> bool {
+        self == Server::CTcp
     }
 
     /// How it is started, for the report (`PORT` stands for the port).
@@ -249,12 +314,17 @@ impl Load {
         }
     }
 
-    /// Arguments for one run against `port` for `seconds`.
-    pub(crate) fn args(self, spec: LoadSpec, port: u16, seconds: f64) -> Vec<String> {
+    /// Arguments for one run against `port`, as long as `length` says.
+    pub(crate) fn args(self, spec: LoadSpec, port: u16, length: Length) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         let mut push = |words: &[&str]| args.extend(words.iter().map(|w| w.to_string()));
         let (window, size) = (spec.window.to_string(), spec.size.to_string());
         let mode = if spec.ping { "ping" } else { "flood" };
+        let seconds = if spec.find_rate {
+            length.step_seconds
+        } else {
+            length.seconds
+        };
         match self {
             Load::Loadgen => {
                 let (port, seconds) = (port.to_string(), format!("{seconds}"));
@@ -286,6 +356,14 @@ impl Load {
                 if spec.gso {
                     push(&["--gso"]);
                 }
+                if spec.find_rate {
+                    let steps = length.max_steps.to_string();
+                    push(&["--find-rate", "--rate", FIRST_SEARCH_RATE]);
+                    push(&["--max-steps", &steps]);
+                    if length.loose {
+                        push(&["--max-loss", "50%", "--max-p99", "1s"]);
+                    }
+                }
                 push(&[
                     "--server",
                     "127.0.0.1",
@@ -298,12 +376,28 @@ impl Load {
         args
     }
 
-    pub(crate) fn parse(self, stdout: &str) -> anyhow::Result<Sample> {
+    /// What the run of `spec` printed on `stdout`.
+    pub(crate) fn parse(self, spec: LoadSpec, stdout: &str) -> anyhow::Result<Sample> {
         match self {
             Load::Loadgen => parse_loadgen(stdout),
+            Load::Client if spec.find_rate => parse_client_search(stdout),
             Load::Client => parse_client_json(stdout),
         }
     }
+}
+
+/// One step of a `--find-rate` search, as the curve shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CurvePoint {
+    pub(crate) offered_per_s: u64,
+    pub(crate) replies_per_s: f64,
+    pub(crate) loss: f64,
+    pub(crate) p50_us: Option<f64>,
+    pub(crate) p99_us: Option<f64>,
+    pub(crate) passed: bool,
+    /// Why a step failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) failed_on: Option<String>,
 }
 
 /// What one load run measured.
@@ -316,6 +410,14 @@ pub(crate) struct Sample {
     pub(crate) p99_us: Option<f64>,
     /// Replies that were not the uppercase of their request.
     pub(crate) mismatches: u64,
+    /// Which run of the bench it was (from 1), to pair it with the
+    /// reference's sample of the same run.
+    #[serde(default)]
+    pub(crate) run: u32,
+    /// A `--find-rate` search's steps (its sample is the highest rate that
+    /// passed, as `replies_per_s`, with that step's figures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) curve: Vec<CurvePoint>,
 }
 
 /// Reads loadgen's `RESULT key=value ...` line.
@@ -348,6 +450,8 @@ pub(crate) fn parse_loadgen(stdout: &str) -> anyhow::Result<Sample> {
         p50_us: Some(number("p50_us")?).filter(|v| *v >= 0.0),
         p99_us: Some(number("p99_us")?).filter(|v| *v >= 0.0),
         mismatches: count("mismatches").unwrap_or(0),
+        run: 0,
+        curve: Vec::new(),
     })
 }
 
@@ -360,6 +464,43 @@ pub(crate) fn parse_client_json(stdout: &str) -> anyhow::Result<Sample> {
         p50_us: run.p50_us.filter(|v| *v >= 0.0),
         p99_us: run.p99_us.filter(|v| *v >= 0.0),
         mismatches: run.wrong,
+        run: 0,
+        curve: Vec::new(),
+    })
+}
+
+/// Reads what `upcase-client bench --find-rate --json` printed: the
+/// highest rate that passed stands for the run, with its step's figures.
+pub(crate) fn parse_client_search(stdout: &str) -> anyhow::Result<Sample> {
+    let search = ClientRateSearch::from_stdout(stdout)?;
+    let found = search
+        .found_per_s
+        .context("the search found no rate that passed")?;
+    let best = search
+        .steps
+        .iter()
+        .find(|s| s.passed && s.offered_per_s == found)
+        .context("the search's JSON has no step at the rate it found")?;
+    Ok(Sample {
+        replies_per_s: found as f64,
+        lost: best.lost,
+        p50_us: best.p50_us,
+        p99_us: best.p99_us,
+        mismatches: search.steps.iter().map(|s| s.wrong).sum(),
+        run: 0,
+        curve: search
+            .steps
+            .iter()
+            .map(|s| CurvePoint {
+                offered_per_s: s.offered_per_s,
+                replies_per_s: s.replies_per_s,
+                loss: s.loss,
+                p50_us: s.p50_us,
+                p99_us: s.p99_us,
+                passed: s.passed,
+                failed_on: s.failed_on.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -386,6 +527,8 @@ mod tests {
                 p50_us: Some(201.5),
                 p99_us: Some(390.25),
                 mismatches: 0,
+                run: 0,
+                curve: Vec::new(),
             }
         );
     }
@@ -449,17 +592,57 @@ mod tests {
 
     #[test]
     fn load_arguments_follow_the_row() {
-        let args = Load::Loadgen.args(Row::Gso.spec(), 4000, 1.0).join(" ");
+        let quick = Length::new(1.0, true);
+        let full = Length::new(5.0, false);
+        let args = Load::Loadgen.args(Row::Gso.spec(), 4000, quick).join(" ");
         assert_eq!(args, "-a 127.0.0.1 -p 4000 -d 1 -m flood -w 64 -s 32 -G -g");
-        let args = Load::Loadgen.args(Row::Ping.spec(), 4000, 5.0).join(" ");
+        let args = Load::Loadgen.args(Row::Ping.spec(), 4000, full).join(" ");
         assert_eq!(args, "-a 127.0.0.1 -p 4000 -d 5 -m ping -s 32");
-        let args = Load::Client.args(Row::Flood64Large.spec(), 4000, 2.5);
+        let args = Load::Client.args(Row::Flood64Large.spec(), 4000, Length::new(2.5, false));
         assert!(args.windows(2).any(|w| w == ["--size", "1400"]));
         assert!(args.windows(2).any(|w| w == ["--duration", "2500ms"]));
         assert!(!args.contains(&"--tcp".to_string()));
-        let args = Load::Client.args(Row::TcpFlood.spec(), 4000, 1.0);
+        let args = Load::Client.args(Row::TcpFlood.spec(), 4000, quick);
         assert!(args.contains(&"--tcp".to_string()));
         assert!(args.windows(2).any(|w| w == ["--sockets", "16"]));
         assert!(args.windows(2).any(|w| w == ["--window", "64"]));
+        assert!(!args.contains(&"--find-rate".to_string()));
+    }
+
+    #[test]
+    fn find_rate_runs_in_short_steps_and_loosely_when_quick() {
+        let args = Load::Client.args(Row::FindRate.spec(), 4000, Length::new(5.0, false));
+        let line = args.join(" ");
+        assert!(
+            line.contains("--find-rate --rate 10000 --max-steps 16"),
+            "{line}"
+        );
+        assert!(line.contains("--duration 1000ms"), "{line}");
+        assert!(line.contains("--window 256"), "{line}");
+        assert!(!line.contains("--max-p99"), "{line}");
+        let quick = Load::Client.args(Row::FindRate.spec(), 4000, Length::new(1.0, true));
+        let line = quick.join(" ");
+        assert!(
+            line.contains("--max-steps 4 --max-loss 50% --max-p99 1s"),
+            "{line}"
+        );
+        assert!(line.contains("--duration 200ms"), "{line}");
+    }
+
+    #[test]
+    fn a_search_stands_for_its_highest_passing_step() {
+        let out = r#"{"server":"127.0.0.1:4000","found_per_s":20000,"replies_per_s":19999.0,
+            "steps":[
+              {"offered_per_s":10000,"sent_per_s":10000.0,"replies_per_s":10000.0,"sent":10000,"correct":10000,"wrong":0,"lost":0,"loss":0.0,"p50_us":40.0,"p99_us":90.0,"passed":true},
+              {"offered_per_s":40000,"sent_per_s":40000.0,"replies_per_s":30000.0,"sent":40000,"correct":30000,"wrong":0,"lost":10000,"loss":0.25,"p50_us":900.0,"p99_us":null,"passed":false},
+              {"offered_per_s":20000,"sent_per_s":20000.0,"replies_per_s":19999.0,"sent":20000,"correct":19999,"wrong":0,"lost":1,"loss":0.00005,"p50_us":50.0,"p99_us":120.0,"passed":true}
+            ]}"#.replace('\n', "");
+        let sample = parse_client_search(&out).unwrap();
+        assert_eq!(sample.replies_per_s, 20_000.0);
+        assert_eq!((sample.lost, sample.p99_us), (1, Some(120.0)));
+        assert_eq!(sample.curve.len(), 3);
+        assert!(!sample.curve[1].passed);
+        let none = out.replace("\"found_per_s\":20000", "\"found_per_s\":null");
+        assert!(parse_client_search(&none).is_err());
     }
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use upcase_e2e::{Memory, Process, reachable};
 
 use crate::build::Tools;
-use crate::load::{Load, Row, Sample, Server};
+use crate::load::{Length, Load, Row, Sample, Server};
 use crate::procs::{Pinning, Role, STARTUP_LIMIT};
 use crate::report::{Entry, fmt_count, fmt_us};
 
@@ -20,7 +20,7 @@ pub(crate) struct Bench {
     pub(crate) tools: Tools,
     pub(crate) pinning: Pinning,
     pub(crate) logs: PathBuf,
-    pub(crate) seconds: f64,
+    pub(crate) length: Length,
 }
 
 fn available(tools: &Tools, server: Server) -> bool {
@@ -28,6 +28,7 @@ fn available(tools: &Tools, server: Server) -> bool {
         Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => true,
         Server::CRecvmmsg | Server::CPlain | Server::CGro => tools.limit_server.is_some(),
         Server::Python => tools.python.is_some() && tools.seed_server.is_some(),
+        Server::CTcp => tools.tcp_server.is_some(),
     }
 }
 
@@ -54,9 +55,11 @@ pub(crate) fn plan(tools: &Tools, notes: &mut Vec<String>) -> anyhow::Result<Vec
             let loads: &[Load] = match row {
                 Row::ClientVsLoadgen if both => &[Load::Client],
                 Row::ClientVsLoadgen => continue,
-                // loadgen speaks UDP only.
-                Row::TcpPing | Row::TcpFlood if tools.client.is_some() => &[Load::Client],
-                Row::TcpPing | Row::TcpFlood => continue,
+                // loadgen speaks UDP only, and has no paced search.
+                Row::TcpPing | Row::TcpFlood | Row::FindRate if tools.client.is_some() => {
+                    &[Load::Client]
+                }
+                Row::TcpPing | Row::TcpFlood | Row::FindRate => continue,
                 // GSO + GRO is where a sender's own cost shows most: both
                 // senders are measured against every server of the row.
                 Row::Gso if both => &[Load::Loadgen, Load::Client],
@@ -83,16 +86,28 @@ pub(crate) fn measure(
     entries: &mut [Entry],
     errors: &mut Vec<String>,
 ) -> Vec<(Server, Memory)> {
-    let loads = entries.len() as f64 * f64::from(runs);
+    let length = bench.length;
+    let searches = entries.iter().filter(|e| e.row == Row::FindRate).count() as f64;
+    let loads = entries.len() as f64 - searches;
+    let per_search = f64::from(length.max_steps) * (length.step_seconds + 0.3);
     eprintln!(
-        "bench: {} load runs of {} s, about {:.0} s",
-        loads,
-        bench.seconds,
-        loads * (bench.seconds + 0.5)
+        "bench: {} load runs of {} s and {} searches of at most {} steps of {} s, about {:.0} s at most",
+        loads * f64::from(runs),
+        length.seconds,
+        searches * f64::from(runs),
+        length.max_steps,
+        length.step_seconds,
+        f64::from(runs) * (loads * (length.seconds + 0.5) + searches * per_search)
     );
     let mut memory = Vec::new();
     for run in 1..=runs {
-        for server in Server::ALL {
+        // Every other run starts the servers in reverse order, so that a
+        // drift over the session does not always favour the same one.
+        let mut order = Server::ALL.to_vec();
+        if run % 2 == 0 {
+            order.reverse();
+        }
+        for server in order {
             let jobs: Vec<usize> = Row::RUN_ORDER
                 .iter()
                 .flat_map(|row| {
@@ -140,7 +155,7 @@ pub(crate) fn measure(
                 match result {
                     Ok(sample) => {
                         eprintln!("bench: {what}: {}", describe(&sample));
-                        entry.samples.push(sample);
+                        entry.samples.push(Sample { run, ..sample });
                     }
                     Err(err) => {
                         let message = format!("{what}: {err:#}");
@@ -175,7 +190,8 @@ fn describe(sample: &Sample) -> String {
     )
 }
 
-/// Starts `server` and returns once it has answered a datagram.
+/// Starts `server` and returns once it has answered a datagram (a line,
+/// for a TCP-only server).
 fn start_server(
     bench: &Bench,
     server: Server,
@@ -183,7 +199,7 @@ fn start_server(
 ) -> anyhow::Result<(Process, SocketAddr)> {
     let tools = &bench.tools;
     let port = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => 0,
+        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::CTcp => 0,
         // Another process could take it before the server binds it; the
         // readiness probe then fails with a clear message.
         _ => upcase_e2e::free_udp_port().context("no free UDP port on loopback")?,
@@ -205,6 +221,13 @@ fn start_server(
             let python = tools.python.as_deref().context("no python3")?;
             (python, vec![script.clone().into_os_string()])
         }
+        Server::CTcp => (
+            tools
+                .tcp_server
+                .as_deref()
+                .context("tcp_server is not built")?,
+            Vec::new(),
+        ),
     };
     args.extend(server.args(port).into_iter().map(OsString::from));
     let mut command = bench.pinning.command(Role::Server, program);
@@ -217,10 +240,34 @@ fn start_server(
         Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => {
             reachable(guard.wait_ready(STARTUP_LIMIT)?.first())
         }
+        Server::CTcp => {
+            let port = guard
+                .wait_for_stdout(STARTUP_LIMIT, tcp_server_port)
+                .context("waiting for tcp_server's `ready port=P` line")?;
+            SocketAddr::from(([127, 0, 0, 1], port))
+        }
         _ => SocketAddr::from(([127, 0, 0, 1], port)),
     };
-    guard.wait_answering(addr, b"upcase bench probe", STARTUP_LIMIT)?;
+    if server.tcp_only() {
+        guard.wait_answering_tcp(addr, b"upcase bench probe\n", STARTUP_LIMIT)?;
+    } else {
+        guard.wait_answering(addr, b"upcase bench probe", STARTUP_LIMIT)?;
+    }
     Ok((guard, addr))
+}
+
+/// The port in tcp_server's `ready port=P variant=epoll ...` line, once a
+/// whole one is on its stdout.
+fn tcp_server_port(stdout: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(stdout);
+    let (whole, _) = text.rsplit_once('\n')?;
+    whole.lines().find_map(|line| {
+        line.strip_prefix("ready port=")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 /// One bounded load run against `addr`.
@@ -237,14 +284,22 @@ fn run_load(
     }
     .with_context(|| format!("{} is not available", load.name()))?;
     let mut command = bench.pinning.command(Role::Load, program);
-    command.args(load.args(row.spec(), addr.port(), bench.seconds));
+    let spec = row.spec();
+    command.args(load.args(spec, addr.port(), bench.length));
     let mut guard = Process::spawn(&mut command)
         .label(label)
         .logs_in(&bench.logs)
         .start()?;
-    // Loss timeouts and draining add well under a second; the rest is slack
-    // for a loaded machine, while still bounding a hung load tool.
-    let limit = Duration::from_secs_f64(bench.seconds) + Duration::from_secs(20);
+    // Loss timeouts and draining add well under a second (a step of a
+    // search too); the rest is slack for a loaded machine, while still
+    // bounding a hung load tool.
+    let length = bench.length;
+    let busy = if spec.find_rate {
+        f64::from(length.max_steps) * (length.step_seconds + 1.0)
+    } else {
+        length.seconds
+    };
+    let limit = Duration::from_secs_f64(busy) + Duration::from_secs(20);
     let status = guard.wait_within(limit)?;
     if !status.success() {
         bail!(
@@ -253,7 +308,7 @@ fn run_load(
             guard.stderr_tail()
         );
     }
-    load.parse(&guard.stdout())
+    load.parse(spec, &guard.stdout())
         .with_context(|| format!("see {}", bench.logs.join(format!("{label}.out")).display()))
 }
 
@@ -268,6 +323,7 @@ mod tests {
             client: Some(PathBuf::from("c")),
             limit_server: None,
             loadgen: None,
+            tcp_server: None,
             python: None,
             seed_server: None,
         };
@@ -278,8 +334,8 @@ mod tests {
             Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro
         ) && e.load == Load::Client));
         // Ping and flood W=64 twice (with --busy-poll, with --gro), two more
-        // floods, GSO twice (with and without --gro), two TCP.
-        assert_eq!(entries.len(), 10);
+        // floods, GSO twice (with and without --gro), two TCP, the search.
+        assert_eq!(entries.len(), 11);
         assert!(!notes.is_empty());
         let none = Tools {
             client: None,
@@ -295,20 +351,36 @@ mod tests {
             client: Some(PathBuf::from("c")),
             limit_server: Some(PathBuf::from("l")),
             loadgen: Some(PathBuf::from("g")),
+            tcp_server: Some(PathBuf::from("t")),
             python: Some(PathBuf::from("p")),
             seed_server: Some(PathBuf::from("seed.py")),
         };
         let entries = plan(&tools, &mut Vec::new()).unwrap();
         // 4 classic rows x 4 servers, ping with --busy-poll, flood W=64 with
-        // --gro, GSO x 4 servers x 2 loads, client x 1, TCP x 2.
-        assert_eq!(entries.len(), 29);
+        // --gro, GSO x 4 servers x 2 loads, client x 1, TCP x 2 x 2 servers,
+        // the search x 2 servers.
+        assert_eq!(entries.len(), 33);
         let client: Vec<_> = entries.iter().filter(|e| e.load == Load::Client).collect();
-        assert_eq!(client.len(), 7);
+        assert_eq!(client.len(), 11);
+        let tcp: Vec<_> = entries
+            .iter()
+            .filter(|e| matches!(e.row, Row::TcpPing | Row::TcpFlood))
+            .collect();
+        assert_eq!(tcp.len(), 4);
+        assert!(
+            tcp.iter().all(
+                |e| e.load == Load::Client && matches!(e.server, Server::Upcase | Server::CTcp)
+            )
+        );
         assert!(
             entries
                 .iter()
-                .filter(|e| matches!(e.row, Row::TcpPing | Row::TcpFlood))
-                .all(|e| (e.server, e.load) == (Server::Upcase, Load::Client))
+                .filter(|e| e.row == Row::FindRate)
+                .map(|e| (e.server, e.load))
+                .eq([
+                    (Server::Upcase, Load::Client),
+                    (Server::CRecvmmsg, Load::Client)
+                ])
         );
         assert!(
             client
@@ -316,5 +388,13 @@ mod tests {
                 .any(|e| (e.row, e.server) == (Row::ClientVsLoadgen, Server::CRecvmmsg))
         );
         assert!(client.iter().filter(|e| e.row == Row::Gso).count() == 4);
+    }
+
+    #[test]
+    fn the_tcp_reference_says_its_port_in_its_ready_line() {
+        let line = b"ready port=40123 variant=epoll threads=1 maxconn=1024 buf=16384 spin=0 addr=127.0.0.1\n";
+        assert_eq!(tcp_server_port(line), Some(40123));
+        assert_eq!(tcp_server_port(&line[..20]), None, "not a whole line yet");
+        assert_eq!(tcp_server_port(b"listening\n"), None);
     }
 }

@@ -30,8 +30,8 @@ pub(crate) struct Line {
     pub(crate) server_name: String,
     pub(crate) load: Load,
     pub(crate) replies_per_s: Option<f64>,
-    /// Against the C recvmmsg reference (driven by the same load tool as the
-    /// row's reference line) in the same row.
+    /// Against the row's reference (C recvmmsg, or the C epoll server on
+    /// the TCP rows) driven by the same load tool, in the same row.
     pub(crate) ratio: Option<f64>,
     pub(crate) p50_us: Option<f64>,
     pub(crate) p99_us: Option<f64>,
@@ -91,7 +91,7 @@ pub(crate) fn lines(entries: &[Entry]) -> Vec<Line> {
             };
             lines
                 .iter()
-                .find(|line| line.server == Server::REFERENCE && line.load == want)
+                .find(|line| line.server == row.reference() && line.load == want)
                 .and_then(|line| line.replies_per_s)
         };
         for i in start..lines.len() {
@@ -198,6 +198,7 @@ pub(crate) fn targets(
         None => ("–".into(), None),
     };
     let mut all = server_targets(lines);
+    all.extend(tcp_targets(lines));
     all.extend([
         Target {
             what: "upcase-client load vs loadgen (flood W=64)".into(),
@@ -219,6 +220,60 @@ pub(crate) fn targets(
         },
     ]);
     all
+}
+
+/// The median over the runs of `ours`'s figure over `theirs`'s in the same
+/// run (the runs both measured): how the TCP targets are judged, since a
+/// pair of runs side by side shares the machine's state of the moment.
+pub(crate) fn median_of_ratios(
+    ours: Option<&Line>,
+    theirs: Option<&Line>,
+    figure: fn(&Sample) -> Option<f64>,
+) -> Option<f64> {
+    let (ours, theirs) = (ours?, theirs?);
+    let ratios: Vec<f64> = ours
+        .samples
+        .iter()
+        .filter_map(|mine| {
+            let other = theirs.samples.iter().find(|s| s.run == mine.run)?;
+            ratio(figure(mine), figure(other))
+        })
+        .collect();
+    median(&ratios)
+}
+
+/// The TCP targets of issue 15, against the C epoll server.
+fn tcp_targets(lines: &[Line]) -> Vec<Target> {
+    let find = |row: Row, server: Server| {
+        lines
+            .iter()
+            .find(|l| l.row == row && l.server == server && l.load == Load::Client)
+    };
+    let flood = median_of_ratios(
+        find(Row::TcpFlood, Server::Upcase),
+        find(Row::TcpFlood, Server::CTcp),
+        |s| Some(s.replies_per_s),
+    );
+    let ping = median_of_ratios(
+        find(Row::TcpPing, Server::Upcase),
+        find(Row::TcpPing, Server::CTcp),
+        |s| s.p50_us,
+    );
+    vec![
+        Target {
+            what: "upcase-server TCP flood W=64 x 16 connections vs C epoll (median of per-run ratios)"
+                .into(),
+            goal: ">= 1.00x".into(),
+            measured: fmt_ratio(flood),
+            met: flood.map(|r| r >= 1.0),
+        },
+        Target {
+            what: "upcase-server TCP ping p50 vs C epoll (median of per-run ratios)".into(),
+            goal: "<= 1.05x".into(),
+            measured: fmt_ratio(ping),
+            met: ping.map(|r| r <= 1.05),
+        },
+    ]
 }
 
 /// The server targets of the issue, as ratios inside this run.
@@ -398,6 +453,47 @@ fn fmt_met(met: Option<bool>) -> &'static str {
     }
 }
 
+/// The steps of the find-rate searches, run by run: the curve the SVG
+/// draws, in figures.
+fn render_curves(md: &mut String, lines: &[Line]) {
+    let searches: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.row == Row::FindRate && l.samples.iter().any(|s| !s.curve.is_empty()))
+        .collect();
+    if searches.is_empty() {
+        return;
+    }
+    md.push_str("\n## find-rate: every step\n\n");
+    md.push_str(
+        "Each step is a paced run of `upcase-client bench --rate R`; round trips are timed \
+         from each request's intended send time.\n\n",
+    );
+    md.push_str("| server | run | offered/s | replies/s | loss | p50 µs | p99 µs | |\n");
+    md.push_str("|---|--:|--:|--:|--:|--:|--:|---|\n");
+    for line in searches {
+        for sample in &line.samples {
+            for point in &sample.curve {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {:.3} % | {} | {} | {} |",
+                    line.server_name,
+                    sample.run,
+                    fmt_count(Some(point.offered_per_s as f64)),
+                    fmt_count(Some(point.replies_per_s)),
+                    point.loss * 100.0,
+                    fmt_us(point.p50_us),
+                    fmt_us(point.p99_us),
+                    match (&point.failed_on, point.passed) {
+                        (_, true) => "pass".to_string(),
+                        (Some(why), false) => format!("fail: {why}"),
+                        (None, false) => "fail".to_string(),
+                    }
+                );
+            }
+        }
+    }
+}
+
 pub(crate) fn render_markdown(report: &Report) -> String {
     let m = &report.machine;
     let s = &report.settings;
@@ -423,9 +519,11 @@ pub(crate) fn render_markdown(report: &Report) -> String {
     let _ = writeln!(
         md,
         "Medians over the runs. \"vs C\" is replies/s over the C recvmmsg reference's in the same \
-         row (in the client-vs-loadgen row: over the C load generator's). RTT in µs; lost per \
-         run. The TCP rows have no reference (../shared/anchors has no TCP server): they set \
-         upcase-server's TCP beside its UDP lines of the same shape.\n"
+         row (in the client-vs-loadgen row: over the C load generator's; in the TCP rows: over \
+         the C epoll server's, ../shared/anchors/tcp_server.c). RTT in µs; lost per run. The \
+         find-rate row's replies/s is the highest paced rate that passed (loss <= 0.1 %, p99 \
+         <= 10 ms timed from each request's intended send time, the sender on schedule), its \
+         p50 and p99 that step's.\n"
     );
     md.push_str("| row | server | load | replies/s | vs C | p50 µs | p99 µs | lost |\n");
     md.push_str("|---|---|---|--:|--:|--:|--:|--:|\n");
@@ -450,6 +548,7 @@ pub(crate) fn render_markdown(report: &Report) -> String {
             lost
         );
     }
+    render_curves(&mut md, &report.lines);
     if !report.memory.is_empty() {
         md.push_str("\n## Server memory (peak over the session, after the flood rows)\n\n");
         md.push_str(
@@ -527,6 +626,8 @@ mod tests {
             p50_us: Some(50.0),
             p99_us: Some(90.0),
             mismatches: 0,
+            run: 1,
+            curve: Vec::new(),
         }
     }
 
@@ -607,6 +708,78 @@ mod tests {
         assert_eq!((plain.measured.as_str(), plain.met), ("1.00x", Some(true)));
         let busy = find("--busy-poll ping p50");
         assert_eq!((busy.measured.as_str(), busy.met), ("0.80x", Some(true)));
+    }
+
+    #[test]
+    fn tcp_targets_are_medians_of_the_ratios_of_each_run() {
+        let runs = |server, rates: &[f64], p50s: &[f64]| {
+            let mut e = entry(Row::TcpFlood, server, Load::Client, rates);
+            for (i, (sample, p50)) in e.samples.iter_mut().zip(p50s).enumerate() {
+                sample.run = i as u32 + 1;
+                sample.p50_us = Some(*p50);
+            }
+            e
+        };
+        // Run by run: 1.2, 0.5, 1.1 (median 1.1); the medians' ratio is 1.0.
+        let ours = runs(Server::Upcase, &[120.0, 100.0, 110.0], &[10.0, 10.0, 10.0]);
+        let theirs = runs(Server::CTcp, &[100.0, 200.0, 100.0], &[10.0, 9.0, 11.0]);
+        let mut entries = vec![ours, theirs];
+        for e in entries.clone() {
+            entries.push(Entry {
+                row: Row::TcpPing,
+                ..e
+            });
+        }
+        // A run only one side measured is left out.
+        entries[1].samples.push(Sample {
+            run: 4,
+            ..sample(1.0, 0)
+        });
+        let lines = lines(&entries);
+        let flood_line = lines
+            .iter()
+            .find(|l| l.row == Row::TcpFlood && l.server == Server::Upcase)
+            .unwrap();
+        assert_eq!(flood_line.ratio, Some(110.0 / 100.0), "against C epoll");
+        let targets = targets(&lines, &[], &[]);
+        let find = |what: &str| targets.iter().find(|t| t.what.contains(what)).unwrap();
+        let flood = find("TCP flood");
+        assert_eq!((flood.measured.as_str(), flood.met), ("1.10x", Some(true)));
+        let ping = find("TCP ping p50");
+        // 10/10, 10/9, 10/11: median 1.00.
+        assert_eq!((ping.measured.as_str(), ping.met), ("1.00x", Some(true)));
+    }
+
+    #[test]
+    fn the_markdown_lists_every_step_of_the_searches() {
+        use crate::load::CurvePoint;
+        let point = |offered_per_s, passed: bool| CurvePoint {
+            offered_per_s,
+            replies_per_s: offered_per_s as f64 * 0.9,
+            loss: if passed { 0.0 } else { 0.25 },
+            p50_us: Some(40.0),
+            p99_us: Some(90.0),
+            passed,
+            failed_on: (!passed).then(|| "loss 25.000 % over 0.100 %".to_string()),
+        };
+        let mut search = entry(Row::FindRate, Server::Upcase, Load::Client, &[10_000.0]);
+        search.samples[0].curve = vec![point(10_000, true), point(20_000, false)];
+        let mut md = String::new();
+        render_curves(&mut md, &lines(&[search]));
+        assert!(md.contains("## find-rate: every step"), "{md}");
+        assert!(
+            md.contains("| upcase-server | 1 | 10,000 | 9,000 | 0.000 % | 40.0 | 90.0 | pass |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 20,000 | 18,000 | 25.000 % | 40.0 | 90.0 | fail: loss 25.000 % over 0.100 % |"
+            ),
+            "{md}"
+        );
+        let mut none = String::new();
+        render_curves(&mut none, &[]);
+        assert!(none.is_empty(), "no search, no section");
     }
 
     #[test]

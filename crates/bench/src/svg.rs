@@ -1,10 +1,11 @@
 //! The report as a picture, written by hand as SVG text so that no plotting
 //! tool is needed: one panel of replies/s bars per row (each with its own
-//! scale, since rows differ by 20x), then the ping row's p50/p99 RTT.
+//! scale, since rows differ by 20x), then the ping rows' p50/p99 RTT, then
+//! the find-rate curve (p99 against the offered rate, both on log scales).
 
 use std::fmt::Write as _;
 
-use crate::load::{Load, Row, Server};
+use crate::load::{CurvePoint, Load, Row, Server};
 use crate::report::{Line, fmt_count, fmt_ratio, fmt_us};
 
 const WIDTH: u32 = 980;
@@ -23,6 +24,7 @@ fn color(server: Server) -> &'static str {
         Server::CPlain => "#74c0fc",
         Server::Python => "#37b24d",
         Server::CGro => "#7048e8",
+        Server::CTcp => "#1098ad",
     }
 }
 
@@ -74,13 +76,18 @@ pub(crate) fn render(lines: &[Line], subtitle: &str) -> String {
         if in_row.is_empty() {
             continue;
         }
+        let unit = if row == Row::FindRate {
+            "highest rate that passed, requests/s"
+        } else {
+            "replies/s"
+        };
         text(
             &mut body,
             20,
             y,
             "start",
             bold,
-            &format!("{}: replies/s", row.title()),
+            &format!("{}: {unit}", row.title()),
         );
         y += 10;
         let max = in_row
@@ -162,6 +169,7 @@ pub(crate) fn render(lines: &[Line], subtitle: &str) -> String {
         }
         y += 12;
     }
+    y = curve(&mut body, lines, y);
     let height = y + 10;
     let mut svg = String::new();
     let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
@@ -185,6 +193,131 @@ pub(crate) fn render(lines: &[Line], subtitle: &str) -> String {
     svg.push_str(&body);
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The plot area of the find-rate curve.
+const PLOT_LEFT: f64 = 90.0;
+const PLOT_WIDTH: f64 = 800.0;
+const PLOT_HEIGHT: f64 = 220.0;
+
+/// Decades from `low` to `high` (each at least 1): the axis of a log scale.
+fn decades(low: f64, high: f64) -> (f64, f64) {
+    let low = low.max(1.0).log10().floor();
+    let high = high.max(1.0).log10().ceil().max(low + 1.0);
+    (low, high)
+}
+
+/// The find-rate panel at `top`: one line per server and run through its
+/// steps in order of rate, filled dots for steps that passed, rings for
+/// those that failed; returns where the next panel goes.
+fn curve(svg: &mut String, lines: &[Line], top: u32) -> u32 {
+    let curves: Vec<(&Line, Vec<&CurvePoint>)> = lines
+        .iter()
+        .filter(|l| l.row == Row::FindRate)
+        .flat_map(|l| {
+            l.samples.iter().map(move |s| {
+                let mut points: Vec<&CurvePoint> =
+                    s.curve.iter().filter(|p| p.p99_us.is_some()).collect();
+                points.sort_by_key(|p| p.offered_per_s);
+                (l, points)
+            })
+        })
+        .filter(|(_, points)| !points.is_empty())
+        .collect();
+    let all = || curves.iter().flat_map(|(_, points)| points.iter());
+    let (Some(rate_low), Some(rate_high)) = (
+        all().map(|p| p.offered_per_s).min(),
+        all().map(|p| p.offered_per_s).max(),
+    ) else {
+        return top;
+    };
+    let p99 = |p: &CurvePoint| p.p99_us.unwrap_or(1.0);
+    let p99_low = all().map(|p| p99(p)).fold(f64::INFINITY, f64::min);
+    let p99_high = all().map(|p| p99(p)).fold(0.0, f64::max);
+    let (x0, x1) = decades(rate_low as f64, rate_high as f64);
+    let (y0, y1) = decades(p99_low, p99_high);
+    let plot_top = f64::from(top) + 20.0;
+    let x = |rate: f64| PLOT_LEFT + (rate.max(1.0).log10() - x0) / (x1 - x0) * PLOT_WIDTH;
+    let y = |us: f64| plot_top + PLOT_HEIGHT - (us.max(1.0).log10() - y0) / (y1 - y0) * PLOT_HEIGHT;
+    text(
+        svg,
+        20,
+        top,
+        "start",
+        r#"font-weight="bold""#,
+        "find-rate: p99 round trip (µs, from the intended send) against the offered rate \
+         (requests/s); rings: steps that failed",
+    );
+    let bottom = plot_top + PLOT_HEIGHT;
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{PLOT_LEFT}" y="{plot_top:.1}" width="{PLOT_WIDTH}" height="{PLOT_HEIGHT}" fill="none" stroke="#adb5bd"/>"##
+    );
+    for decade in (x0 as i32)..=(x1 as i32) {
+        let at = x(10f64.powi(decade));
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{at:.1}" y1="{plot_top:.1}" x2="{at:.1}" y2="{bottom:.1}" stroke="#e9ecef"/>"##
+        );
+        let label = fmt_count(Some(10f64.powi(decade)));
+        text(svg, at as u32, bottom as u32 + 16, "middle", "", &label);
+    }
+    for decade in (y0 as i32)..=(y1 as i32) {
+        let at = y(10f64.powi(decade));
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{PLOT_LEFT}" y1="{at:.1}" x2="{:.1}" y2="{at:.1}" stroke="#e9ecef"/>"##,
+            PLOT_LEFT + PLOT_WIDTH
+        );
+        let label = fmt_count(Some(10f64.powi(decade)));
+        text(svg, PLOT_LEFT as u32 - 6, at as u32 + 4, "end", "", &label);
+    }
+    let mut named = Vec::new();
+    for (line, points) in &curves {
+        let fill = color(line.server);
+        let path: Vec<String> = points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.offered_per_s as f64), y(p99(p))))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{fill}" stroke-width="1.5"/>"#,
+            path.join(" ")
+        );
+        for p in points {
+            let (cx, cy) = (x(p.offered_per_s as f64), y(p99(p)));
+            let dot = if p.passed {
+                format!(r#"fill="{fill}""#)
+            } else {
+                format!(r#"fill="white" stroke="{fill}" stroke-width="1.5""#)
+            };
+            let _ = writeln!(svg, r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="3.5" {dot}/>"#);
+        }
+        if !named.contains(&line.server) {
+            named.push(line.server);
+        }
+    }
+    let mut legend_y = bottom as u32 + 36;
+    for server in named {
+        let found = lines
+            .iter()
+            .find(|l| l.row == Row::FindRate && l.server == server)
+            .and_then(|l| l.replies_per_s);
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{PLOT_LEFT}" y="{}" width="14" height="4" fill="{}"/>"#,
+            legend_y - 6,
+            color(server)
+        );
+        let caption = format!(
+            "{}: {} requests/s passed (median over runs)",
+            server.name(),
+            fmt_count(found)
+        );
+        text(svg, PLOT_LEFT as u32 + 20, legend_y, "start", "", &caption);
+        legend_y += 18;
+    }
+    legend_y + 10
 }
 
 /// Checks that `xml` is well-formed as far as this file's SVG needs: one
@@ -355,6 +488,53 @@ mod tests {
         assert!(svg.contains("C recvmmsg ← upcase-client"));
         assert!(svg.contains(">failed<"));
         assert!(svg.contains("20,000"));
+    }
+
+    #[test]
+    fn the_find_rate_curve_has_a_line_per_search_and_rings_for_failures() {
+        let step = |offered_per_s, p99, passed| CurvePoint {
+            offered_per_s,
+            replies_per_s: offered_per_s as f64,
+            loss: 0.0,
+            p50_us: Some(40.0),
+            p99_us: Some(p99),
+            passed,
+            failed_on: (!passed).then(|| "loss".to_string()),
+        };
+        let mut ours = line(Row::FindRate, Server::Upcase, Load::Client, Some(40_000.0));
+        ours.samples.push(Sample {
+            replies_per_s: 40_000.0,
+            lost: 0,
+            p50_us: Some(40.0),
+            p99_us: Some(90.0),
+            mismatches: 0,
+            run: 1,
+            curve: vec![
+                step(10_000, 80.0, true),
+                step(80_000, 40_000.0, false),
+                step(40_000, 90.0, true),
+            ],
+        });
+        let mut theirs = line(Row::FindRate, Server::CRecvmmsg, Load::Client, None);
+        theirs.samples.push(Sample {
+            curve: vec![step(10_000, 95.0, false)],
+            ..ours.samples[0].clone()
+        });
+        let svg = render(&[ours, theirs], "test");
+        check_well_formed(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
+        assert_eq!(svg.matches(r#"fill="white" stroke"#).count(), 2, "{svg}");
+        assert!(
+            svg.contains("upcase-server: 40,000 requests/s passed"),
+            "{svg}"
+        );
+        assert!(svg.contains("C recvmmsg: – requests/s passed"), "{svg}");
+        // Both scales in decades: 10,000 to 100,000 requests/s.
+        assert!(
+            svg.contains(">10,000<") && svg.contains(">100,000<"),
+            "{svg}"
+        );
     }
 
     #[test]

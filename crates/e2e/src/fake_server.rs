@@ -249,10 +249,10 @@ impl FakeTcpServer {
     /// Waits for the connection to be served; a panic in `serve` (a failed
     /// assertion about what the client sent) fails the test here.
     pub fn finish(mut self) {
-        if let Some(thread) = self.thread.take() {
-            if let Err(panic) = thread.join() {
-                std::panic::resume_unwind(panic);
-            }
+        if let Some(thread) = self.thread.take()
+            && let Err(panic) = thread.join()
+        {
+            std::panic::resume_unwind(panic);
         }
     }
 }

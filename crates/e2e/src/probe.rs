@@ -1,7 +1,8 @@
-//! Whether a UDP server answers: a printed line says a process started,
-//! only an answer says it serves.
+//! Whether a UDP or TCP server answers: a printed line says a process
+//! started, only an answer says it serves.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -69,6 +70,48 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Sends `line` (ending in a newline) on a TCP connection to `addr` and
+    /// waits for its uppercase; fails if the answer is anything else, if
+    /// this process (the server) has exited, or after `limit`.
+    pub fn wait_answering_tcp(
+        &mut self,
+        addr: SocketAddr,
+        line: &[u8],
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        if let Some(status) = self.exited() {
+            bail!(
+                "{} exited ({status}) before answering on TCP {addr}; stderr: {}",
+                self.label(),
+                self.stderr_tail()
+            );
+        }
+        let mut stream = TcpStream::connect_timeout(&addr, limit)
+            .with_context(|| format!("cannot connect to {} on {addr}", self.label()))?;
+        stream
+            .set_read_timeout(Some(limit))
+            .and_then(|()| stream.set_write_timeout(Some(limit)))
+            .context("cannot set the probe's timeouts")?;
+        stream
+            .write_all(line)
+            .with_context(|| format!("cannot send a probe line to {addr}"))?;
+        let expected = uppercase(line);
+        let mut got = vec![0u8; expected.len()];
+        stream
+            .read_exact(&mut got)
+            .with_context(|| format!("{} did not answer a probe line on {addr}", self.label()))?;
+        if got != expected {
+            bail!(
+                "{} answered the probe line wrongly: {:?}",
+                self.label(),
+                String::from_utf8_lossy(&got)
+            );
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;
@@ -90,5 +133,33 @@ mod tests {
             .wait_answering(addr, b"anyone?", Duration::from_secs(5))
             .unwrap_err();
         assert!(err.to_string().contains("gone exited"), "{err}");
+        let err = gone
+            .wait_answering_tcp(addr, b"anyone?\n", Duration::from_secs(5))
+            .unwrap_err();
+        assert!(err.to_string().contains("gone exited"), "{err}");
+    }
+
+    #[test]
+    fn a_tcp_echo_is_a_wrong_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let echo = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut line = [0u8; 6];
+            conn.read_exact(&mut line).unwrap();
+            conn.write_all(&line).unwrap();
+        });
+        let mut server = Process::spawn(Command::new("sleep").arg("30"))
+            .label("echo")
+            .start()
+            .unwrap();
+        let err = server
+            .wait_answering_tcp(addr, b"hello\n", Duration::from_secs(20))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("answered the probe line wrongly"),
+            "{err}"
+        );
+        echo.join().unwrap();
     }
 }

@@ -131,14 +131,15 @@ fn options_and_variables(help: &str) -> Vec<(String, Option<String>)> {
     for line in help.lines() {
         // An option's line: indented, `-x, --name` or `--name`.
         let trimmed = line.trim_start();
-        if line.starts_with(' ') && trimmed.starts_with('-') {
-            if let Some(at) = trimmed.find("--").filter(|&at| at <= 4) {
-                let name: String = trimmed[at..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                found.push((name.trim_end_matches("...").to_string(), None));
-            }
+        if line.starts_with(' ')
+            && trimmed.starts_with('-')
+            && let Some(at) = trimmed.find("--").filter(|&at| at <= 4)
+        {
+            let name: String = trimmed[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            found.push((name.trim_end_matches("...").to_string(), None));
         }
         if let Some(at) = line.find("[env: ") {
             let variable: String = line[at + 6..].chars().take_while(|&c| c != '=').collect();

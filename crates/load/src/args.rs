@@ -24,6 +24,39 @@ pub enum Mode {
     Flood,
 }
 
+/// Where a round trip is timed from.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LatencyFrom {
+    /// The moment the schedule meant the request to go (`--rate` only):
+    /// whatever held it back (a full window, a full socket buffer, a slow
+    /// sender) counts, so a stall of the server shows in the percentiles.
+    Intended,
+    /// The moment it actually went: what a closed loop measures, and what
+    /// a paced tool without the correction reports (it hides stalls).
+    #[default]
+    Sent,
+}
+
+impl LatencyFrom {
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyFrom::Intended => "intended",
+            LatencyFrom::Sent => "sent",
+        }
+    }
+}
+
 /// Which transport carries the requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,9 +110,36 @@ pub struct BenchArgs {
     /// once they are answered or lost (or after --duration).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
-    /// Send at most R requests per second, paced (latency under a fixed load).
+    /// Send R requests per second on a fixed schedule (latency under a
+    /// fixed load): request i is due at start + i/R, and its round trip is
+    /// timed from then (see --latency-from). With --find-rate, the first
+    /// step's rate [default there: 1000].
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
+    /// With --rate: time round trips from each request's intended send time
+    /// on the schedule (intended, the default), or from its actual send
+    /// (sent: as tools without the coordinated-omission correction do,
+    /// which hides a stalled server). Without --rate, always sent.
+    #[arg(long, value_enum, value_name = "FROM")]
+    pub latency_from: Option<LatencyFrom>,
+    /// Search for the highest rate the server sustains: steps of --duration
+    /// at rising --rate (doubling from the first, then halving the gap), a
+    /// step passing while loss is at most --max-loss, p99 at most --max-p99
+    /// and the sender keeps the rate; at most --max-steps steps.
+    #[arg(long, conflicts_with = "count")]
+    pub find_rate: bool,
+    /// --find-rate: the most loss a passing step may have, a fraction
+    /// (`0.001`) or a percentage (`0.1%`).
+    #[arg(long, default_value = "0.1%", value_name = "FRACTION", value_parser = fraction)]
+    pub max_loss: f64,
+    /// --find-rate: the highest p99 round trip (from the intended send
+    /// time) a passing step may have.
+    #[arg(long, default_value = "10ms", value_parser = upcase_cli::parse::positive_duration, value_name = "DURATION")]
+    pub max_p99: Duration,
+    /// --find-rate: the most steps the search takes.
+    #[arg(long, default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_steps: u32,
     /// Messages per sendmmsg/recvmmsg call (UDP only).
     #[arg(long, default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -119,6 +179,11 @@ impl Default for BenchArgs {
             loss_timeout: Duration::from_millis(200),
             count: None,
             rate: None,
+            latency_from: None,
+            find_rate: false,
+            max_loss: 0.001,
+            max_p99: Duration::from_millis(10),
+            max_steps: 16,
             batch: 64,
             gso: false,
             tcp: false,
@@ -143,11 +208,26 @@ pub(crate) struct Plan {
     pub loss_timeout: Duration,
     pub count: Option<u64>,
     pub rate: Option<u64>,
+    pub latency_from: LatencyFrom,
+    /// `--find-rate`: the bounds of the search (`rate` is its first step).
+    pub search: Option<SearchPlan>,
     pub batch: usize,
     pub gso: bool,
     pub busy_poll: bool,
     pub interval: Duration,
 }
+
+/// What `--find-rate` looks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SearchPlan {
+    pub max_loss: f64,
+    pub max_p99: Duration,
+    pub max_steps: u32,
+}
+
+/// The first rate `--find-rate` tries without `--rate`: well under what any
+/// server of the protocol answers, so the ramp starts on a passing step.
+pub(crate) const FIRST_SEARCH_RATE: u64 = 1_000;
 
 impl Plan {
     pub fn new(args: &BenchArgs) -> anyhow::Result<Plan> {
@@ -189,6 +269,23 @@ impl Plan {
                 (args.sockets.min(args.window)) as usize,
             ),
         };
+        let search = args.find_rate.then_some(SearchPlan {
+            max_loss: args.max_loss,
+            max_p99: args.max_p99,
+            max_steps: args.max_steps,
+        });
+        let rate = match search {
+            Some(_) => Some(args.rate.unwrap_or(FIRST_SEARCH_RATE)),
+            None => args.rate,
+        };
+        let latency_from = match (args.latency_from, rate) {
+            (Some(LatencyFrom::Intended), None) => bail!(
+                "--latency-from intended needs --rate: without a schedule there is no intended send time"
+            ),
+            (Some(from), _) => from,
+            (None, Some(_)) => LatencyFrom::Intended,
+            (None, None) => LatencyFrom::Sent,
+        };
         Ok(Plan {
             server,
             transport,
@@ -200,7 +297,9 @@ impl Plan {
             warmup: args.warmup,
             loss_timeout: args.loss_timeout,
             count: args.count,
-            rate: args.rate,
+            rate,
+            latency_from,
+            search,
             batch: (args.batch as usize).clamp(1, upcase_udp::MAX_BATCH),
             gso: args.gso,
             busy_poll: args.busy_poll,
@@ -212,6 +311,23 @@ impl Plan {
     pub fn window_of(&self, i: usize) -> usize {
         self.window / self.sockets + usize::from(i < self.window % self.sockets)
     }
+}
+
+/// A fraction from 0 (inclusive) to 1 (exclusive), as `0.001` or `0.1%`.
+fn fraction(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.trim().strip_suffix('%') {
+        Some(percent) => (percent, 0.01),
+        None => (text.trim(), 1.0),
+    };
+    let value = number
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("{text:?} is not a fraction such as 0.001 or 0.1%"))?
+        * scale;
+    if !(0.0..1.0).contains(&value) {
+        return Err(format!("{text:?} is not at least 0 and below 1 (100%)"));
+    }
+    Ok(value)
 }
 
 /// What a TCP run cannot do: a request must hold its sequence letters and
@@ -297,6 +413,13 @@ mod tests {
             &["--rate", "0"],
             &["--port", "0"],
             &["--interval", "0s"],
+            &["--latency-from", "later"],
+            &["--find-rate", "--count", "5"],
+            &["--max-loss", "1"],
+            &["--max-loss", "-0.1%"],
+            &["--max-loss", "lots"],
+            &["--max-p99", "0s"],
+            &["--max-steps", "0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
@@ -349,6 +472,57 @@ mod tests {
         let ping = parse(&["--tcp", "--mode", "ping", "--sockets", "4", "--window", "9"]).unwrap();
         let plan = Plan::new(&ping).unwrap();
         assert_eq!((plan.window, plan.sockets), (1, 1), "ping: one connection");
+    }
+
+    #[test]
+    fn latency_is_timed_from_the_schedule_only_under_a_rate() {
+        let plan = |args: &[&str]| Plan::new(&parse(args).unwrap());
+        assert_eq!(plan(&[]).unwrap().latency_from, LatencyFrom::Sent);
+        let paced = plan(&["--rate", "5000"]).unwrap();
+        assert_eq!(paced.latency_from, LatencyFrom::Intended);
+        assert_eq!(paced.search, None);
+        let uncorrected = plan(&["--rate", "5000", "--latency-from", "sent"]).unwrap();
+        assert_eq!(uncorrected.latency_from, LatencyFrom::Sent);
+        let err = plan(&["--latency-from", "intended"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs --rate"), "{err}");
+    }
+
+    #[test]
+    fn find_rate_starts_at_its_first_rate_with_its_bounds() {
+        let plan = |args: &[&str]| Plan::new(&parse(args).unwrap()).unwrap();
+        let search = plan(&["--find-rate"]);
+        assert_eq!(search.rate, Some(FIRST_SEARCH_RATE));
+        assert_eq!(search.latency_from, LatencyFrom::Intended);
+        assert_eq!(
+            search.search,
+            Some(SearchPlan {
+                max_loss: 0.001,
+                max_p99: Duration::from_millis(10),
+                max_steps: 16
+            })
+        );
+        let given = plan(&[
+            "--find-rate",
+            "--rate",
+            "20000",
+            "--max-loss",
+            "0.5%",
+            "--max-p99",
+            "2ms",
+            "--max-steps",
+            "5",
+        ]);
+        assert_eq!(given.rate, Some(20_000));
+        let bounds = given.search.unwrap();
+        assert!((bounds.max_loss - 0.005).abs() < 1e-12, "{bounds:?}");
+        assert_eq!(
+            (bounds.max_p99, bounds.max_steps),
+            (Duration::from_millis(2), 5)
+        );
+        assert_eq!(fraction("0.001"), Ok(0.001));
+        assert_eq!(fraction("0"), Ok(0.0));
     }
 
     #[test]

@@ -8,14 +8,13 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use upcase_udp::opts::MAX_GSO_SEGMENTS;
 use upcase_udp::{Poller, RecvBatch, SendBatch};
 
-use crate::args::Plan;
+use crate::args::{LatencyFrom, Plan};
 use crate::inflight::Inflight;
 use crate::payload::Payload;
 use crate::progress::Progress;
@@ -47,7 +46,17 @@ pub(crate) struct Run {
     pub measured: Duration,
     pub gso: bool,
     pub gro: bool,
+    /// How sending kept to the schedule.
+    pub sending: Sending,
     pub notes: Vec<String>,
+}
+
+/// How long the measurement sent, and, under `--rate`, how many requests
+/// the schedule had due in that time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Sending {
+    pub time: Duration,
+    pub due: Option<u64>,
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -82,12 +91,15 @@ struct Sender {
 
 impl Sender {
     /// Sends up to `budget` requests on `socket`, as many as its window has
-    /// room for; returns how many the kernel took.
+    /// room for, the first of them number `index` of the run's schedule;
+    /// returns how many the kernel took.
+    #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
     fn fill(
         &mut self,
         socket: &UdpSocket,
         lane: &mut Lane,
         budget: u64,
+        index: u64,
         schedule: &Schedule,
         tally: &mut Tally,
         now: u64,
@@ -107,7 +119,10 @@ impl Sender {
             for (j, request) in lane.tx.chunks_exact_mut(size).take(k).enumerate() {
                 self.payload.stamp(request, first.wrapping_add(j as u32));
             }
-            lane.inflight.sent(k, schedule.now());
+            let at = schedule.now();
+            let from = index + total;
+            lane.inflight
+                .sent(k, at, |j| schedule.origin(from + j as u64, at));
             let mut queue = self.batch.queue(socket);
             for train in lane.tx[..k * size].chunks(self.per_push * size) {
                 // A lone request is an ordinary datagram, never a one-segment train.
@@ -123,6 +138,13 @@ impl Sender {
                 for index in from..(from + self.per_push).min(k) {
                     lane.inflight.unsend(k, index);
                     unsent += 1;
+                }
+            }
+            // A refused send's place on the schedule goes to the next request.
+            let failed = queue.failed();
+            if schedule.paced() {
+                for j in (0..k).filter(|j| !failed.contains(&(j / self.per_push))) {
+                    tally.behind(schedule.lateness(from + j as u64, at), now);
                 }
             }
             if let Some(err) = &queue.report().first_error {
@@ -153,7 +175,14 @@ impl Pacer {
         u64::try_from(due).unwrap_or(u64::MAX).saturating_add(1)
     }
 
-    /// When request number `sent` (counting from 0) is due.
+    /// How many requests are due before clock time `at` (one ahead of the
+    /// pacer's nanoseconds, see [`Schedule::now`]).
+    fn due_before(&self, at: u64) -> u64 {
+        at.checked_sub(2).map_or(0, |ns| self.allowed(ns))
+    }
+
+    /// When request number `sent` (counting from 0) is due, in nanoseconds
+    /// since the start.
     fn due_at(&self, sent: u64) -> u64 {
         let at = u128::from(sent) * 1_000_000_000 / u128::from(self.rate);
         u64::try_from(at).unwrap_or(u64::MAX)
@@ -172,6 +201,7 @@ pub(crate) struct Schedule {
     pub loss_timeout: u64,
     count: Option<u64>,
     pacer: Option<Pacer>,
+    latency_from: LatencyFrom,
 }
 
 impl Schedule {
@@ -185,6 +215,58 @@ impl Schedule {
             loss_timeout: nanos(plan.loss_timeout),
             count: plan.count,
             pacer: plan.rate.map(|rate| Pacer { rate }),
+            latency_from: plan.latency_from,
+        }
+    }
+
+    /// When request number `index` of the run (counting from 0, over all
+    /// sockets) is due on the clock, under `--rate`.
+    fn due(&self, index: u64) -> Option<u64> {
+        let pacer = self.pacer.as_ref()?;
+        Some(pacer.due_at(index).saturating_add(1))
+    }
+
+    /// The time the round trip of request `index`, sent at `sent_at`, is
+    /// counted from: its place on the schedule (`--latency-from intended`,
+    /// the default under `--rate`), so that what held it back counts;
+    /// otherwise the send itself.
+    pub fn origin(&self, index: u64, sent_at: u64) -> u64 {
+        match (self.latency_from, self.due(index)) {
+            (LatencyFrom::Intended, Some(due)) => due.min(sent_at),
+            _ => sent_at,
+        }
+    }
+
+    /// Whether requests go out on a `--rate` schedule.
+    pub fn paced(&self) -> bool {
+        self.pacer.is_some()
+    }
+
+    /// How late request `index` went out at `sent_at`, under `--rate`.
+    pub fn lateness(&self, index: u64, sent_at: u64) -> Option<u64> {
+        self.due(index).map(|due| sent_at.saturating_sub(due))
+    }
+
+    /// How long the measurement sent, and how many requests were due in
+    /// that time: until its end, or, once `--count` was reached (`sent`
+    /// requests sent since the warm-up, the last at `last_send`), until the
+    /// last went; for a run that ended at `end`.
+    pub fn sending(&self, sent: u64, last_send: u64, end: u64) -> Sending {
+        // Sending stops before `stop`: the last request of a count, or the
+        // first moment past the measurement.
+        let stop = if self.count.is_some_and(|c| sent >= c) {
+            last_send.saturating_add(1)
+        } else {
+            end.min(self.measure_end)
+        }
+        .max(self.measure_start);
+        let start = self.measure_start;
+        Sending {
+            time: Duration::from_nanos(stop - start),
+            due: self
+                .pacer
+                .as_ref()
+                .map(|p| p.due_before(stop) - p.due_before(start)),
         }
     }
 
@@ -197,7 +279,7 @@ impl Schedule {
     /// Whether requests still go out at `now`, `measured` of them sent since
     /// the warm-up: `--count` counts those only, so a warm-up never uses
     /// up the requests to measure.
-    pub fn sending(&self, now: u64, measured: u64) -> bool {
+    pub fn sends(&self, now: u64, measured: u64) -> bool {
         now < self.measure_end && self.count.is_none_or(|c| measured < c)
     }
 
@@ -354,7 +436,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
         size
     };
     let mut recv = RecvBatch::new(plan.batch, slot_len);
-    let mut poller = Poller::new(sockets.iter().map(|s| s.as_fd()));
+    let mut poller = Poller::new(&sockets);
     let mut progress = Progress::new(show_progress, plan.warmup + plan.duration);
     let mut sent_total: u64 = 0;
     let schedule = Schedule::new(plan);
@@ -363,7 +445,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
 
     loop {
         let now = schedule.now();
-        let sending = schedule.sending(now, tally.totals.sent);
+        let sending = schedule.sends(now, tally.totals.sent);
         let outstanding: usize = lanes.iter().map(|l| l.inflight.outstanding()).sum();
         if !sending && (outstanding == 0 || now >= drain_end) {
             break;
@@ -376,7 +458,8 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
                 if budget == 0 {
                     break;
                 }
-                let sent = sender.fill(socket, lane, budget, &schedule, &mut tally, now)?;
+                let sent =
+                    sender.fill(socket, lane, budget, sent_total, &schedule, &mut tally, now)?;
                 sent_total += sent;
                 budget -= sent;
             }
@@ -431,6 +514,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     }
     progress.finish();
     Ok(Run {
+        sending: schedule.sending(tally.totals.sent, tally.last_send(), end),
         tally,
         measured: schedule.measured(end),
         gso,
@@ -452,5 +536,53 @@ mod tests {
         assert_eq!(pacer.allowed(1_000_000_000), 1_001);
         assert_eq!(pacer.due_at(1), 1_000_000);
         assert_eq!(pacer.due_at(1_000), 1_000_000_000);
+    }
+
+    fn schedule(rate: Option<u64>, latency_from: LatencyFrom, count: Option<u64>) -> Schedule {
+        let plan = Plan::new(&crate::BenchArgs {
+            server: Some(upcase_cli::parse::HostPort::localhost()),
+            rate,
+            count,
+            duration: Duration::from_secs(1),
+            ..crate::BenchArgs::default()
+        })
+        .unwrap();
+        Schedule {
+            latency_from,
+            ..Schedule::new(&plan)
+        }
+    }
+
+    #[test]
+    fn round_trips_count_from_the_schedule_only_when_asked() {
+        let paced = schedule(Some(1_000), LatencyFrom::Intended, None);
+        // Request 5 is due 5 ms in; sent 20 ms in, it is 15 ms late.
+        let sent_at = 20_000_001;
+        assert_eq!(paced.origin(5, sent_at), 5_000_001);
+        assert_eq!(paced.lateness(5, sent_at), Some(15_000_000));
+        assert_eq!(paced.origin(50, sent_at), sent_at, "never after the send");
+        assert_eq!(paced.lateness(50, sent_at), Some(0));
+        let uncorrected = schedule(Some(1_000), LatencyFrom::Sent, None);
+        assert_eq!(uncorrected.origin(5, sent_at), sent_at);
+        assert_eq!(uncorrected.lateness(5, sent_at), Some(15_000_000));
+        let closed = schedule(None, LatencyFrom::Sent, None);
+        assert_eq!(closed.origin(5, sent_at), sent_at);
+        assert_eq!(closed.lateness(5, sent_at), None);
+    }
+
+    #[test]
+    fn the_requests_due_are_counted_until_sending_stopped() {
+        let paced = schedule(Some(1_000), LatencyFrom::Intended, None);
+        let end = paced.measure_end + 5_000_000;
+        let sending = paced.sending(900, paced.measure_start + 10, end);
+        assert_eq!(sending.time, Duration::from_secs(1));
+        assert_eq!(sending.due, Some(1_000), "a second at 1000/s");
+        let counted = schedule(Some(1_000), LatencyFrom::Intended, Some(100));
+        let last = counted.measure_start + 99_000_000;
+        let sending = counted.sending(100, last, end);
+        assert_eq!(sending.time, Duration::from_nanos(99_000_001));
+        assert_eq!(sending.due, Some(100), "the 100th was due at 99 ms");
+        let closed = schedule(None, LatencyFrom::Sent, None);
+        assert_eq!(closed.sending(5, 1, end).due, None);
     }
 }

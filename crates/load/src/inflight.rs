@@ -1,7 +1,11 @@
 //! Which requests of one socket are waiting for a reply, and since when.
 //!
 //! A ring indexed by sequence number holds each request's send time, or says
-//! it was answered or declared lost. Requests are sent in sequence order and
+//! it was answered or declared lost, and the time its round trip is counted
+//! from: the send itself, or, under `--rate`, the moment the schedule meant
+//! it to go (see `engine::Schedule::origin`). Loss is judged on the send
+//! time, so a request the window held back still gets its whole
+//! `--loss-timeout` on the wire. Requests are sent in sequence order and
 //! so time out in that order: expiring is a walk from the oldest one.
 
 /// Slot value of a request that was answered (or never sent).
@@ -12,7 +16,8 @@ const EXPIRED: u64 = u64::MAX;
 /// What a reply's sequence number says about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
-    /// The first reply to a request still waited for, sent at this time.
+    /// The first reply to a request still waited for, whose round trip is
+    /// counted from this time.
     OnTime(u64),
     /// A reply to a request already declared lost.
     Late,
@@ -27,6 +32,8 @@ pub struct Inflight {
     /// Send time of each request (`ANSWERED` and `EXPIRED` aside): times are
     /// nanoseconds since the run began plus one, so never `ANSWERED`.
     sent_at: Vec<u64>,
+    /// Where each request's round trip is counted from (same slots).
+    origin: Vec<u64>,
     /// Requests sent so far; the next one's number is `next as u32`.
     next: u64,
     /// Every request before this one is answered or expired.
@@ -38,8 +45,10 @@ impl Inflight {
     /// Tracks up to `capacity` requests between the oldest waited for and
     /// the newest (rounded up to a power of two).
     pub fn new(capacity: usize) -> Inflight {
+        let slots = capacity.max(1).next_power_of_two();
         Inflight {
-            sent_at: vec![ANSWERED; capacity.max(1).next_power_of_two()],
+            sent_at: vec![ANSWERED; slots],
+            origin: vec![0; slots],
             next: 0,
             oldest: 0,
             outstanding: 0,
@@ -66,13 +75,15 @@ impl Inflight {
         self.outstanding
     }
 
-    /// Records that the next `count` requests were sent at `now`; `count`
-    /// must not exceed [`Inflight::room`].
-    pub fn sent(&mut self, count: usize, now: u64) {
+    /// Records that the next `count` requests were sent at `now`, the
+    /// `j`th of them timed from `origin(j)`; `count` must not exceed
+    /// [`Inflight::room`].
+    pub fn sent(&mut self, count: usize, now: u64, origin: impl Fn(usize) -> u64) {
         debug_assert!(count <= self.room());
-        for seq in self.next..self.next + count as u64 {
-            let slot = self.slot(seq);
+        for j in 0..count {
+            let slot = self.slot(self.next + j as u64);
             self.sent_at[slot] = now.clamp(1, EXPIRED - 1);
+            self.origin[slot] = origin(j);
         }
         self.next += count as u64;
         self.outstanding += count;
@@ -100,10 +111,10 @@ impl Inflight {
         match self.sent_at[slot] {
             ANSWERED => Answer::Duplicate,
             EXPIRED => Answer::Late,
-            at => {
+            _ => {
                 self.sent_at[slot] = ANSWERED;
                 self.outstanding -= 1;
-                Answer::OnTime(at)
+                Answer::OnTime(self.origin[slot])
             }
         }
     }
@@ -155,13 +166,13 @@ mod tests {
         let mut inflight = Inflight::new(8);
         assert_eq!(inflight.answer(0), Answer::Unknown, "nothing sent yet");
         assert_eq!(inflight.answer(u32::MAX), Answer::Unknown);
-        inflight.sent(3, 100); // 0, 1, 2
+        inflight.sent(3, 100, |_| 100); // 0, 1, 2
         assert_eq!(inflight.outstanding(), 3);
         assert_eq!(inflight.answer(1), Answer::OnTime(100));
         assert_eq!(inflight.answer(1), Answer::Duplicate);
         assert_eq!(inflight.answer(3), Answer::Unknown, "not sent yet");
         assert_eq!(inflight.expire(150, 100), (0, Some(200)));
-        inflight.sent(1, 180); // 3
+        inflight.sent(1, 180, |_| 180); // 3
         assert_eq!(
             inflight.expire(200, 100),
             (2, Some(280)),
@@ -174,9 +185,23 @@ mod tests {
     }
 
     #[test]
+    fn round_trips_count_from_the_origin_and_loss_from_the_send() {
+        let mut inflight = Inflight::new(8);
+        // Sent at 1000, meant for 100, 200 and 300 (held back by the window).
+        inflight.sent(3, 1_000, |j| 100 * (j as u64 + 1));
+        assert_eq!(inflight.answer(1), Answer::OnTime(200));
+        assert_eq!(
+            inflight.expire(1_050, 100),
+            (0, Some(1_100)),
+            "the loss timeout runs from the send, not from the origin"
+        );
+        assert_eq!(inflight.expire(1_100, 100), (2, None));
+    }
+
+    #[test]
     fn the_ring_never_overwrites_a_request_still_waited_for() {
         let mut inflight = Inflight::new(4);
-        inflight.sent(4, 10);
+        inflight.sent(4, 10, |_| 10);
         assert_eq!(inflight.room(), 0);
         for seq in 1..4 {
             assert_eq!(inflight.answer(seq), Answer::OnTime(10));
@@ -184,7 +209,7 @@ mod tests {
         assert_eq!(inflight.room(), 0, "request 0 still holds the oldest slot");
         assert_eq!(inflight.expire(20, 5), (1, None));
         assert_eq!(inflight.room(), 4);
-        inflight.sent(4, 30); // 4..8 reuse the slots of 0..4
+        inflight.sent(4, 30, |_| 30); // 4..8 reuse the slots of 0..4
         assert_eq!(inflight.answer(0), Answer::Unknown, "too old to remember");
         assert_eq!(inflight.answer(5), Answer::OnTime(30));
         assert_eq!(inflight.expire_all(), 3);
@@ -194,7 +219,7 @@ mod tests {
     fn the_oldest_waiting_request_moves_on_and_frees_room() {
         let mut inflight = Inflight::new(4);
         assert_eq!(inflight.oldest_waiting(), None);
-        inflight.sent(4, 10);
+        inflight.sent(4, 10, |_| 10);
         assert_eq!(inflight.oldest_waiting(), Some(0));
         assert_eq!(inflight.answer(0), Answer::OnTime(10));
         assert_eq!(inflight.answer(2), Answer::OnTime(10));
@@ -211,7 +236,7 @@ mod tests {
     #[test]
     fn refused_sends_are_forgotten() {
         let mut inflight = Inflight::new(8);
-        inflight.sent(4, 10);
+        inflight.sent(4, 10, |_| 10);
         inflight.unsend(4, 2);
         assert_eq!(inflight.outstanding(), 3);
         assert_eq!(inflight.expire_all(), 3);
@@ -222,7 +247,7 @@ mod tests {
         let mut inflight = Inflight::new(4);
         inflight.next = u64::from(u32::MAX) - 1;
         inflight.oldest = inflight.next;
-        inflight.sent(4, 10); // u32::MAX - 1, u32::MAX, 0, 1
+        inflight.sent(4, 10, |_| 10); // u32::MAX - 1, u32::MAX, 0, 1
         assert_eq!(inflight.answer(u32::MAX), Answer::OnTime(10));
         assert_eq!(inflight.answer(0), Answer::OnTime(10));
         assert_eq!(inflight.answer(2), Answer::Unknown);

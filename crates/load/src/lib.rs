@@ -10,6 +10,12 @@
 //! server it measures. With `--tcp`, requests are lines pipelined over TCP
 //! connections instead (see `tcp.rs`). Every run is bounded: `--warmup` + `--duration`, then
 //! at most `--loss-timeout` to collect the last replies.
+//!
+//! Under `--rate`, round trips are timed from each request's place on the
+//! schedule, not from its send (the coordinated-omission correction, see
+//! `engine::Schedule::origin`). `--find-rate` searches for the highest
+//! rate a server sustains within bounds of loss and p99 (see `search.rs`),
+//! each step one such run, at most `--max-steps` of them.
 #![forbid(unsafe_code)]
 
 mod args;
@@ -18,7 +24,9 @@ mod engine;
 mod inflight;
 pub mod payload;
 mod progress;
+mod ramp;
 mod report;
+mod search;
 mod tally;
 mod tcp;
 
@@ -26,40 +34,97 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 
-pub use args::{BenchArgs, Mode, Transport};
-pub use report::{Interval, Summary};
+pub use args::{BenchArgs, LatencyFrom, Mode, Transport};
+pub use report::{BEHIND_SHARE, Interval, Summary};
+pub use search::{RateSearch, Step};
 pub use tally::Counts;
 
-/// Runs the load `args` describe and returns what it measured. Draws a
-/// progress bar on standard error when `progress` is set.
+/// Runs the load `args` describe (one run, at the first rate of a
+/// `--find-rate` search) and returns what it measured. Draws a progress
+/// bar on standard error when `progress` is set.
 pub fn run(args: &BenchArgs, progress: bool) -> anyhow::Result<Summary> {
-    let plan = args::Plan::new(args)?;
-    let started = std::time::SystemTime::now();
-    let run = match plan.transport {
-        Transport::Udp => engine::run(&plan, progress)?,
-        Transport::Tcp => tcp::run(&plan, progress)?,
-    };
-    Ok(Summary::new(&plan, run, started))
+    measure(&args::Plan::new(args)?, progress)
 }
 
-/// `upcase-client bench`: runs, prints the report (or one JSON object with
-/// `--json`) and fails if the server answered wrongly or not at all.
+fn measure(plan: &args::Plan, progress: bool) -> anyhow::Result<Summary> {
+    let started = std::time::SystemTime::now();
+    let run = match plan.transport {
+        Transport::Udp => engine::run(plan, progress)?,
+        Transport::Tcp => tcp::run(plan, progress)?,
+    };
+    Ok(Summary::new(plan, run, started))
+}
+
+/// Runs the `--find-rate` search `args` describe (without `--find-rate`,
+/// with its defaults): one run per step.
+pub fn find_rate(args: &BenchArgs, progress: bool) -> anyhow::Result<RateSearch> {
+    let args = BenchArgs {
+        find_rate: true,
+        ..args.clone()
+    };
+    search::find_rate(&args::Plan::new(&args)?, |plan| measure(plan, progress))
+}
+
+/// What `run_cli` prints and judges: one run's [`Summary`], or a
+/// [`RateSearch`].
+trait Outcome: serde::Serialize {
+    fn render(&self) -> String;
+    fn notes(&self) -> &[String];
+    fn failure(&self) -> Option<String>;
+}
+
+impl Outcome for Summary {
+    fn render(&self) -> String {
+        Summary::render(self)
+    }
+    fn notes(&self) -> &[String] {
+        &self.notes
+    }
+    fn failure(&self) -> Option<String> {
+        Summary::failure(self)
+    }
+}
+
+impl Outcome for RateSearch {
+    fn render(&self) -> String {
+        RateSearch::render(self)
+    }
+    fn notes(&self) -> &[String] {
+        &self.notes
+    }
+    fn failure(&self) -> Option<String> {
+        RateSearch::failure(self)
+    }
+}
+
+/// `upcase-client bench`: runs (or searches, with `--find-rate`), prints
+/// the report (or one JSON object with `--json`) and fails if the server
+/// answered wrongly or not at all (or no step of the search passed).
 pub fn run_cli(args: &BenchArgs) -> anyhow::Result<()> {
     let stderr_is_terminal = std::io::stderr().is_terminal();
-    let summary = run(args, stderr_is_terminal)?;
-    for note in &summary.notes {
+    if args.find_rate {
+        report(&find_rate(args, stderr_is_terminal)?, args.json)
+    } else {
+        report(&run(args, stderr_is_terminal)?, args.json)
+    }
+}
+
+/// Prints `outcome`'s notes on stderr and the outcome itself on stdout (as
+/// one line of JSON with `json`); its failure, if any, is the error.
+fn report(outcome: &impl Outcome, json: bool) -> anyhow::Result<()> {
+    for note in outcome.notes() {
         eprintln!("note: {note}");
     }
     let mut stdout = std::io::stdout().lock();
-    if args.json {
-        let json = serde_json::to_string(&summary).context("cannot write the result as JSON")?;
+    if json {
+        let json = serde_json::to_string(outcome).context("cannot write the result as JSON")?;
         writeln!(stdout, "{json}")
     } else {
-        write!(stdout, "{}", summary.render())
+        write!(stdout, "{}", outcome.render())
     }
     .and_then(|()| stdout.flush())
     .context("cannot write the result")?;
-    match summary.failure() {
+    match outcome.failure() {
         Some(failure) => anyhow::bail!(failure),
         None => Ok(()),
     }

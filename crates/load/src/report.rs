@@ -9,15 +9,32 @@
 //! apply to the run (`batch` and GSO for TCP, `rate`, `count`, `warmup_s`
 //! when not given, empty `notes`) are left out. Figures are rounded to what
 //! they can tell: 0.1 µs, 0.1 reply/s, 1 µs of run time.
+//!
+//! `latency_from` says where the round trips are timed from: `intended`
+//! under `--rate` (each request's place on the schedule, so the latency
+//! figures include whatever held a request back: the coordinated-omission
+//! correction), `sent` in a closed loop or with `--latency-from sent`.
+//! Under `--rate`, `lateness_p90_us`, `lateness_p99_us` and `lateness_max_us`
+//! say how far behind its schedule the sender fell, and `behind_schedule`
+//! flags a run whose sender could not keep the rate (see `fell_behind`).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::args::{Mode, Plan, Transport};
-use crate::engine::Run;
+use crate::args::{LatencyFrom, Mode, Plan, Transport};
+use crate::engine::{Run, Sending};
 use crate::tally::{Counts, Latency, Slice};
+
+/// A paced run fell behind once a tenth of its requests left later than
+/// this share of the time it sent (see `fell_behind`)...
+pub const BEHIND_SHARE: f64 = 0.01;
+/// ... and never for lateness under this (µs), however short the run: a
+/// busy machine delays a sender by a few milliseconds now and then without
+/// its losing the rate (a tenth of the requests of 0.2-s runs left up to
+/// 3.2 ms late on this project's 2-core machine at a load average of 8).
+const BEHIND_FLOOR_US: f64 = 10_000.0;
 
 /// Everything one run measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,6 +85,14 @@ pub struct Summary {
     pub replies_per_s: f64,
     /// Reply payload (correct replies) in MB (10^6 bytes) per second.
     pub payload_mb_per_s: f64,
+    /// Requests sent per second while the measurement sent (until its end,
+    /// or until the last of `--count` went).
+    #[serde(default)]
+    pub sent_per_s: f64,
+    /// Where the round trips are timed from: `intended` (each request's
+    /// place on the `--rate` schedule) or `sent` (its actual send).
+    #[serde(default)]
+    pub latency_from: LatencyFrom,
     /// Round trips timed (the correct replies); the figures after it are
     /// `null` without any.
     pub samples: u64,
@@ -80,6 +105,19 @@ pub struct Summary {
     pub p99_us: Option<f64>,
     pub p999_us: Option<f64>,
     pub max_us: Option<f64>,
+    /// Under `--rate`: the sender could not keep the rate, so the load
+    /// asked for was not offered: a tenth of the requests or more left later
+    /// than 1 % of the time it sent (at least 10 ms) after they were due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind_schedule: Option<bool>,
+    /// Under `--rate`: how long after its place on the schedule a request
+    /// went out (a full window, a full socket buffer, a slow sender).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateness_p90_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateness_p99_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateness_max_us: Option<f64>,
     /// `--interval`: the length of each of `intervals` but the last.
     pub interval_s: f64,
     /// The measurement, interval by interval (replies after its end,
@@ -177,6 +215,20 @@ impl Summary {
         let of = |pick: fn(&Latency) -> f64| latency.as_ref().map(|l| us(pick(l)));
         let udp = plan.transport == Transport::Udp;
         let measure_start = t.span().start;
+        let lateness = t.lateness();
+        let behind_schedule = fell_behind(run.sending, lateness);
+        let mut notes = run.notes;
+        if let (Some(true), Some(rate)) = (behind_schedule, plan.rate) {
+            notes.push(format!(
+                "the sender fell behind --rate {rate}/s: a tenth of the requests left {:.1} ms \
+                 or more after they were due, and it sent {} of the {} due (a full window, a \
+                 full socket buffer or a slow sender held them back); the load asked for was \
+                 not offered",
+                lateness.map_or(0.0, |l| l.p90_us / 1e3),
+                totals.sent,
+                run.sending.due.unwrap_or(0)
+            ));
+        }
         Summary {
             version: upcase_cli::VERSION.to_string(),
             timestamp: upcase_cli::timestamp(started),
@@ -198,6 +250,8 @@ impl Summary {
             refused: t.refused,
             replies_per_s,
             payload_mb_per_s: round(replies_per_s * plan.size as f64 / 1e6, 3),
+            sent_per_s: per_second(totals.sent, run.sending.time.as_secs_f64()),
+            latency_from: plan.latency_from,
             samples: latency.map_or(0, |l| l.samples),
             min_us: of(|l| l.min_us),
             mean_us: of(|l| l.mean_us),
@@ -207,13 +261,17 @@ impl Summary {
             p99_us: of(|l| l.p99_us),
             p999_us: of(|l| l.p999_us),
             max_us: of(|l| l.max_us),
+            behind_schedule,
+            lateness_p90_us: lateness.map(|l| us(l.p90_us)),
+            lateness_p99_us: lateness.map(|l| us(l.p99_us)),
+            lateness_max_us: lateness.map(|l| us(l.max_us)),
             interval_s: round(plan.interval.as_secs_f64(), 6),
             intervals: t
                 .intervals()
                 .iter()
                 .map(|slice| Interval::new(slice, measure_start))
                 .collect(),
-            notes: run.notes,
+            notes,
         }
     }
 
@@ -253,9 +311,15 @@ impl Summary {
                 self.window, self.sockets
             ),
         };
-        let rate = self
-            .rate
-            .map_or(String::new(), |r| format!(", paced at {r}/s"));
+        let rate = match (self.rate, self.latency_from) {
+            (Some(r), LatencyFrom::Intended) => format!(
+                ", paced at {r}/s (round trips timed from each request's intended send time)"
+            ),
+            (Some(r), LatencyFrom::Sent) => format!(
+                ", paced at {r}/s (round trips timed from each send: uncorrected, a stall hides)"
+            ),
+            (None, _) => ", closed loop (round trips timed from each send)".to_string(),
+        };
         let gso = match (self.gso == Some(true), self.gro == Some(true)) {
             (true, true) => ", GSO send + GRO receive",
             (true, false) => ", GSO send",
@@ -320,6 +384,21 @@ impl Summary {
                 let _ = writeln!(out, "round trip: no correct reply to time");
             }
         }
+        if let Some(rate) = self.rate {
+            let _ = writeln!(
+                out,
+                "sender: {:.0} requests/s of {rate}/s; behind schedule (µs): p90 {}  p99 {}  max {}{}",
+                self.sent_per_s,
+                us_or_dash(self.lateness_p90_us),
+                us_or_dash(self.lateness_p99_us),
+                us_or_dash(self.lateness_max_us),
+                if self.behind_schedule == Some(true) {
+                    "  FELL BEHIND: a tenth of the requests left over 1 % of the run (at least 10 ms) late"
+                } else {
+                    ""
+                }
+            );
+        }
         if self.intervals.len() > 1 {
             self.render_intervals(&mut out);
         }
@@ -332,7 +411,6 @@ impl Summary {
             "{:>15}  {:>10}  {:>6}  {:>6}  {:>8}  {:>8}",
             "interval (s)", "replies/s", "wrong", "lost", "p50 µs", "p99 µs"
         );
-        let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         for i in &self.intervals {
             let span = format!("{}-{}", short_seconds(i.start_s), short_seconds(i.end_s));
             let _ = writeln!(
@@ -341,15 +419,42 @@ impl Summary {
                 i.replies_per_s,
                 i.counts.wrong,
                 i.counts.lost,
-                us(i.p50_us),
-                us(i.p99_us)
+                us_or_dash(i.p50_us),
+                us_or_dash(i.p99_us)
             );
         }
     }
 }
 
+/// Whether the sender of a paced run could not keep its rate (`None`
+/// unpaced): a tenth of its requests or more left later than
+/// [`BEHIND_SHARE`] of the time it sent (at least 10 ms) after they were
+/// due, or nothing left though requests were due.
+///
+/// A request that leaves that late means the sender owed that share of its
+/// schedule at that moment, and a tenth of the run spent so far behind is
+/// a load not offered. The rule reads the whole run, not its last moment:
+/// a sender held back by a stall it recovers from (a server stopped for a
+/// moment), or delayed in the last milliseconds of the run, kept the rate;
+/// one that falls further behind as the run goes on (a window too small
+/// for the rate, a sender too slow) owes more with every request and is
+/// flagged whatever the figures.
+fn fell_behind(sending: Sending, lateness: Option<Latency>) -> Option<bool> {
+    let due = sending.due?;
+    let bound_us = (sending.time.as_secs_f64() * 1e6 * BEHIND_SHARE).max(BEHIND_FLOOR_US);
+    Some(match lateness {
+        Some(late) => late.p90_us > bound_us,
+        None => due > 0,
+    })
+}
+
+/// A figure in µs for the tables, or `-` where there is none.
+pub(crate) fn us_or_dash(value: Option<f64>) -> String {
+    value.map_or("-".to_string(), |v| format!("{v:.1}"))
+}
+
 /// Seconds to the millisecond, without trailing zeros (`5`, `0.3`, `1.25`).
-fn short_seconds(s: f64) -> String {
+pub(crate) fn short_seconds(s: f64) -> String {
     let text = format!("{s:.3}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -368,5 +473,40 @@ mod tests {
         assert_eq!(short_seconds(5.0), "5");
         assert_eq!(short_seconds(0.3), "0.3");
         assert_eq!(short_seconds(0.004_9), "0.005");
+    }
+
+    #[test]
+    fn a_sender_fell_behind_when_a_tenth_of_its_requests_left_late() {
+        let sending = |ms, due| Sending {
+            time: std::time::Duration::from_millis(ms),
+            due,
+        };
+        let late = |p90_us| Latency {
+            samples: 10,
+            min_us: 0.0,
+            mean_us: 0.0,
+            stddev_us: 0.0,
+            p50_us: 0.0,
+            p90_us,
+            p99_us: 150_000.0,
+            p999_us: 150_000.0,
+            max_us: 150_000.0,
+        };
+        let five_seconds = sending(5_000, Some(5_000));
+        assert_eq!(
+            fell_behind(sending(1_000, None), Some(late(1e6))),
+            None,
+            "unpaced"
+        );
+        // 1 % of 5 s is 50 ms; a stall that makes a tenth of the requests
+        // late or fewer (whatever its p99) is not behind.
+        assert_eq!(fell_behind(five_seconds, Some(late(50_000.0))), Some(false));
+        assert_eq!(fell_behind(five_seconds, Some(late(50_001.0))), Some(true));
+        // A short run's bound is 10 ms, not 1 % of it.
+        let one_second = sending(1_000, Some(1_000));
+        assert_eq!(fell_behind(one_second, Some(late(9_900.0))), Some(false));
+        assert_eq!(fell_behind(one_second, Some(late(10_100.0))), Some(true));
+        assert_eq!(fell_behind(one_second, None), Some(true), "nothing went");
+        assert_eq!(fell_behind(sending(0, Some(0)), None), Some(false));
     }
 }

@@ -1,4 +1,5 @@
-//! What each reply was, the counts, and the latency histogram.
+//! What each reply was, the counts, the latency histogram, and how late
+//! paced requests left.
 
 use hdrhistogram::Histogram;
 
@@ -137,6 +138,11 @@ pub struct Tally {
     pub refused: u64,
     span: Span,
     rtt: Histogram<u64>,
+    /// Under `--rate`: how long after its place on the schedule each
+    /// request of the measurement went out.
+    lateness: Histogram<u64>,
+    /// When the last request of the measurement went out.
+    last_send: u64,
     /// The interval being counted: it started at `open_since`.
     open: Counts,
     open_since: u64,
@@ -159,6 +165,8 @@ impl Tally {
             refused: 0,
             span,
             rtt: histogram()?,
+            lateness: histogram()?,
+            last_send: span.start,
             open: Counts::default(),
             open_since: span.start,
             open_rtt: histogram()?,
@@ -218,7 +226,32 @@ impl Tally {
 
     /// Counts `sent` requests sent at `now`.
     pub fn sent(&mut self, sent: u64, now: u64) {
+        if sent > 0 && self.counting(now) {
+            self.last_send = now;
+        }
         self.count(now, |c| c.sent += sent);
+    }
+
+    /// Records how late (`Some`, under `--rate`) a request sent at `now`
+    /// went out.
+    pub fn behind(&mut self, lateness_ns: Option<u64>, now: u64) {
+        if let Some(ns) = lateness_ns
+            && self.counting(now)
+        {
+            // Zero is on time; the histogram starts at 1 ns.
+            self.lateness.saturating_record(ns.clamp(1, MAX_RTT_NS));
+        }
+    }
+
+    /// When the last request of the measurement went out (its start if
+    /// none did).
+    pub fn last_send(&self) -> u64 {
+        self.last_send
+    }
+
+    /// How late paced requests went out; `None` unpaced or without any.
+    pub fn lateness(&self) -> Option<Latency> {
+        Latency::of(&self.lateness)
     }
 
     /// Counts `lost` requests declared lost at `now`.
@@ -318,7 +351,7 @@ mod tests {
     fn replies_are_correct_wrong_late_or_duplicate_and_unanswered_ones_lost() {
         let payload = Payload::new(32);
         let mut inflight = Inflight::new(16);
-        inflight.sent(4, 1_000); // requests 0..4
+        inflight.sent(4, 1_000, |_| 1_000); // requests 0..4
         let mut classify_at =
             |reply: &[u8], now| classify(&payload, &mut inflight, reply, false, now);
         assert_eq!(
@@ -352,7 +385,7 @@ mod tests {
     fn stream_replies_answer_their_requests_in_order() {
         let payload = Payload::line(16);
         let mut inflight = Inflight::new(16);
-        inflight.sent(3, 1_000); // requests 0..3
+        inflight.sent(3, 1_000, |_| 1_000); // requests 0..3
         let mut next = |reply: &[u8]| classify_in_order(&payload, &mut inflight, reply, 4_000);
         assert_eq!(
             next(&payload.expected(0)),
@@ -474,6 +507,26 @@ mod tests {
             warm_only.intervals().is_empty(),
             "it ended before measuring"
         );
+    }
+
+    #[test]
+    fn lateness_and_the_last_send_count_in_the_measurement_only() {
+        let mut tally = Tally::new(SPAN).unwrap();
+        assert_eq!((tally.lateness(), tally.last_send()), (None, SPAN.start));
+        tally.sent(1, SPAN.start - 1);
+        tally.behind(Some(5_000_000), SPAN.start - 1); // warm-up
+        tally.behind(None, SPAN.start + 1); // unpaced
+        assert_eq!(tally.lateness(), None);
+        for (i, late_us) in [0u64, 0, 0, 1_000].into_iter().enumerate() {
+            tally.sent(1, SPAN.start + 10 + i as u64);
+            tally.behind(Some(late_us * 1_000), SPAN.start + 10 + i as u64);
+        }
+        tally.sent(0, SPAN.start + 500);
+        assert_eq!(tally.last_send(), SPAN.start + 13, "nothing sent at 500");
+        let late = tally.lateness().unwrap();
+        assert_eq!(late.samples, 4);
+        assert!((late.max_us - 1_000.0).abs() < 1.0, "{late:?}");
+        assert!(late.p50_us < 0.01, "on time is 0: {late:?}");
     }
 
     #[test]

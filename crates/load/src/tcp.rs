@@ -11,7 +11,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -106,12 +105,17 @@ impl Conn {
 
     /// Writes what is left of the last requests and, once they are all
     /// written, stamps and writes up to `budget` new ones, as many as the
-    /// window has room for; returns how many it stamped.
+    /// window has room for, the first of them number `index` of the run's
+    /// schedule; returns how many it stamped. A stamped request counts as
+    /// sent at `now`: under `--rate`, a full socket buffer that holds its
+    /// bytes back counts in its round trip.
     fn send(
         &mut self,
         stream: &TcpStream,
         payload: &Payload,
         budget: u64,
+        index: u64,
+        schedule: &Schedule,
         now: u64,
     ) -> io::Result<u64> {
         let size = payload.size();
@@ -133,7 +137,9 @@ impl Conn {
                 for (j, request) in self.tx.chunks_exact_mut(size).take(k).enumerate() {
                     payload.stamp(request, first.wrapping_add(j as u32));
                 }
-                self.inflight.sent(k, now);
+                let from = index + stamped;
+                self.inflight
+                    .sent(k, now, |j| schedule.origin(from + j as u64, now));
                 (self.written, self.queued) = (0, k * size);
                 stamped += k as u64;
             }
@@ -212,7 +218,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     let mut conns: Vec<Conn> = (0..streams.len())
         .map(|i| Conn::new(&payload, plan.window_of(i), per_write))
         .collect();
-    let mut poller = Poller::new(streams.iter().map(|s| s.as_fd()));
+    let mut poller = Poller::new(&streams);
     let mut progress = Progress::new(show_progress, plan.warmup + plan.duration);
     let mut sent_total: u64 = 0;
     let mut drain_end = None;
@@ -221,7 +227,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
 
     loop {
         let now = schedule.now();
-        let sending = schedule.sending(now, tally.totals.sent);
+        let sending = schedule.sends(now, tally.totals.sent);
         if !sending {
             let end = *drain_end.get_or_insert(now.saturating_add(schedule.loss_timeout));
             if now >= end || conns.iter().all(|c| c.inflight.outstanding() == 0) {
@@ -235,8 +241,13 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
         };
         for (stream, conn) in streams.iter().zip(&mut conns) {
             let stamped = conn
-                .send(stream, &payload, budget, now)
+                .send(stream, &payload, budget, sent_total, &schedule, now)
                 .with_context(|| format!("cannot send requests to {}", plan.server))?;
+            if schedule.paced() {
+                for index in sent_total..sent_total + stamped {
+                    tally.behind(schedule.lateness(index, now), now);
+                }
+            }
             sent_total += stamped;
             budget -= stamped;
             tally.sent(stamped, now);
@@ -275,6 +286,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     }
     progress.finish();
     Ok(Run {
+        sending: schedule.sending(tally.totals.sent, tally.last_send(), end),
         tally,
         measured: schedule.measured(end),
         gso: false,

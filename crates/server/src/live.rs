@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn blocks_do_not_share_cache_lines() {
         assert_eq!(std::mem::align_of::<LiveStats>(), 128);
-        assert!(std::mem::size_of::<LiveStats>() % 128 == 0);
+        assert!(std::mem::size_of::<LiveStats>().is_multiple_of(128));
     }
 
     #[test]

@@ -98,10 +98,8 @@ impl Notifier {
 /// `pid`.
 fn watchdog_interval(usec: Option<&str>, watchdog_pid: Option<&str>, pid: u32) -> Option<Duration> {
     let usec: u64 = usec?.trim().parse().ok().filter(|&us| us > 0)?;
-    if let Some(watchdog_pid) = watchdog_pid {
-        if watchdog_pid.trim().parse::<u32>().ok() != Some(pid) {
-            return None;
-        }
+    if watchdog_pid.is_some_and(|named| named.trim().parse::<u32>().ok() != Some(pid)) {
+        return None;
     }
     Some(Duration::from_micros(usec / 2).max(Duration::from_millis(1)))
 }

@@ -10,14 +10,23 @@ use tracing::{info, warn};
 
 use crate::config::UdpTuning;
 
-/// Sets the receive buffer of every socket, logs what the kernel granted
-/// (warning when it is less than asked), and turns UDP GRO on where the
-/// kernel has it, if the configuration asks for it.
+/// Raises the receive buffer of every socket to what the configuration
+/// asks (never lowers it: an inherited socket may come with a larger one,
+/// which systemd's `ReceiveBuffer=` sets as root, past the cap the server
+/// itself meets), logs what the kernel granted (warning when it is less
+/// than asked), and turns UDP GRO on where the kernel has it, if asked.
 pub(crate) fn tune(sockets: &[UdpSocket], config: &UdpTuning) -> anyhow::Result<()> {
     let mut reported = None;
     for socket in sockets {
-        let granted = upcase_udp::opts::set_recv_buffer(socket, config.recv_buffer)
-            .context("cannot set the receive buffer size (SO_RCVBUF)")?;
+        let current = upcase_udp::opts::recv_buffer(socket)
+            .context("cannot read the receive buffer size (SO_RCVBUF)")?;
+        // Linux reads back twice the usable size.
+        let granted = if current / 2 >= config.recv_buffer {
+            current
+        } else {
+            upcase_udp::opts::set_recv_buffer(socket, config.recv_buffer)
+                .context("cannot set the receive buffer size (SO_RCVBUF)")?
+        };
         reported.get_or_insert(granted);
     }
     if let Some(reported) = reported {
@@ -78,6 +87,21 @@ mod tests {
         tune(std::slice::from_ref(&socket), &config).expect("tune");
         let reported = upcase_udp::opts::recv_buffer(&socket).expect("read back");
         assert!(reported >= 2 * (64 << 10), "{reported}");
+    }
+
+    #[test]
+    fn a_larger_buffer_is_never_lowered() {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        // Within the default net.core.rmem_max, so no privilege is needed.
+        let before = upcase_udp::opts::set_recv_buffer(&socket, 160 << 10).expect("set");
+        assert!(before >= 2 * (160 << 10), "{before}");
+        let config = UdpTuning {
+            recv_buffer: 16 << 10,
+            ..UdpTuning::default()
+        };
+        tune(std::slice::from_ref(&socket), &config).expect("tune");
+        let after = upcase_udp::opts::recv_buffer(&socket).expect("read back");
+        assert_eq!(after, before, "the socket's larger buffer was lowered");
     }
 
     #[test]

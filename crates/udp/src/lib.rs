@@ -1,45 +1,65 @@
-//! Batched UDP I/O for Linux: many datagrams per system call.
+//! UDP datagram I/O a batch at a time, on two paths behind one interface:
+//! Linux's batched path (many datagrams per system call, GRO, GSO) and a
+//! portable path for every system (one datagram per call, on socket2).
 //!
-//! - [`RecvBatch`]: `recvmmsg` into slots allocated once, with each
+//! - [`RecvBatch`]: receives into slots allocated once, with each
 //!   datagram's sender, its UDP GRO segment size and whether it was cut.
-//! - [`SendBatch`] and its [`Queue`]: `sendmmsg` of replies that borrow the
-//!   caller's buffers (the receive slots themselves, for a server answering
-//!   in place), optionally as UDP GSO trains; a message that fails is counted
+//! - [`SendBatch`] and its [`Queue`]: sends replies that borrow the caller's
+//!   buffers (the receive slots themselves, for a server answering in
+//!   place), optionally as UDP GSO trains; a message that fails is counted
 //!   and skipped, never fatal to the rest of the batch.
+//! - [`Io`]: which path a batch takes ([`RecvBatch::with_io`],
+//!   [`SendBatch::with_io`]); `new` takes this system's fastest.
 //! - [`opts`]: the socket options that go with them (GRO, a receive buffer
-//!   beyond `rmem_max` when allowed), and [`gso_supported`], a probe.
-//! - [`Poller`]: waiting on several sockets at once, to the nanosecond.
+//!   beyond `rmem_max` when allowed, balanced port sharing, Windows'
+//!   ICMP resets and exclusive binds), and [`gso_supported`], a probe.
+//! - [`classify_recv_error`]: what a receive error means, by each system's
+//!   codes (WinSock's on Windows).
+//! - [`Poller`]: waiting on several sockets at once.
 //!
 //! Every `unsafe` block of the project's socket code is in this crate, each
-//! with the argument for why it is sound. The functions take any socket that
-//! implements `AsFd`: `std::net::UdpSocket`, `socket2::Socket`, ...
+//! with the argument for why it is sound. The functions take any
+//! [`OsSocket`]: on Unix anything `AsFd`, on Windows anything `AsSocket`
+//! (`std::net::UdpSocket`, `socket2::Socket`, ...).
 //!
-//! Modules, leaves first; none imports one above it: `limits`, `addr`,
-//! `cmsg` and `wait` use only libc; `opts` adds socket2; `recv` and `send`
-//! build on `limits`, `addr` and `cmsg`; `gso` sends with `send`. With the
-//! `fuzzing` feature, `fuzzing` opens the two decoders of what the kernel
-//! writes (`addr`, `cmsg`) to the targets in `fuzz/`.
+//! Modules, leaves first; none imports one above it: `limits`, `io`,
+//! `socket`, `errors` and `slots` are leaves; Linux's `addr` and `cmsg`
+//! (libc) under `mmsg`, the batched path's headers; `wait` (poll sets) under
+//! `single`, the portable path; `opts` (socket options); `recv` and `send`
+//! choose between `mmsg` and `single`; `gso` probes with `send`. With the
+//! `fuzzing` feature (Linux), `fuzzing` opens the two decoders of what the
+//! kernel writes (`addr`, `cmsg`) to the targets in `fuzz/`.
 #![warn(unreachable_pub)]
 
-#[cfg(not(target_os = "linux"))]
-compile_error!("upcase-udp uses recvmmsg/sendmmsg and UDP GSO/GRO, which are Linux's");
-
+#[cfg(target_os = "linux")]
 mod addr;
+#[cfg(target_os = "linux")]
 mod cmsg;
+mod errors;
 mod gso;
+mod io;
 mod limits;
+#[cfg(target_os = "linux")]
+mod mmsg;
 pub mod opts;
 mod recv;
 mod send;
+mod single;
+mod slots;
+mod socket;
 mod wait;
 
-#[cfg(feature = "fuzzing")]
+#[cfg(all(feature = "fuzzing", target_os = "linux"))]
 #[doc(hidden)]
 pub mod fuzzing;
 
+pub use errors::{RecvErrorClass, classify_recv_error};
 pub use gso::gso_supported;
+pub use io::Io;
 pub use limits::{DEFAULT_BATCH, MAX_BATCH};
 pub use opts::enable_gro;
-pub use recv::{Datagram, DatagramMut, Meta, RecvBatch};
+pub use recv::RecvBatch;
 pub use send::{Queue, SendBatch, SendReport};
+pub use slots::{Datagram, DatagramMut, Meta};
+pub use socket::OsSocket;
 pub use wait::Poller;

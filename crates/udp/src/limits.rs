@@ -5,8 +5,13 @@
 /// over many datagrams, small enough to keep latency and memory low.
 pub const DEFAULT_BATCH: usize = 64;
 
-/// The most messages one `recvmmsg`/`sendmmsg` call takes (`UIO_MAXIOV`).
-pub const MAX_BATCH: usize = libc::UIO_MAXIOV as usize;
+/// The most messages one batch holds: what one `recvmmsg`/`sendmmsg` call
+/// takes on Linux (`UIO_MAXIOV`). The portable path keeps the same bound, so
+/// that a batch size means the same on every system.
+pub const MAX_BATCH: usize = 1024;
+
+#[cfg(target_os = "linux")]
+const _: () = assert!(MAX_BATCH == libc::UIO_MAXIOV as usize);
 
 /// The most datagrams one GSO send may carry on every kernel with GSO
 /// (`UDP_MAX_SEGMENTS` is 64 before Linux 6.x, 128 after).

@@ -1,230 +1,139 @@
-//! Receiving many datagrams per system call with `recvmmsg`.
+//! Receiving datagrams a batch at a time into slots allocated once: many
+//! per system call on the batched path (`recvmmsg`), one per call on the
+//! portable path, behind one interface.
 #![allow(unsafe_code)] // Socket system calls: see ARCHITECTURE.md, "Where unsafe lives".
 
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd};
 
-use crate::addr::RawAddr;
-use crate::cmsg::{RECV_CONTROL_LEN, RecvControl, gro_segment_size};
+use crate::errors::{RecvErrorClass, classify_recv_error};
+use crate::io::Io;
 use crate::limits::MAX_BATCH;
+#[cfg(target_os = "linux")]
+use crate::mmsg::RecvHeaders;
+use crate::single;
+use crate::slots::{Datagram, DatagramMut, Meta, Slots};
+use crate::socket::OsSocket;
 
-/// Slots for up to N datagrams, filled by one `recvmmsg` call.
+/// Slots for up to N datagrams, filled by one receive.
 ///
 /// Buffers and headers are allocated once, in [`RecvBatch::new`], and reused
 /// by every receive: the hot path allocates nothing. Each receive replaces
 /// the previous batch's datagrams. The slots are made resident when the
 /// batch is built, so the batch's memory is all there from the start.
 pub struct RecvBatch {
-    buffers: Vec<u8>,
-    slot_len: usize,
-    hdrs: Vec<libc::mmsghdr>,
-    iovs: Vec<libc::iovec>,
-    addrs: Vec<RawAddr>,
-    controls: Vec<RecvControl>,
+    slots: Slots,
+    path: Path,
     received: usize,
-    /// How many headers, from the first, the kernel may have written since
-    /// they were last reset.
-    dirty: usize,
+    /// An error the portable path met after the first datagram of a
+    /// receive, for the next receive to report.
+    pending: Option<io::Error>,
 }
 
-// SAFETY: the raw pointers in `hdrs` and `iovs` point into the heap buffers of
-// `buffers`, `iovs`, `addrs` and `controls`, which this struct owns, and they
-// are only followed during `&mut self` or `&self` methods; moving the struct
-// to another thread moves the sole owner of everything they point to.
-unsafe impl Send for RecvBatch {}
-
-/// What the kernel said about one received buffer, besides its bytes.
-/// More may come (a destination address, ECN bits): hence non-exhaustive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Meta {
-    /// The sender (`None` if the kernel gave no IP address).
-    pub peer: Option<SocketAddr>,
-    /// With UDP GRO on, the size of each datagram of a coalesced train: the
-    /// buffer holds datagrams of this size back to back, the last one possibly
-    /// shorter. `None` for an ordinary single datagram.
-    pub segment_size: Option<u16>,
-    /// The datagram (or train) was longer than the slot and was cut.
-    pub truncated: bool,
+/// How a batch receives, and where each path keeps what it learnt of each
+/// slot.
+enum Path {
+    /// `recvmmsg`, into headers that point at the slots.
+    #[cfg(target_os = "linux")]
+    Batched(RecvHeaders),
+    /// One receive per slot; per slot, its length and [`Meta`] as the last
+    /// receive left them.
+    Portable(Vec<(usize, Meta)>),
 }
 
-/// One received buffer, read-only.
-#[derive(Clone, Copy, Debug)]
-pub struct Datagram<'a> {
-    pub bytes: &'a [u8],
-    pub meta: Meta,
-}
-
-/// One received buffer, writable in place (to build a reply in it, say).
-#[derive(Debug)]
-pub struct DatagramMut<'a> {
-    pub bytes: &'a mut [u8],
-    pub meta: Meta,
-}
-
-impl<'a> Datagram<'a> {
-    /// The datagrams in this buffer: itself, or each datagram of a GRO train.
-    pub fn segments(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        segments(self.bytes, self.meta.segment_size)
+impl Path {
+    /// The path `io` asks for, over `slots` ([`Io::Portable`] where `io` is
+    /// not available).
+    fn new(io: Io, slots: &mut Slots) -> Path {
+        match io {
+            #[cfg(target_os = "linux")]
+            Io::Batched => Path::Batched(RecvHeaders::new(slots)),
+            _ => Path::Portable(vec![(0, Meta::single(None, false)); slots.count()]),
+        }
     }
-}
 
-impl DatagramMut<'_> {
-    /// The datagrams in this buffer: itself, or each datagram of a GRO train.
-    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
-        segments(self.bytes, self.meta.segment_size)
-    }
-}
-
-/// Writes into every page of `buffers` so the kernel backs it now rather
-/// than at the first datagram long enough to reach it. Left lazy, a server's
-/// resident memory climbs for as long as long datagrams keep landing in
-/// slots they have not reached before (still, in the second half of a
-/// 10-second soak), which looks like a leak, and each such receive pays
-/// page faults.
-fn make_resident(buffers: &mut [u8]) {
-    // The smallest page Linux uses; larger pages are covered all the same.
-    const PAGE: usize = 4096;
-    // Chunks start where pages do, so that each write lands in its own page;
-    // the head is the part of the first page before the first boundary.
-    let first_boundary = buffers.as_ptr().align_offset(PAGE).min(buffers.len());
-    let (head, pages) = buffers.split_at_mut(first_boundary);
-    for page in std::iter::once(head).chain(pages.chunks_mut(PAGE)) {
-        if let Some(first) = page.first_mut() {
-            // A zero the compiler cannot see: storing a known zero into
-            // memory it knows was allocated zeroed would be removed.
-            *first = std::hint::black_box(0);
+    /// Slot `i`'s length and meta, after a receive that filled it.
+    fn datagram(&self, i: usize) -> (usize, Meta) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Path::Batched(headers) => headers.datagram(i),
+            Path::Portable(slots) => slots[i],
         }
     }
 }
 
-/// Splits a buffer by its GRO segment size; an ordinary buffer, even an empty
-/// one, is a single datagram.
-fn segments(bytes: &[u8], segment_size: Option<u16>) -> impl Iterator<Item = &[u8]> {
-    let size = match segment_size {
-        Some(size) if size > 0 && bytes.len() > usize::from(size) => usize::from(size),
-        _ => bytes.len().max(1),
-    };
-    let whole = std::iter::once(bytes).filter(|b| b.is_empty());
-    whole.chain(bytes.chunks(size))
-}
-
 impl RecvBatch {
-    /// A batch of `slots` buffers of `slot_len` bytes each. `slots` is taken
-    /// between 1 and [`MAX_BATCH`], `slot_len` at least 1.
+    /// A batch of `slots` buffers of `slot_len` bytes each, on this
+    /// system's fastest path ([`Io::default`]). `slots` is taken between 1
+    /// and [`MAX_BATCH`], `slot_len` at least 1.
     pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
-        let slots = slots.clamp(1, MAX_BATCH);
-        let slot_len = slot_len.max(1);
-        let mut batch = RecvBatch {
-            buffers: vec![0; slots * slot_len],
-            slot_len,
-            // SAFETY: mmsghdr is a C struct of integers and raw pointers, for
-            // which all-zero bytes is a valid value (null pointers, zero lengths).
-            hdrs: vec![unsafe { std::mem::zeroed() }; slots],
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
-                slots
-            ],
-            addrs: vec![RawAddr::zeroed(); slots],
-            controls: vec![RecvControl([0; RECV_CONTROL_LEN]); slots],
-            received: 0,
-            dirty: slots,
-        };
-        make_resident(&mut batch.buffers);
-        batch.point_headers();
-        batch
+        RecvBatch::with_io(slots, slot_len, Io::default())
     }
 
-    /// Points each header at its slot, iovec, address and control buffer,
-    /// once: the vectors are never resized, so the pointers stay good for the
-    /// batch's life (moving the struct moves no heap memory). Every pointer
-    /// comes from `Vec::as_mut_ptr`, which creates no reference to the
-    /// elements, so the slices [`RecvBatch::iter_mut`] hands out later do not
-    /// invalidate them; the kernel writes through them only during a receive,
-    /// when `&mut self` says no such slice is alive.
-    fn point_headers(&mut self) {
-        let (buffers, iovs) = (self.buffers.as_mut_ptr(), self.iovs.as_mut_ptr());
-        let (addrs, controls) = (self.addrs.as_mut_ptr(), self.controls.as_mut_ptr());
-        for (i, hdr) in self.hdrs.iter_mut().enumerate() {
-            // SAFETY: i < slots, the length of iovs, addrs and controls, and
-            // i * slot_len + slot_len <= slots * slot_len, the length of buffers:
-            // every pointer stays inside its allocation.
-            unsafe {
-                let iov = iovs.add(i);
-                (*iov).iov_base = buffers.add(i * self.slot_len).cast();
-                (*iov).iov_len = self.slot_len;
-                hdr.msg_hdr.msg_iov = iov;
-                hdr.msg_hdr.msg_name = addrs.add(i).cast();
-                hdr.msg_hdr.msg_control = controls.add(i).cast();
-            }
-            hdr.msg_hdr.msg_iovlen = 1;
+    /// The same on the path `io` ([`Io::Portable`] where `io` is not
+    /// available: see [`RecvBatch::io`]).
+    pub fn with_io(slots: usize, slot_len: usize, io: Io) -> RecvBatch {
+        let mut slots = Slots::new(slots.clamp(1, MAX_BATCH), slot_len);
+        let path = Path::new(io, &mut slots);
+        RecvBatch {
+            slots,
+            path,
+            received: 0,
+            pending: None,
+        }
+    }
+
+    /// The path this batch receives on.
+    pub fn io(&self) -> Io {
+        match self.path {
+            #[cfg(target_os = "linux")]
+            Path::Batched(_) => Io::Batched,
+            Path::Portable(_) => Io::Portable,
         }
     }
 
     /// How many slots the batch has.
     pub fn capacity(&self) -> usize {
-        self.hdrs.len()
+        self.slots.count()
     }
 
     /// The size of each slot: longer datagrams arrive truncated.
     pub fn slot_len(&self) -> usize {
-        self.slot_len
+        self.slots.slot_len()
     }
 
     /// Waits for at least one datagram, then takes every one already queued,
-    /// up to the capacity (`recvmmsg` with `MSG_WAITFORONE`). Returns how many
-    /// buffers were filled. A read timeout on the socket (`SO_RCVTIMEO`) ends
-    /// the wait with an error of kind `WouldBlock`, as `recv` does.
-    pub fn recv(&mut self, socket: &impl AsFd) -> io::Result<usize> {
-        self.recv_with_flags(socket, libc::MSG_WAITFORONE)
+    /// up to the capacity (`recvmmsg` with `MSG_WAITFORONE`, or one receive
+    /// per datagram). Returns how many buffers were filled. A read timeout
+    /// on the socket (`SO_RCVTIMEO`) ends the wait with an error of kind
+    /// `WouldBlock` (Unix) or `TimedOut` (Windows), as `recv` does.
+    pub fn recv(&mut self, socket: &impl OsSocket) -> io::Result<usize> {
+        self.receive(socket, true)
     }
 
-    /// Takes the datagrams already queued without waiting (`MSG_DONTWAIT`);
-    /// `Ok(0)` when there are none.
-    pub fn try_recv(&mut self, socket: &impl AsFd) -> io::Result<usize> {
-        match self.recv_with_flags(socket, libc::MSG_DONTWAIT) {
+    /// Takes the datagrams already queued without waiting; `Ok(0)` when
+    /// there are none.
+    pub fn try_recv(&mut self, socket: &impl OsSocket) -> io::Result<usize> {
+        match self.receive(socket, false) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             other => other,
         }
     }
 
-    fn recv_with_flags(&mut self, socket: &impl AsFd, flags: libc::c_int) -> io::Result<usize> {
+    fn receive(&mut self, socket: &impl OsSocket, wait: bool) -> io::Result<usize> {
         self.received = 0;
-        // Only the headers the kernel wrote since their last reset need it:
-        // one datagram at a time (ping) resets one header, not the batch.
-        for hdr in &mut self.hdrs[..self.dirty] {
-            hdr.msg_len = 0;
-            hdr.msg_hdr.msg_namelen = RawAddr::CAPACITY;
-            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
-            hdr.msg_hdr.msg_flags = 0;
-        }
-        let fd = socket.as_fd().as_raw_fd();
-        // SAFETY: every header points at an iovec, address and control buffer
-        // owned by self (`point_headers`), with lengths matching their sizes
-        // (just above, or untouched since); `&mut self` guarantees nothing
-        // else reads or writes them during the call. The count is the length
-        // of `hdrs`, at most MAX_BATCH.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                self.hdrs.len() as libc::c_uint,
-                flags,
-                std::ptr::null_mut(),
-            )
+        self.received = match &mut self.path {
+            #[cfg(target_os = "linux")]
+            Path::Batched(headers) => {
+                let fd = crate::socket::raw(socket);
+                // SAFETY: the headers were made for `self.slots` (`with_io`),
+                // which live as long as `self` and are never resized; `&mut
+                // self` says no slice of them is alive during the call.
+                unsafe { headers.recv(fd, wait) }?
+            }
+            Path::Portable(metas) => {
+                one_by_one(socket, &mut self.slots, metas, &mut self.pending, wait)?
+            }
         };
-        if n < 0 {
-            // A failed call fills no header; reset the first anyway, cheaply.
-            self.dirty = 1;
-            return Err(io::Error::last_os_error());
-        }
-        self.received = n as usize;
-        // The kernel fills headers 0..n; one past them was at most tried.
-        self.dirty = (self.received + 1).min(self.hdrs.len());
         Ok(self.received)
     }
 
@@ -243,11 +152,10 @@ impl RecvBatch {
         if i >= self.received {
             return None;
         }
-        let start = i * self.slot_len;
-        let len = (self.hdrs[i].msg_len as usize).min(self.slot_len);
+        let (len, meta) = self.path.datagram(i);
         Some(Datagram {
-            bytes: &self.buffers[start..start + len],
-            meta: meta_of(&self.hdrs[i], &self.addrs[i]),
+            bytes: self.slots.get(i, len),
+            meta,
         })
     }
 
@@ -260,51 +168,64 @@ impl RecvBatch {
     /// reply built in place in one buffer can be queued for sending while the
     /// next one is being built.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = DatagramMut<'_>> {
-        let slot_len = self.slot_len;
-        self.buffers
-            .chunks_exact_mut(slot_len)
-            .zip(self.hdrs.iter().zip(&self.addrs))
+        let path = &self.path;
+        self.slots
+            .iter_mut()
             .take(self.received)
-            .map(move |(slot, (hdr, addr))| {
-                let len = (hdr.msg_len as usize).min(slot_len);
+            .enumerate()
+            .map(move |(i, slot)| {
+                let (len, meta) = path.datagram(i);
+                let len = len.min(slot.len());
                 DatagramMut {
                     bytes: &mut slot[..len],
-                    meta: meta_of(hdr, addr),
+                    meta,
                 }
             })
     }
 }
 
-fn meta_of(hdr: &libc::mmsghdr, addr: &RawAddr) -> Meta {
-    Meta {
-        peer: addr.get(hdr.msg_hdr.msg_namelen),
-        // SAFETY: msg_control points at this slot's RecvControl
-        // (`point_headers`), aligned for cmsghdr, and msg_controllen is at
-        // most its size: set so before every receive, then only lowered by
-        // the kernel to what it wrote.
-        segment_size: unsafe { gro_segment_size(&hdr.msg_hdr) },
-        truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+/// The portable path's receive: waits for the first datagram (with
+/// `wait`), then takes those already queued, one system call each, up to
+/// the slots. An error after the first datagram ends the batch and is kept
+/// for the next receive to report before it receives anything, as the
+/// kernel does for `recvmmsg`; a timeout or a signal there only ends the
+/// batch.
+fn one_by_one(
+    socket: &impl OsSocket,
+    slots: &mut Slots,
+    metas: &mut [(usize, Meta)],
+    pending: &mut Option<io::Error>,
+    wait: bool,
+) -> io::Result<usize> {
+    if let Some(err) = pending.take() {
+        return Err(err);
     }
+    let mut received = 0;
+    for (slot, meta) in slots.iter_mut().zip(metas) {
+        match single::recv(socket, slot, wait && received == 0) {
+            Ok(Some(got)) => {
+                *meta = got;
+                received += 1;
+            }
+            Ok(None) => break,
+            Err(err) if received == 0 => return Err(err),
+            Err(err) => {
+                if classify_recv_error(&err) != RecvErrorClass::Idle {
+                    *pending = Some(err);
+                }
+                break;
+            }
+        }
+    }
+    Ok(received)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn segments_split_trains_and_keep_single_datagrams_whole() {
-        let split = |b: &[u8], s| segments(b, s).map(<[u8]>::to_vec).collect::<Vec<_>>();
-        assert_eq!(split(b"abcdefg", Some(3)), [&b"abc"[..], b"def", b"g"]);
-        assert_eq!(split(b"abcdef", Some(3)), [&b"abc"[..], b"def"]);
-        assert_eq!(split(b"abc", Some(3)), [&b"abc"[..]]);
-        assert_eq!(split(b"abc", Some(8)), [&b"abc"[..]]);
-        assert_eq!(split(b"abc", None), [&b"abc"[..]]);
-        assert_eq!(split(b"", None), [&b""[..]]);
-        assert_eq!(split(b"", Some(4)), [&b""[..]]);
-        assert_eq!(split(b"ab", Some(0)), [&b"ab"[..]]);
-    }
-
     /// Pages of `bytes` the kernel has not backed with memory (mincore(2)).
+    #[cfg(unix)]
     fn pages_not_resident(bytes: &[u8]) -> usize {
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
@@ -313,17 +234,40 @@ mod tests {
         let len = start + bytes.len() - first_page;
         let mut resident = vec![0u8; len.div_ceil(page)];
         // SAFETY: the range starts page-aligned and covers only pages that
-        // hold `bytes`, which are mapped; `resident` has one byte per page.
-        let rc = unsafe { libc::mincore(first_page as *mut _, len, resident.as_mut_ptr()) };
+        // hold `bytes`, which are mapped; `resident` has one byte per page
+        // (`unsigned char` on Linux, `char` on the BSDs: `cast` fits both).
+        let rc = unsafe {
+            libc::mincore(
+                first_page as *mut libc::c_void,
+                len,
+                resident.as_mut_ptr().cast(),
+            )
+        };
         assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
         resident.iter().filter(|&&flags| flags & 1 == 0).count()
     }
 
+    #[cfg(unix)]
     #[test]
     fn every_slot_is_resident_before_the_first_receive() {
         // 8 slots of 64 KiB: allocated by mmap, so untouched pages would
         // show, and under 2 MiB, so one transparent huge page cannot hide them.
-        let batch = RecvBatch::new(8, 64 * 1024);
-        assert_eq!(pages_not_resident(&batch.buffers), 0);
+        for io in Io::ALL {
+            let batch = RecvBatch::with_io(8, 64 * 1024, io);
+            assert_eq!(pages_not_resident(batch.slots.bytes()), 0, "{io}");
+        }
+    }
+
+    #[test]
+    fn a_batch_says_which_path_it_took() {
+        for io in Io::ALL {
+            let batch = RecvBatch::with_io(4, 16, io);
+            let expected = if io.is_available() { io } else { Io::Portable };
+            assert_eq!(batch.io(), expected);
+            assert_eq!((batch.capacity(), batch.slot_len()), (4, 16));
+            assert!(batch.is_empty() && batch.get(0).is_none());
+        }
+        assert_eq!(RecvBatch::new(0, 0).capacity(), 1);
+        assert_eq!(RecvBatch::new(usize::MAX, 1).capacity(), MAX_BATCH);
     }
 }

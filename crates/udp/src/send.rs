@@ -1,17 +1,18 @@
-//! Sending many datagrams per system call with `sendmmsg`.
+//! Sending a batch of datagrams: many per system call on the batched path
+//! (`sendmmsg`), one per call on the portable path, behind one interface.
 //!
 //! # Why the borrows are sound
 //!
-//! A [`SendBatch`] owns the kernel-facing arrays (headers, iovecs, addresses,
-//! control messages) and is reused across batches, so it cannot carry the
-//! lifetime of the bytes it sends. Those bytes are borrowed by a [`Queue`]
-//! instead: [`SendBatch::queue`] returns a `Queue<'q, 'd, _>` whose
-//! [`Queue::push`] takes `&'d [u8]`, and whose every use (push, flush) is
-//! therefore inside `'d`, while each pushed slice lives at least as long as
-//! `'d` and, being borrowed shared, cannot change before the flush.
-//! The raw pointers the batch keeps are only followed by `sendmmsg` inside a
-//! flush of the queue that stored them; every new queue starts empty, so a
-//! pointer left behind by an earlier queue (even one leaked with
+//! A [`SendBatch`] owns the storage its messages are queued in (and, on the
+//! batched path, the kernel-facing headers) and is reused across batches,
+//! so it cannot carry the lifetime of the bytes it sends. Those bytes are
+//! borrowed by a [`Queue`] instead: [`SendBatch::queue`] returns a
+//! `Queue<'q, 'd, _>` whose [`Queue::push`] takes `&'d [u8]`, and whose
+//! every use (push, flush) is therefore inside `'d`, while each pushed slice
+//! lives at least as long as `'d` and, being borrowed shared, cannot change
+//! before the flush. The raw pointers the batch keeps are only followed
+//! inside a flush of the queue that stored them; every new queue starts
+//! empty, so a pointer left behind by an earlier queue (even one leaked with
 //! `mem::forget`) is never read again.
 //!
 //! This lets a server answer from its receive buffers without copying: take
@@ -24,40 +25,77 @@
 use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use crate::addr::RawAddr;
-use crate::cmsg::{SEGMENT_CONTROL_LEN, SegmentControl, write_segment};
-use crate::limits::{DEFAULT_BATCH, MAX_BATCH};
-
-/// Marks an entry whose bytes are borrowed rather than in the arena.
-const BORROWED: usize = usize::MAX;
+use crate::errors::is_broken_socket;
+use crate::io::Io;
+use crate::limits::DEFAULT_BATCH;
+#[cfg(target_os = "linux")]
+use crate::limits::MAX_BATCH;
+#[cfg(target_os = "linux")]
+use crate::mmsg::SendHeaders;
+use crate::single;
+use crate::socket::OsSocket;
 
 /// Reusable storage for batches of outgoing datagrams; see [`SendBatch::queue`].
 pub struct SendBatch {
-    hdrs: Vec<libc::mmsghdr>,
-    iovs: Vec<libc::iovec>,
-    addrs: Vec<RawAddr>,
-    controls: Vec<SegmentControl>,
-    /// Per entry: where its bytes start in `arena`, or `BORROWED`.
-    arena_offsets: Vec<usize>,
+    /// The batched path's headers, or none for the portable path.
+    #[cfg(target_os = "linux")]
+    headers: Option<SendHeaders>,
+    /// The messages queued since the last flush; never beyond `capacity`.
+    messages: Vec<Message>,
+    capacity: usize,
     arena: Vec<u8>,
-    len: usize,
     failed: Vec<usize>,
 }
 
-// SAFETY: the raw pointers in the arrays point either into storage this struct
-// owns or into data borrowed by a live `Queue` (which borrows this struct
-// mutably); they are only followed inside `Queue::flush`, on the thread that
-// holds the queue. Moving the struct to another thread with stale pointers
-// is harmless: a new queue never reads them.
+// SAFETY: the raw pointers in `messages` (and the headers) point either into
+// storage this struct owns or into data borrowed by a live `Queue` (which
+// borrows this struct mutably); they are only followed inside
+// `Queue::flush`, on the thread that holds the queue. Moving the struct to
+// another thread with stale pointers is harmless: a new queue never reads
+// them.
 unsafe impl Send for SendBatch {}
+
+/// One queued message: where its bytes are, and where they go.
+struct Message {
+    peer: Option<SocketAddr>,
+    bytes: Bytes,
+    len: usize,
+    segment_size: Option<u16>,
+}
+
+/// Where a queued message's bytes are.
+enum Bytes {
+    /// Borrowed by the queue for its `'d`.
+    Borrowed(*const u8),
+    /// In the arena, from this offset.
+    Arena(usize),
+}
+
+impl Message {
+    /// The message's bytes.
+    ///
+    /// # Safety
+    ///
+    /// Called inside a flush of the queue that pushed the message, so that
+    /// bytes it borrowed are alive and unchanged (see the module's comment).
+    unsafe fn bytes<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        match self.bytes {
+            // SAFETY: by the caller's promise, `len` bytes borrowed from a
+            // live `&'d [u8]` that nothing can change before the flush ends.
+            Bytes::Borrowed(start) => unsafe { std::slice::from_raw_parts(start, self.len) },
+            // push_copy appended exactly `len` bytes at this offset, and the
+            // arena only grows until the flush.
+            Bytes::Arena(offset) => &arena[offset..offset + self.len],
+        }
+    }
+}
 
 /// What a flush did.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct SendReport {
-    /// Messages the kernel accepted (a GSO message counts once).
+    /// Messages the system accepted (a GSO message counts once).
     pub sent: usize,
     /// Messages that failed and were skipped; their positions in push order
     /// are in [`Queue::failed`].
@@ -74,38 +112,41 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
-    /// Room for `capacity` messages (at least 1) before a queue flushes by itself.
+    /// Room for `capacity` messages (at least 1) before a queue flushes by
+    /// itself, on this system's fastest path ([`Io::default`]).
     pub fn new(capacity: usize) -> SendBatch {
+        SendBatch::with_io(capacity, Io::default())
+    }
+
+    /// The same on the path `io` ([`Io::Portable`] where `io` is not
+    /// available: see [`SendBatch::io`]).
+    pub fn with_io(capacity: usize, io: Io) -> SendBatch {
         let capacity = capacity.max(1);
+        #[cfg(not(target_os = "linux"))]
+        let _ = io; // the portable path is the only one here
         SendBatch {
-            // SAFETY: mmsghdr is a C struct of integers and raw pointers, for
-            // which all-zero bytes is a valid value (null pointers, zero lengths).
-            hdrs: vec![unsafe { std::mem::zeroed() }; capacity],
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
-                capacity
-            ],
-            addrs: vec![RawAddr::zeroed(); capacity],
-            controls: vec![SegmentControl([0; SEGMENT_CONTROL_LEN]); capacity],
-            arena_offsets: vec![BORROWED; capacity],
+            #[cfg(target_os = "linux")]
+            headers: (io == Io::Batched).then(|| SendHeaders::new(capacity)),
+            messages: Vec::with_capacity(capacity),
+            capacity,
             arena: Vec::new(),
-            len: 0,
             failed: Vec::new(),
         }
     }
 
-    /// How many messages fit before a queue flushes by itself.
-    fn capacity(&self) -> usize {
-        self.hdrs.len()
+    /// The path this batch sends on.
+    pub fn io(&self) -> Io {
+        #[cfg(target_os = "linux")]
+        if self.headers.is_some() {
+            return Io::Batched;
+        }
+        Io::Portable
     }
 
     /// Starts an empty queue of messages to send on `socket`, which may point
     /// into any data that outlives the queue.
-    pub fn queue<'q, 'd, S: AsFd>(&'q mut self, socket: &'q S) -> Queue<'q, 'd, S> {
-        self.len = 0;
+    pub fn queue<'q, 'd, S: OsSocket>(&'q mut self, socket: &'q S) -> Queue<'q, 'd, S> {
+        self.messages.clear();
         self.arena.clear();
         self.failed.clear();
         Queue {
@@ -123,7 +164,7 @@ impl SendBatch {
 /// Nothing is sent until [`Queue::flush`] or [`Queue::finish`], or until a
 /// push finds the batch full. A queue dropped with messages waiting discards
 /// them.
-pub struct Queue<'q, 'd, S: AsFd> {
+pub struct Queue<'q, 'd, S: OsSocket> {
     batch: &'q mut SendBatch,
     socket: &'q S,
     /// Messages pushed since the queue began, flushed or not.
@@ -132,24 +173,25 @@ pub struct Queue<'q, 'd, S: AsFd> {
     _data: PhantomData<&'d [u8]>,
 }
 
-impl<'d, S: AsFd> Queue<'_, 'd, S> {
+impl<'d, S: OsSocket> Queue<'_, 'd, S> {
     /// Queues `bytes` for `peer` (`None` on a connected socket). With
-    /// `segment_size`, the kernel splits `bytes` into datagrams of that size
-    /// (UDP GSO; the last may be shorter). Flushes first if the batch is full;
-    /// the error is that flush's.
+    /// `segment_size`, the datagrams are `bytes` cut into that size (the
+    /// last may be shorter): one UDP GSO send on the batched path, one
+    /// datagram after another on the portable path. Flushes first if the
+    /// batch is full; the error is that flush's.
     pub fn push(
         &mut self,
         peer: Option<SocketAddr>,
         bytes: &'d [u8],
         segment_size: Option<u16>,
     ) -> io::Result<()> {
-        let i = self.next_entry()?;
-        self.batch.iovs[i] = libc::iovec {
-            iov_base: bytes.as_ptr().cast_mut().cast(),
-            iov_len: bytes.len(),
-        };
-        self.batch.arena_offsets[i] = BORROWED;
-        self.fill_header(i, peer, segment_size);
+        self.make_room()?;
+        self.batch.messages.push(Message {
+            peer,
+            bytes: Bytes::Borrowed(bytes.as_ptr()),
+            len: bytes.len(),
+            segment_size,
+        });
         Ok(())
     }
 
@@ -161,26 +203,26 @@ impl<'d, S: AsFd> Queue<'_, 'd, S> {
         bytes: &[u8],
         segment_size: Option<u16>,
     ) -> io::Result<()> {
-        let i = self.next_entry()?;
-        self.batch.arena_offsets[i] = self.batch.arena.len();
+        self.make_room()?;
+        let offset = self.batch.arena.len();
         self.batch.arena.extend_from_slice(bytes);
-        // The arena may still move as it grows: the pointer is set at flush.
-        self.batch.iovs[i] = libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: bytes.len(),
-        };
-        self.fill_header(i, peer, segment_size);
+        self.batch.messages.push(Message {
+            peer,
+            bytes: Bytes::Arena(offset),
+            len: bytes.len(),
+            segment_size,
+        });
         Ok(())
     }
 
     /// Messages queued and not yet flushed.
     pub fn len(&self) -> usize {
-        self.batch.len
+        self.batch.messages.len()
     }
 
     /// Whether no message waits to be flushed.
     pub fn is_empty(&self) -> bool {
-        self.batch.len == 0
+        self.batch.messages.is_empty()
     }
 
     /// Positions (in push order, counting from 0 for this queue) of the
@@ -200,78 +242,87 @@ impl<'d, S: AsFd> Queue<'_, 'd, S> {
         Ok(std::mem::take(&mut self.report))
     }
 
-    fn next_entry(&mut self) -> io::Result<usize> {
-        if self.batch.len == self.batch.capacity() {
+    /// Flushes if the batch is full, and counts the message about to be
+    /// pushed.
+    fn make_room(&mut self) -> io::Result<()> {
+        if self.batch.messages.len() == self.batch.capacity {
             self.flush()?;
         }
-        let i = self.batch.len;
-        self.batch.len += 1;
         self.pushed += 1;
-        Ok(i)
+        Ok(())
     }
 
-    fn fill_header(&mut self, i: usize, peer: Option<SocketAddr>, segment_size: Option<u16>) {
-        let batch = &mut *self.batch;
-        let hdr = &mut batch.hdrs[i].msg_hdr;
-        match peer {
-            Some(peer) => {
-                hdr.msg_namelen = batch.addrs[i].set(peer);
-                hdr.msg_name = (&raw mut batch.addrs[i]).cast();
-            }
-            None => {
-                hdr.msg_name = std::ptr::null_mut();
-                hdr.msg_namelen = 0;
-            }
-        }
-        hdr.msg_iov = &raw mut batch.iovs[i];
-        hdr.msg_iovlen = 1;
-        hdr.msg_flags = 0;
-        match segment_size.filter(|&s| s > 0) {
-            Some(size) => {
-                let control = &raw mut batch.controls[i];
-                write_segment(control, size);
-                hdr.msg_control = control.cast();
-                hdr.msg_controllen = SEGMENT_CONTROL_LEN as _;
-            }
-            None => {
-                hdr.msg_control = std::ptr::null_mut();
-                hdr.msg_controllen = 0;
-            }
-        }
-    }
-
-    /// Sends the queued messages, as few `sendmmsg` calls as the kernel
-    /// allows. A message that fails is counted and skipped and the rest are
+    /// Sends the queued messages: as few `sendmmsg` calls as the kernel
+    /// allows on the batched path, one send per datagram on the portable
+    /// path. A message that fails is counted and skipped and the rest are
     /// still sent; if the socket would block, the rest are counted as failed.
     /// Only a broken socket (not a socket, bad descriptor) is an error.
     pub fn flush(&mut self) -> io::Result<()> {
         let batch = &mut *self.batch;
-        let len = std::mem::take(&mut batch.len);
-        let first = self.pushed - len;
-        for i in 0..len {
-            if batch.arena_offsets[i] != BORROWED {
-                // SAFETY: offset + iov_len <= arena.len(): push_copy appended
-                // exactly iov_len bytes at this offset, and the arena only
-                // grows until the next queue.
-                batch.iovs[i].iov_base =
-                    unsafe { batch.arena.as_mut_ptr().add(batch.arena_offsets[i]) }.cast();
+        let len = batch.messages.len();
+        let mut tally = Tally {
+            report: &mut self.report,
+            failed: &mut batch.failed,
+            first: self.pushed - len,
+            len,
+        };
+        let (messages, arena) = (&batch.messages, &batch.arena);
+        let socket = self.socket;
+        let portable = |tally: &mut Tally<'_>| {
+            tally.send_all(|done| {
+                let message = &messages[done];
+                // SAFETY: inside this queue's flush.
+                let bytes = unsafe { message.bytes(arena) };
+                single::send(socket, message.peer, bytes, message.segment_size).map(|()| 1)
+            })
+        };
+        #[cfg(target_os = "linux")]
+        let result = match batch.headers.as_mut() {
+            Some(headers) => {
+                for (i, message) in messages.iter().enumerate() {
+                    // SAFETY: inside this queue's flush.
+                    let bytes = unsafe { message.bytes(arena) };
+                    headers.set(i, message.peer, bytes, message.segment_size);
+                }
+                let fd = crate::socket::raw(socket);
+                tally.send_all(|done| {
+                    let count = (len - done).min(MAX_BATCH);
+                    // SAFETY: every message in range was set just above from
+                    // bytes alive until this flush ends; the range is within
+                    // the queued messages, so within the capacity.
+                    unsafe { headers.send(fd, done..done + count) }
+                })
             }
-            // Every pointer into the batch's own arrays is taken afresh, after
-            // the last push, so no later access to the arrays has outdated it.
-            let hdr = &mut batch.hdrs[i].msg_hdr;
-            hdr.msg_iov = &raw mut batch.iovs[i];
-            if !hdr.msg_name.is_null() {
-                hdr.msg_name = (&raw mut batch.addrs[i]).cast();
-            }
-            if !hdr.msg_control.is_null() {
-                hdr.msg_control = (&raw mut batch.controls[i]).cast();
-            }
-        }
-        let fd = self.socket.as_fd();
+            None => portable(&mut tally),
+        };
+        #[cfg(not(target_os = "linux"))]
+        let result = portable(&mut tally);
+        batch.messages.clear();
+        batch.arena.clear();
+        result
+    }
+}
+
+/// The counts one flush keeps, whichever path sends.
+struct Tally<'a> {
+    report: &'a mut SendReport,
+    failed: &'a mut Vec<usize>,
+    /// The push position of the flush's first message.
+    first: usize,
+    /// How many messages the flush sends.
+    len: usize,
+}
+
+impl Tally<'_> {
+    /// Sends every message with `send`, which sends from message `done` on
+    /// and says how many it sent (at least one), or fails for message
+    /// `done`: counted and skipped, or, when the socket would block, counted
+    /// with every message after it. A signal retries; a broken socket ends
+    /// the flush with its error.
+    fn send_all(&mut self, mut send: impl FnMut(usize) -> io::Result<usize>) -> io::Result<()> {
         let mut done = 0;
-        while done < len {
-            let count = (len - done).min(MAX_BATCH);
-            match send_some(fd, &mut batch.hdrs[done..done + count]) {
+        while done < self.len {
+            match send(done) {
                 Ok(sent) => {
                     self.report.sent += sent;
                     done += sent;
@@ -280,11 +331,12 @@ impl<'d, S: AsFd> Queue<'_, 'd, S> {
                 Err(e) if is_broken_socket(&e) => return Err(e),
                 Err(e) => {
                     let skipped = if e.kind() == io::ErrorKind::WouldBlock {
-                        len - done
+                        self.len - done
                     } else {
                         1
                     };
-                    batch.failed.extend(first + done..first + done + skipped);
+                    let at = self.first + done;
+                    self.failed.extend(at..at + skipped);
                     self.report.failed += skipped;
                     self.report.first_error.get_or_insert(e);
                     done += skipped;
@@ -295,38 +347,55 @@ impl<'d, S: AsFd> Queue<'_, 'd, S> {
     }
 }
 
-/// One `sendmmsg` call: how many of `hdrs`, from the first, the kernel took.
-/// An error means the first message failed.
-fn send_some(fd: BorrowedFd<'_>, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
-    // SAFETY: each header was filled by push/push_copy in this queue: its
-    // iovec points at bytes borrowed for 'd (alive: we are inside a method of
-    // the queue) or into the arena (fixed up just before), its name and
-    // control at this batch's storage or null with zero length. The count is
-    // the slice's length, at most MAX_BATCH.
-    let n = unsafe {
-        libc::sendmmsg(
-            fd.as_raw_fd(),
-            hdrs.as_mut_ptr(),
-            hdrs.len() as libc::c_uint,
-            0,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if n == 0 && !hdrs.is_empty() {
-        // Not documented to happen; treat it as a failure of the first message
-        // rather than retry it forever.
-        return Err(io::Error::other("sendmmsg sent nothing"));
-    }
-    Ok(n as usize)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Errors that say the socket itself is unusable, as opposed to one message
-/// or the network failing (ECONNREFUSED, ENOBUFS, EPERM, EMSGSIZE, ...).
-fn is_broken_socket(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT)
-    )
+    #[test]
+    fn a_batch_says_which_path_it_took() {
+        for io in Io::ALL {
+            let expected = if io.is_available() { io } else { Io::Portable };
+            assert_eq!(SendBatch::with_io(4, io).io(), expected);
+        }
+        assert_eq!(SendBatch::default().io(), Io::default());
+        assert_eq!(SendBatch::new(0).capacity, 1);
+    }
+
+    #[test]
+    fn failures_are_counted_at_their_push_positions() {
+        let mut report = SendReport::default();
+        let mut failed = Vec::new();
+        let mut tally = Tally {
+            report: &mut report,
+            failed: &mut failed,
+            first: 10,
+            len: 6,
+        };
+        // Message 1 fails, a signal interrupts message 2 once, 3 and 4 go
+        // in one call, then the socket would block for message 5.
+        let mut calls = Vec::new();
+        let mut interrupted = false;
+        tally
+            .send_all(|done| {
+                calls.push(done);
+                match done {
+                    1 => Err(io::Error::from(io::ErrorKind::ConnectionRefused)),
+                    2 if !interrupted => {
+                        interrupted = true;
+                        Err(io::Error::from(io::ErrorKind::Interrupted))
+                    }
+                    3 => Ok(2),
+                    5 => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+                    _ => Ok(1),
+                }
+            })
+            .unwrap();
+        assert_eq!(calls, [0, 1, 2, 2, 3, 5]);
+        assert_eq!((report.sent, report.failed), (4, 2));
+        assert_eq!(failed, [11, 15]);
+        assert_eq!(
+            report.first_error.map(|e| e.kind()),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+    }
 }
