@@ -22,11 +22,11 @@ use crate::nft::{NftBalancer, Reconciled};
 use crate::nginx::{NginxBalancer, NginxSettings};
 use crate::retrying::{RetryingLoad, RunningLoad};
 use crate::summary::{Summary, UdpCounts};
-use crate::{PATIENCE, wait_until};
+use crate::{PATIENCE, try_wait_until};
 
 use crate::cluster_report::disabled_by_nginx;
 pub use crate::cluster_report::{
-    BalancerReport, Event, Kind, RateLimitReport, Spread, StaleReport,
+    BalancerReport, Checked, Event, Kind, RateLimitReport, Spread, StaleReport,
 };
 
 /// Client sockets of the spread, one request each.
@@ -155,49 +155,84 @@ fn spread(network: &Network) -> anyhow::Result<Spread> {
     })
 }
 
-/// [`LOAD`] from its own client sockets.
-fn start_load(network: &Network) -> anyhow::Result<(RunningLoad, u64)> {
-    let sockets = network.client_sockets(CLIENT, LOAD.clients)?;
-    let total = (LOAD.clients * LOAD.requests) as u64;
-    Ok((LOAD.start_on(vip(), sockets), total))
+/// A phase under [`LOAD`], from client sockets of its own: its events
+/// happen at the points where the load has settled so many requests.
+struct Phase {
+    started: Instant,
+    load: RunningLoad,
+    total: u64,
+    settled_at: Vec<u64>,
 }
 
-/// Waits until the load has settled `at_least` requests; how many it had.
-fn when_settled(load: &RunningLoad, at_least: u64) -> u64 {
-    wait_until("the load reaches its next event", || {
-        load.settled() >= at_least
-    });
-    load.settled()
+impl Phase {
+    fn start(network: &Network) -> anyhow::Result<Phase> {
+        let sockets = network.client_sockets(CLIENT, LOAD.clients)?;
+        Ok(Phase {
+            started: Instant::now(),
+            load: LOAD.start_on(vip(), sockets),
+            total: (LOAD.clients * LOAD.requests) as u64,
+            settled_at: Vec::new(),
+        })
+    }
+
+    /// Waits until the load has settled `numerator / denominator` of its
+    /// requests (see [`try_wait_until`] for how long at most): the next event
+    /// happens then.
+    fn when_settled(&mut self, numerator: u64, denominator: u64) -> anyhow::Result<()> {
+        let at_least = self.total * numerator / denominator;
+        try_wait_until("the load reaches its next event", || {
+            self.load.settled() >= at_least
+        })?;
+        self.settled_at.push(self.load.settled());
+        Ok(())
+    }
+
+    /// Lets the load finish, then has `judge` say what the event came to
+    /// (its detail and whether its own bar was met): after the load, so
+    /// that what the balancer logged meanwhile is there to read.
+    fn end(
+        self,
+        what: String,
+        judge: impl FnOnce() -> anyhow::Result<(String, bool)>,
+    ) -> anyhow::Result<Event> {
+        let outcome = self.load.finish();
+        let (detail, ok) = judge()?;
+        Ok(Event {
+            what,
+            outcome,
+            total: self.total,
+            settled_at: self.settled_at,
+            detail,
+            elapsed: self.started.elapsed(),
+            ok,
+        })
+    }
 }
 
 /// Every backend in turn, under the load: SIGTERM, a new server on the
 /// same held sockets, its ready line, the next.
 fn rolling_restart(network: &mut Network) -> anyhow::Result<Event> {
-    let started = Instant::now();
-    let (load, total) = start_load(network)?;
-    let mut settled_at = Vec::new();
+    let mut phase = Phase::start(network)?;
     let mut served = UdpCounts::default();
     for i in 0..BACKENDS {
-        let step = (i as u64 + 1) * total / (BACKENDS as u64 + 1);
-        settled_at.push(when_settled(&load, step));
+        phase.when_settled(i as u64 + 1, BACKENDS as u64 + 1)?;
         let stopped = network.backends[i].stop()?;
         served += Summary::from_log(&stopped.stderr)?.udp;
         let bins = network.bins.clone();
         network.backends[i].start(&bins)?;
     }
-    let outcome = load.finish();
-    Ok(Event {
-        what: format!("rolling restart of the {BACKENDS} backends on their held sockets"),
-        outcome,
-        total,
-        settled_at,
-        detail: format!(
-            "the {BACKENDS} stopped servers had received {} datagrams and answered {}",
-            served.received, served.replied
-        ),
-        elapsed: started.elapsed(),
-        ok: served.replied == served.received,
-    })
+    phase.end(
+        format!("rolling restart of the {BACKENDS} backends on their held sockets"),
+        || {
+            Ok((
+                format!(
+                    "the {BACKENDS} stopped servers had received {} datagrams and answered {}",
+                    served.received, served.replied
+                ),
+                served.replied == served.received,
+            ))
+        },
+    )
 }
 
 /// The running backend that received most of this phase's datagrams so
@@ -210,45 +245,42 @@ fn busiest(network: &Network, since: [u64; BACKENDS]) -> anyhow::Result<usize> {
         .context("no backend runs")
 }
 
+/// A phase started, and the running backend busiest in it once a third of
+/// its load has settled: the one whose loss would cost most.
+fn busiest_under_load(network: &Network) -> anyhow::Result<(Phase, usize)> {
+    let since = received(network)?;
+    let mut phase = Phase::start(network)?;
+    phase.when_settled(1, 3)?;
+    Ok((phase, busiest(network, since)?))
+}
+
 /// The busiest backend dies under the load (SIGKILL, sockets closed); the
 /// controller's next pass (nftables) or nginx's passive health takes it out.
 fn kill(network: &mut Network, balancer: &mut Balancer) -> anyhow::Result<Event> {
-    let started = Instant::now();
-    let since = received(network)?;
-    let (load, total) = start_load(network)?;
-    let settled = when_settled(&load, total / 3);
-    let victim = busiest(network, since)?;
+    let (phase, victim) = busiest_under_load(network)?;
     network.backends[victim].kill()?;
     let reconciled = balancer.reconcile(network)?;
-    let outcome = load.finish();
-    let (detail, ok) = match balancer {
-        Balancer::Nft(_) => (
-            format!(
-                "the probe failed; the controller removed backends {:?} from the map and deleted {} conntrack entries",
-                reconciled.removed, reconciled.conntrack_deleted
+    phase.end(format!("SIGKILL of backend {victim} (sockets closed)"), || {
+        Ok(match balancer {
+            Balancer::Nft(_) => (
+                format!(
+                    "the probe failed; the controller removed backends {:?} from the map and deleted {} conntrack entries",
+                    reconciled.removed, reconciled.conntrack_deleted
+                ),
+                reconciled.removed == [victim],
             ),
-            reconciled.removed == [victim],
-        ),
-        Balancer::Nginx(nginx) => {
-            let dead = backend_addr(victim);
-            let disabled = disabled_by_nginx(&nginx.log())
-                .into_iter()
-                .filter(|addr| *addr == dead)
-                .count();
-            (
-                format!("nginx's passive health disabled it {disabled} times"),
-                disabled > 0,
-            )
-        }
-    };
-    Ok(Event {
-        what: format!("SIGKILL of backend {victim} (sockets closed)"),
-        outcome,
-        total,
-        settled_at: vec![settled],
-        detail,
-        elapsed: started.elapsed(),
-        ok,
+            Balancer::Nginx(nginx) => {
+                let dead = backend_addr(victim);
+                let disabled = disabled_by_nginx(&nginx.log())
+                    .into_iter()
+                    .filter(|addr| *addr == dead)
+                    .count();
+                (
+                    format!("nginx's passive health disabled it {disabled} times"),
+                    disabled > 0,
+                )
+            }
+        })
     })
 }
 
@@ -257,18 +289,13 @@ fn kill(network: &mut Network, balancer: &mut Balancer) -> anyhow::Result<Event>
 /// on to it while it drains), and deletes its conntrack entries once it
 /// has exited; nginx finds out by itself.
 fn drain(network: &mut Network, balancer: &mut Balancer) -> anyhow::Result<(Event, UdpCounts)> {
-    let started = Instant::now();
-    let since = received(network)?;
-    let (load, total) = start_load(network)?;
-    let settled = when_settled(&load, total / 3);
-    let drainee = busiest(network, since)?;
+    let (phase, drainee) = busiest_under_load(network)?;
     if let Balancer::Nft(nft) = balancer {
         nft.withdraw(network, drainee)?;
     }
     let stopped = network.backends[drainee].stop()?;
     network.backends[drainee].release_sockets();
     let reconciled = balancer.reconcile(network)?;
-    let outcome = load.finish();
     let drained = Summary::from_log(&stopped.stderr)?.udp;
     let detail = match balancer {
         Balancer::Nft(_) => format!(
@@ -280,15 +307,10 @@ fn drain(network: &mut Network, balancer: &mut Balancer) -> anyhow::Result<(Even
             drained.replied, drained.received
         ),
     };
-    let event = Event {
-        what: format!("SIGTERM of backend {drainee} (drained)"),
-        outcome,
-        total,
-        settled_at: vec![settled],
-        detail,
-        elapsed: started.elapsed(),
-        ok: stopped.status.success() && drained.replied == drained.received,
-    };
+    let ok = stopped.status.success() && drained.replied == drained.received;
+    let event = phase.end(format!("SIGTERM of backend {drainee} (drained)"), || {
+        Ok((detail, ok))
+    })?;
     Ok((event, drained))
 }
 
@@ -298,8 +320,7 @@ fn drain(network: &mut Network, balancer: &mut Balancer) -> anyhow::Result<(Even
 /// client sockets are answered again.
 pub fn stale_conntrack(bins: &Binaries) -> anyhow::Result<StaleReport> {
     let started = Instant::now();
-    let network = Network::build(bins, &[])?;
-    let mut network = network;
+    let mut network = Network::build(bins, &[])?;
     let mut nft = NftBalancer::install(&network)?;
     nft.delete_conntrack = false;
     let load = RetryingLoad {
@@ -316,7 +337,9 @@ pub fn stale_conntrack(bins: &Binaries) -> anyhow::Result<StaleReport> {
         .context("cannot clone the client sockets")?;
     let total = (load.clients * load.requests) as u64;
     let running = load.start_on(vip(), sockets);
-    when_settled(&running, total / 3);
+    try_wait_until("a third of the load settles", || {
+        running.settled() >= total / 3
+    })?;
     let flows: Vec<u64> = (0..BACKENDS)
         .map(|i| nft.flows_to(&network, i))
         .collect::<anyhow::Result<_>>()?;

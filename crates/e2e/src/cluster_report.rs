@@ -104,9 +104,14 @@ pub struct RateLimitReport {
     pub elapsed: Duration,
 }
 
-impl BalancerReport {
+/// A report judged against its bars.
+pub trait Checked {
     /// Every bar missed, in words; empty when all are met.
-    pub fn failures(&self) -> Vec<String> {
+    fn failures(&self) -> Vec<String>;
+}
+
+impl Checked for BalancerReport {
+    fn failures(&self) -> Vec<String> {
         let mut failures = Vec::new();
         let spread = &self.spread;
         let total: u64 = spread.per_backend.iter().sum();
@@ -133,6 +138,10 @@ impl BalancerReport {
         for event in [&self.restart, &self.kill, &self.drain] {
             failures.extend(event.failures());
         }
+        // What nginx decided, for whoever reads why.
+        if !failures.is_empty() && !self.nginx_log.is_empty() {
+            failures.push(format!("nginx's log:\n{}", self.nginx_log));
+        }
         failures
     }
 }
@@ -157,9 +166,9 @@ impl Event {
     }
 }
 
-impl StaleReport {
-    /// Every way the demonstration failed to show what it shows.
-    pub fn failures(&self) -> Vec<String> {
+/// Every way the demonstration failed to show what it shows.
+impl Checked for StaleReport {
+    fn failures(&self) -> Vec<String> {
         let mut failures = Vec::new();
         if self.pinned == 0 || self.removed.len() != 1 {
             failures.push(format!(
@@ -183,8 +192,8 @@ impl StaleReport {
     }
 }
 
-impl RateLimitReport {
-    pub fn failures(&self) -> Vec<String> {
+impl Checked for RateLimitReport {
+    fn failures(&self) -> Vec<String> {
         let mut failures = Vec::new();
         if self.polite.unanswered > 0 {
             failures.push(format!("the polite client: {:?}", self.polite));
@@ -246,10 +255,16 @@ impl fmt::Display for BalancerReport {
             s.tcp_passed,
             s.tcp_probes
         )?;
+        let mut all = LoadOutcome::default();
         for event in [&self.restart, &self.kill, &self.drain] {
             writeln!(f, "  {event}")?;
+            all += event.outcome;
         }
-        Ok(())
+        writeln!(
+            f,
+            "  in all, across the restart, the kill and the drain: {}",
+            load(&all)
+        )
     }
 }
 

@@ -153,12 +153,20 @@ pub fn assert_success(out: &Output, who: &str) {
 /// Polls `condition` until it holds; panics (for tests) naming `what` after
 /// [`PATIENCE`]. For state no line or socket announces, such as a counter
 /// read from another thread.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    try_wait_until(what, condition).unwrap_or_else(|err| panic!("{err}"));
+}
+
+/// [`wait_until`] for xtask: an error rather than a panic.
+pub fn try_wait_until(what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + PATIENCE;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out waiting until {what}");
+        }
         thread::sleep(Duration::from_millis(5));
     }
+    Ok(())
 }
 
 /// A UDP port on loopback that nothing is bound to just now: where a

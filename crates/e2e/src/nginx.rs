@@ -98,7 +98,7 @@ impl NginxBalancer {
     /// balancer host; returns once its worker runs (its sockets are bound
     /// before).
     pub fn start(network: &Network, settings: NginxSettings) -> anyhow::Result<NginxBalancer> {
-        find_tool("nginx", "nginx-light")?;
+        find_tool("nginx", "nginx")?;
         anyhow::ensure!(
             Path::new(STREAM_MODULE).exists(),
             "{STREAM_MODULE} is needed for this test: install the Debian package libnginx-mod-stream (apt-get install libnginx-mod-stream)"

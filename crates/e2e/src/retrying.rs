@@ -39,6 +39,16 @@ pub struct LoadOutcome {
     pub datagrams_sent: u64,
 }
 
+impl std::ops::AddAssign for LoadOutcome {
+    fn add_assign(&mut self, other: LoadOutcome) {
+        self.requests += other.requests;
+        self.answered_first_try += other.answered_first_try;
+        self.answered_after_retry += other.answered_after_retry;
+        self.unanswered += other.unanswered;
+        self.datagrams_sent += other.datagrams_sent;
+    }
+}
+
 /// A load under way.
 pub struct RunningLoad {
     answered: Arc<AtomicU64>,
@@ -149,12 +159,7 @@ impl RunningLoad {
     pub fn finish(self) -> LoadOutcome {
         let mut total = LoadOutcome::default();
         for thread in self.threads {
-            let outcome = thread.join().expect("a load client panicked");
-            total.requests += outcome.requests;
-            total.answered_first_try += outcome.answered_first_try;
-            total.answered_after_retry += outcome.answered_after_retry;
-            total.unanswered += outcome.unanswered;
-            total.datagrams_sent += outcome.datagrams_sent;
+            total += thread.join().expect("a load client panicked");
         }
         total
     }

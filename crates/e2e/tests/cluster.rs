@@ -5,55 +5,42 @@
 //! entries. The checks live in the kit (`upcase_e2e::cluster`), shared with
 //! `cargo xtask cluster`, which prints the same reports.
 
-use upcase_e2e::cluster::{self, Kind};
+use std::fmt::Display;
+
+use upcase_e2e::cluster::{self, Checked, Kind};
 use upcase_e2e::netns;
 use upcase_e2e::network::Binaries;
 
-/// The binaries, or `None` (said on stderr) where namespaces cannot be made.
-fn namespaces() -> Option<Binaries> {
+/// Runs `check` in namespaces of its own, prints its report and fails on
+/// any bar it missed; says so on stderr and returns where namespaces cannot
+/// be made.
+fn check<R: Checked + Display>(check: impl FnOnce(&Binaries) -> anyhow::Result<R>) {
     if let Some(why) = netns::unavailable() {
         eprintln!("skipped: {why}");
-        return None;
+        return;
     }
-    Some(Binaries::built())
-}
-
-fn behind(kind: Kind) {
-    let Some(bins) = namespaces() else { return };
-    let report = cluster::run(kind, &bins).unwrap_or_else(|err| panic!("{err:#}"));
+    let report = check(&Binaries::built()).unwrap_or_else(|err| panic!("{err:#}"));
     println!("{report}");
     let failures = report.failures();
-    assert!(
-        failures.is_empty(),
-        "{failures:#?}\n{report}\n{}",
-        report.nginx_log
-    );
+    assert!(failures.is_empty(), "{failures:#?}\n{report}");
 }
 
 #[test]
 fn behind_nftables_the_load_spreads_and_no_request_is_lost() {
-    behind(Kind::Nftables);
+    check(|bins| cluster::run(Kind::Nftables, bins));
 }
 
 #[test]
 fn behind_nginx_the_load_spreads_and_no_request_is_lost() {
-    behind(Kind::Nginx);
+    check(|bins| cluster::run(Kind::Nginx, bins));
 }
 
 #[test]
 fn stale_conntrack_entries_blackhole_a_dead_backends_clients() {
-    let Some(bins) = namespaces() else { return };
-    let report = cluster::stale_conntrack(&bins).unwrap_or_else(|err| panic!("{err:#}"));
-    println!("{report}");
-    let failures = report.failures();
-    assert!(failures.is_empty(), "{failures:#?}\n{report}");
+    check(cluster::stale_conntrack);
 }
 
 #[test]
 fn the_rate_limit_sees_each_client_through_nftables() {
-    let Some(bins) = namespaces() else { return };
-    let report = cluster::rate_limit(&bins).unwrap_or_else(|err| panic!("{err:#}"));
-    println!("{report}");
-    let failures = report.failures();
-    assert!(failures.is_empty(), "{failures:#?}\n{report}");
+    check(cluster::rate_limit);
 }
