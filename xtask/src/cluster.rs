@@ -30,7 +30,7 @@ pub fn run() -> anyhow::Result<()> {
     for kind in [Kind::Nftables, Kind::Nginx] {
         failures.extend(shown(cluster::run(kind, &bins)?));
     }
-    failures.extend(shown(cluster::rate_limit(&bins)?));
+    failures.extend(shown(cluster::rate_limit(Kind::Nftables, &bins)?));
     failures.extend(shown(cluster::stale_conntrack(&bins)?));
     ensure!(
         failures.is_empty(),

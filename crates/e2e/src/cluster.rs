@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::network::{BACKENDS, Binaries, CLIENT, CLIENT_2, Network, PORT, VIP, backend_addr};
+use crate::network::{
+    BACKENDS, Binaries, CLIENT, CLIENT_2, Network, PORT, VIP, backend_addr, gateway,
+};
 use crate::nft::{NftBalancer, Reconciled};
 use crate::nginx::{NginxBalancer, NginxSettings};
 use crate::retrying::{RetryingLoad, RunningLoad};
@@ -51,6 +53,7 @@ pub const NGINX: NginxSettings = NginxSettings {
     proxy_timeout: Duration::from_millis(200),
     max_fails: 2,
     fail_timeout: Duration::from_secs(10),
+    proxy_protocol: false,
 };
 
 /// The running balancer.
@@ -372,14 +375,34 @@ pub const RATE_LIMIT: u64 = 50;
 /// Datagrams the flooder sends, back to back.
 pub const FLOOD: u64 = 300;
 
-/// `--rate-limit` behind nftables: a flooder (the client host's second
-/// address) and a polite client (its first) at once; the servers see each
-/// one's own address.
-pub fn rate_limit(bins: &Binaries) -> anyhow::Result<RateLimitReport> {
+/// `--rate-limit` behind `kind`: a flooder (the client host's second
+/// address) and a polite client (its first) at once; the servers must see
+/// each one's own address. Behind nftables they do by themselves; behind
+/// nginx only with the PROXY protocol (`proxy_protocol on`, and the servers
+/// trusting the balancer's addresses with `--proxy-protocol-from`), and
+/// with passive health off (`max_fails=0`): a rate-limited request gets no
+/// reply, which nginx would count as its backend failing.
+pub fn rate_limit(kind: Kind, bins: &Binaries) -> anyhow::Result<RateLimitReport> {
     let started = Instant::now();
     let limit = RATE_LIMIT.to_string();
-    let network = Network::build(bins, &["--rate-limit", &limit])?;
-    let _nft = NftBalancer::install(&network)?;
+    let gateways: Vec<String> = (0..BACKENDS).map(|i| gateway(i).to_string()).collect();
+    let gateways = gateways.join(",");
+    let mut args = vec!["--rate-limit", &limit];
+    if kind == Kind::Nginx {
+        args.extend(["--proxy-protocol-from", &gateways]);
+    }
+    let network = Network::build(bins, &args)?;
+    let _balancer = match kind {
+        Kind::Nftables => Balancer::Nft(NftBalancer::install(&network)?),
+        Kind::Nginx => Balancer::Nginx(NginxBalancer::start(
+            &network,
+            NginxSettings {
+                max_fails: 0,
+                proxy_protocol: true,
+                ..NGINX
+            },
+        )?),
+    };
     // 25 a second, half the limit.
     let polite = RetryingLoad {
         clients: 1,
@@ -408,6 +431,7 @@ pub fn rate_limit(bins: &Binaries) -> anyhow::Result<RateLimitReport> {
         );
     }
     Ok(RateLimitReport {
+        kind,
         polite,
         flood_sent: FLOOD,
         flood_answered: answered,

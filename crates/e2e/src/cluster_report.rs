@@ -29,6 +29,16 @@ impl fmt::Display for Kind {
     }
 }
 
+impl Kind {
+    /// The balancer's name alone.
+    pub fn short(self) -> &'static str {
+        match self {
+            Kind::Nftables => "nftables",
+            Kind::Nginx => "nginx with proxy_protocol on",
+        }
+    }
+}
+
 /// One request from each of many client sockets.
 #[derive(Clone, Debug)]
 pub struct Spread {
@@ -94,6 +104,7 @@ pub struct StaleReport {
 /// `--rate-limit` behind nftables.
 #[derive(Clone, Debug)]
 pub struct RateLimitReport {
+    pub kind: Kind,
     pub polite: LoadOutcome,
     pub flood_sent: u64,
     pub flood_answered: u64,
@@ -311,7 +322,8 @@ impl fmt::Display for RateLimitReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "--rate-limit through nftables [{}]: the flooder ({CLIENT_2}) sent {} back to back, {} answered, {} rate-limited by the servers; the polite client ({CLIENT}): {}",
+            "--rate-limit through {} [{}]: the flooder ({CLIENT_2}) sent {} back to back, {} answered, {} rate-limited by the servers; the polite client ({CLIENT}): {}",
+            self.kind.short(),
             seconds(self.elapsed),
             self.flood_sent,
             self.flood_answered,

@@ -69,10 +69,17 @@ impl Binaries {
     }
 }
 
-/// Backend `index`'s address.
+/// Backend `index`'s address: the next one after its [`gateway`].
 pub fn backend_addr(index: usize) -> SocketAddr {
+    let [a, b, c, d] = gateway(index).octets();
+    SocketAddr::from((Ipv4Addr::new(a, b, c, d + 1), PORT))
+}
+
+/// The balancer's address on backend `index`'s link: where the backend's
+/// default route goes, and nginx's source address towards it.
+pub fn gateway(index: usize) -> Ipv4Addr {
     let subnet = u8::try_from(10 + index).unwrap_or(u8::MAX);
-    SocketAddr::from((Ipv4Addr::new(10, 77, subnet, 2), PORT))
+    Ipv4Addr::new(10, 77, subnet, 1)
 }
 
 /// The five hosts. Dropping it stops every server, then deletes the
@@ -133,8 +140,7 @@ impl Network {
             let IpAddr::V4(ip) = addr.ip() else {
                 bail!("backends are IPv4")
             };
-            let [a, b, c, _] = ip.octets();
-            let gateway = Ipv4Addr::new(a, b, c, 1);
+            let gateway = gateway(index);
             balancer.ip(&["addr", "add", &format!("{gateway}/24"), "dev", &name])?;
             host.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
             host.ip(&["route", "add", "default", "via", &gateway.to_string()])?;

@@ -33,6 +33,9 @@ pub struct NginxSettings {
     pub proxy_timeout: Duration,
     pub max_fails: u32,
     pub fail_timeout: Duration,
+    /// `proxy_protocol on` for both services: each session starts with a
+    /// PROXY v1 line naming the client (the backends must accept it).
+    pub proxy_protocol: bool,
 }
 
 /// nginx running in the balancer host, stopped when dropped.
@@ -59,6 +62,11 @@ pub fn config(
             )
         })
         .collect();
+    let proxy_protocol = if settings.proxy_protocol {
+        "\n        proxy_protocol on;"
+    } else {
+        ""
+    };
     format!(
         "load_module {STREAM_MODULE};
 daemon off;
@@ -77,14 +85,14 @@ stream {{
         listen {vip} udp reuseport;
         proxy_pass upcase;
         proxy_responses 1;
-        proxy_timeout {timeout}ms;
+        proxy_timeout {timeout}ms;{proxy_protocol}
     }}
     server {{
         listen {vip} reuseport;
         proxy_pass upcase;
         proxy_connect_timeout 1s;
         proxy_timeout 30s;
-        proxy_half_close on;
+        proxy_half_close on;{proxy_protocol}
     }}
 }}
 ",
@@ -106,21 +114,30 @@ impl NginxBalancer {
         let dir = std::env::temp_dir().join(format!("{}-nginx", network.balancer.name()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        let started = Self::start_in(network, settings, &dir);
+        if started.is_err() {
+            // Nothing runs there: the directory goes with the failure.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started.map(|process| NginxBalancer { process, dir })
+    }
+
+    fn start_in(network: &Network, settings: NginxSettings, dir: &Path) -> anyhow::Result<Process> {
         let backends: Vec<SocketAddr> = (0..BACKENDS).map(backend_addr).collect();
         let conf = dir.join("nginx.conf");
         let vip = SocketAddr::from((VIP, PORT));
-        std::fs::write(&conf, config(settings, vip, &backends, &dir))
+        std::fs::write(&conf, config(settings, vip, &backends, dir))
             .with_context(|| format!("cannot write {}", conf.display()))?;
         let mut command = network.balancer.command("nginx");
         // -e: the error log before the config is read, not /var/log's.
         command
             .arg("-p")
-            .arg(&dir)
+            .arg(dir)
             .args(["-e", "stderr", "-c"])
             .arg(&conf);
         let mut process = Process::spawn(&mut command).label("nginx").start()?;
         process.wait_for_stderr_line(PATIENCE, "start worker process", 1)?;
-        Ok(NginxBalancer { process, dir })
+        Ok(process)
     }
 
     /// What nginx has logged so far (its passive health at work).
@@ -136,5 +153,40 @@ impl Drop for NginxBalancer {
         let _ = self.process.signal(nix::sys::signal::Signal::SIGTERM);
         let _ = self.process.wait_within(Duration::from_secs(3));
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTINGS: NginxSettings = NginxSettings {
+        proxy_timeout: Duration::from_millis(200),
+        max_fails: 2,
+        fail_timeout: Duration::from_millis(10_500),
+        proxy_protocol: false,
+    };
+
+    #[test]
+    fn the_config_has_both_services_and_passive_health() {
+        let vip = SocketAddr::from((VIP, PORT));
+        let conf = config(SETTINGS, vip, &[backend_addr(0)], Path::new("/d"));
+        for line in [
+            "server 10.77.10.2:12000 max_fails=2 fail_timeout=10s;",
+            "listen 10.77.100.100:12000 udp reuseport;",
+            "proxy_responses 1;",
+            "proxy_timeout 200ms;",
+            "listen 10.77.100.100:12000 reuseport;",
+            "pid /d/nginx.pid;",
+        ] {
+            assert!(conf.contains(line), "{line:?} not in\n{conf}");
+        }
+        assert!(!conf.contains("proxy_protocol"), "{conf}");
+        let proxied = NginxSettings {
+            proxy_protocol: true,
+            ..SETTINGS
+        };
+        let conf = config(proxied, vip, &[backend_addr(0)], Path::new("/d"));
+        assert_eq!(conf.matches("proxy_protocol on;").count(), 2, "{conf}");
     }
 }

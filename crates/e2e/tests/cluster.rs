@@ -42,5 +42,5 @@ fn stale_conntrack_entries_blackhole_a_dead_backends_clients() {
 
 #[test]
 fn the_rate_limit_sees_each_client_through_nftables() {
-    check(cluster::rate_limit);
+    check(|bins| cluster::rate_limit(Kind::Nftables, bins));
 }
