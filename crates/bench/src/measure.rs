@@ -25,7 +25,7 @@ pub(crate) struct Bench {
 
 fn available(tools: &Tools, server: Server) -> bool {
     match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => true,
+        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::UpcaseMetrics => true,
         Server::CRecvmmsg | Server::CPlain | Server::CGro => tools.limit_server.is_some(),
         Server::Python => tools.python.is_some() && tools.seed_server.is_some(),
         Server::CTcp => tools.tcp_server.is_some(),
@@ -199,13 +199,19 @@ fn start_server(
 ) -> anyhow::Result<(Process, SocketAddr)> {
     let tools = &bench.tools;
     let port = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::CTcp => 0,
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::CTcp => 0,
         // Another process could take it before the server binds it; the
         // readiness probe then fails with a clear message.
         _ => upcase_e2e::free_udp_port().context("no free UDP port on loopback")?,
     };
     let (program, mut args): (&Path, Vec<OsString>) = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => (&tools.server, Vec::new()),
+        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::UpcaseMetrics => {
+            (&tools.server, Vec::new())
+        }
         Server::CRecvmmsg | Server::CPlain | Server::CGro => (
             tools
                 .limit_server
@@ -237,7 +243,7 @@ fn start_server(
         .logs_in(&bench.logs)
         .start()?;
     let addr = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => {
+        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::UpcaseMetrics => {
             reachable(guard.wait_ready(STARTUP_LIMIT)?.first())
         }
         Server::CTcp => {
@@ -331,11 +337,12 @@ mod tests {
         let entries = plan(&tools, &mut notes).unwrap();
         assert!(entries.iter().all(|e| matches!(
             e.server,
-            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro
+            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::UpcaseMetrics
         ) && e.load == Load::Client));
-        // Ping and flood W=64 twice (with --busy-poll, with --gro), two more
-        // floods, GSO twice (with and without --gro), two TCP, the search.
-        assert_eq!(entries.len(), 11);
+        // Ping twice (with --busy-poll), flood W=64 three times (with --gro,
+        // with --metrics), two more floods, GSO twice (with and without
+        // --gro), two TCP, the search.
+        assert_eq!(entries.len(), 12);
         assert!(!notes.is_empty());
         let none = Tools {
             client: None,
@@ -357,9 +364,9 @@ mod tests {
         };
         let entries = plan(&tools, &mut Vec::new()).unwrap();
         // 4 classic rows x 4 servers, ping with --busy-poll, flood W=64 with
-        // --gro, GSO x 4 servers x 2 loads, client x 1, TCP x 2 x 2 servers,
-        // the search x 2 servers.
-        assert_eq!(entries.len(), 33);
+        // --gro and with --metrics, GSO x 4 servers x 2 loads, client x 1,
+        // TCP x 2 x 2 servers, the search x 2 servers.
+        assert_eq!(entries.len(), 34);
         let client: Vec<_> = entries.iter().filter(|e| e.load == Load::Client).collect();
         assert_eq!(client.len(), 11);
         let tcp: Vec<_> = entries

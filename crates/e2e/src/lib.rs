@@ -65,7 +65,7 @@ pub use ready::{ReadyLine, Transport, reachable};
 pub use retrying::{LoadOutcome, RetryingLoad, RunningLoad};
 pub use scrape::{HttpResponse, Scrape, http_get, http_request};
 pub use server::ServerProcess;
-pub use summary::{Summary, TcpCounts, UdpCounts};
+pub use summary::{ProxyCounts, Summary, TcpCounts, UdpCounts};
 
 /// How long a test waits for a process to become ready or to exit before it
 /// fails; generous, because CI machines are small and busy.

@@ -328,6 +328,7 @@ fn state(policy: Policy) -> State {
         live: crate::live::block().0,
         warnings: WarnLimiter::default(),
         policy: Arc::new(policy),
+        proxies: None,
     }
 }
 
@@ -335,12 +336,14 @@ fn state(policy: Policy) -> State {
 /// bytes, or `None` when it gets none.
 fn run(input: &[u8], peer: SocketAddr, state: &mut State) -> Option<Vec<u8>> {
     let mut buf = input.to_vec();
-    let reply = state.reply_to(&mut buf, peer)?;
+    let reply = state.reply_to(&mut buf, peer, Client::peer(peer))?;
     let bytes = match reply {
         Reply::InPlace { len } => buf[..len].to_vec(),
         Reply::InScratch { .. } => state.scratch.clone(),
     };
-    state.queued.push(state.to_queued(reply, input.len(), peer));
+    state
+        .queued
+        .push(state.to_queued(reply, input.len(), peer, Client::peer(peer)));
     state.settle_sent(&[], None);
     state.queued.clear();
     Some(bytes)
@@ -451,10 +454,11 @@ fn replies_the_system_refuses_are_counted_as_send_errors() {
         (b"3", v4_peer()),
     ] {
         let mut buf = request.to_vec();
-        let reply = state.reply_to(&mut buf, peer).expect("a reply");
+        let client = Client::peer(peer);
+        let reply = state.reply_to(&mut buf, peer, client).expect("a reply");
         state
             .queued
-            .push(state.to_queued(reply, request.len(), peer));
+            .push(state.to_queued(reply, request.len(), peer, client));
     }
     state.settle_sent(&[1], None);
     assert_eq!(
