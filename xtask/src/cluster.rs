@@ -3,7 +3,7 @@
 //! the same code as `cargo test -p upcase-e2e --test cluster`) in network
 //! namespaces: behind nftables and behind nginx, the spread, a rolling
 //! restart, a kill and a drain under load; `--rate-limit` through
-//! nftables; what stale conntrack entries do. Needs root; fails with the
+//! nftables and through nginx's PROXY protocol; what stale conntrack entries do. Needs root; fails with the
 //! reason where namespaces cannot be made (the tests skip instead).
 
 use std::fmt::Display;
@@ -30,7 +30,9 @@ pub fn run() -> anyhow::Result<()> {
     for kind in [Kind::Nftables, Kind::Nginx] {
         failures.extend(shown(cluster::run(kind, &bins)?));
     }
-    failures.extend(shown(cluster::rate_limit(Kind::Nftables, &bins)?));
+    for kind in [Kind::Nftables, Kind::Nginx] {
+        failures.extend(shown(cluster::rate_limit(kind, &bins)?));
+    }
     failures.extend(shown(cluster::stale_conntrack(&bins)?));
     ensure!(
         failures.is_empty(),

@@ -28,7 +28,7 @@ use crate::{PATIENCE, try_wait_until};
 
 use crate::cluster_report::disabled_by_nginx;
 pub use crate::cluster_report::{
-    BalancerReport, Checked, Event, Kind, RateLimitReport, Spread, StaleReport,
+    BalancerReport, Checked, Event, Kind, ProxiedCounts, RateLimitReport, Spread, StaleReport,
 };
 
 /// Client sockets of the spread, one request each.
@@ -419,9 +419,17 @@ pub fn rate_limit(kind: Kind, bins: &Binaries) -> anyhow::Result<RateLimitReport
     let answered = flood(&flooder)?;
     let polite = running.finish();
     let mut rate_limited = 0;
+    let mut proxied = (kind == Kind::Nginx).then_some(ProxiedCounts::default());
     let mut warned = Vec::new();
     for backend in &network.backends {
         rate_limited += backend.counter("upcase_udp_dropped_total{reason=\"rate_limited\"}")?;
+        if let Some(proxied) = &mut proxied {
+            let origin =
+                |origin| format!("upcase_udp_proxy_datagrams_total{{origin=\"{origin}\"}}");
+            proxied.attributed += backend.counter(&origin("attributed"))?;
+            proxied.unattributed += backend.counter(&origin("unattributed"))?;
+            proxied.malformed += backend.counter(&origin("malformed"))?;
+        }
         warned.extend(
             backend
                 .log()
@@ -436,6 +444,7 @@ pub fn rate_limit(kind: Kind, bins: &Binaries) -> anyhow::Result<RateLimitReport
         flood_sent: FLOOD,
         flood_answered: answered,
         rate_limited,
+        proxied,
         warned,
         elapsed: started.elapsed(),
     })

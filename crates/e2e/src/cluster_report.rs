@@ -110,9 +110,22 @@ pub struct RateLimitReport {
     pub flood_answered: u64,
     /// Datagrams the servers refused as over the limit.
     pub rate_limited: u64,
+    /// Behind nginx: how the servers read its PROXY headers.
+    pub proxied: Option<ProxiedCounts>,
     /// The servers' warnings about sources over the limit.
     pub warned: Vec<String>,
     pub elapsed: Duration,
+}
+
+/// The servers' `upcase_udp_proxy_datagrams_total`, summed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProxiedCounts {
+    /// Counted as the client a header (or its session) named.
+    pub attributed: u64,
+    /// From nginx with no header and no session: nginx's own.
+    pub unattributed: u64,
+    /// Dropped for a malformed header.
+    pub malformed: u64,
 }
 
 /// A report judged against its bars.
@@ -214,6 +227,12 @@ impl Checked for RateLimitReport {
                 "the flood was not limited: {} of {} answered, {} rate-limited",
                 self.flood_answered, self.flood_sent, self.rate_limited
             ));
+        }
+        // Every datagram through nginx named its client.
+        if let Some(p) = self.proxied
+            && (p.attributed == 0 || p.unattributed > 0 || p.malformed > 0)
+        {
+            failures.push(format!("the PROXY headers were not all read: {p:?}"));
         }
         let names = |ip: std::net::Ipv4Addr| {
             let ip = format!("reply to {ip}:");
@@ -330,6 +349,13 @@ impl fmt::Display for RateLimitReport {
             self.rate_limited,
             load(&self.polite)
         )?;
+        if let Some(p) = self.proxied {
+            writeln!(
+                f,
+                "  the servers counted {} datagrams as the client a PROXY header named, {} as nginx's own, {} malformed",
+                p.attributed, p.unattributed, p.malformed
+            )?;
+        }
         if let Some(first) = self.warned.first() {
             let warning = first
                 .split_once("WARN")

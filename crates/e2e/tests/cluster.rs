@@ -1,7 +1,7 @@
 //! Issue 14's deployments, in network namespaces this test builds (it
 //! needs root, as CI has; without it, it says so on stderr and passes
 //! without running): upcase behind nftables and behind nginx, the client's
-//! own address through nftables, and why the controller deletes conntrack
+//! own address through nftables and through nginx's PROXY protocol, and why the controller deletes conntrack
 //! entries. The checks live in the kit (`upcase_e2e::cluster`), shared with
 //! `cargo xtask cluster`, which prints the same reports.
 
@@ -43,4 +43,9 @@ fn stale_conntrack_entries_blackhole_a_dead_backends_clients() {
 #[test]
 fn the_rate_limit_sees_each_client_through_nftables() {
     check(|bins| cluster::rate_limit(Kind::Nftables, bins));
+}
+
+#[test]
+fn the_rate_limit_sees_each_client_through_nginx_by_the_proxy_protocol() {
+    check(|bins| cluster::rate_limit(Kind::Nginx, bins));
 }
