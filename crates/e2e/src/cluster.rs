@@ -317,50 +317,57 @@ fn drain(network: &mut Network, balancer: &mut Balancer) -> anyhow::Result<(Even
     Ok((event, drained))
 }
 
-/// Why the controller deletes conntrack entries: a backend dies and is
-/// taken out of the map, but its entries are left; the clients whose flows
-/// it had stay unanswered, the others do not; after `conntrack -D` the same
-/// client sockets are answered again.
+/// Why the controller deletes conntrack entries: every client socket makes
+/// its flow with one request; the backend with most flows dies and is taken
+/// out of the map, but its entries are left; then, under a load from the
+/// same sockets, the clients whose flows it had stay unanswered and the
+/// others do not; after `conntrack -D` the same sockets are answered again.
+/// The kill comes between two loads, not during one, so what each load
+/// meets is known before it starts.
 pub fn stale_conntrack(bins: &Binaries) -> anyhow::Result<StaleReport> {
     let started = Instant::now();
     let mut network = Network::build(bins, &[])?;
     let mut nft = NftBalancer::install(&network)?;
     nft.delete_conntrack = false;
+    // Short: a pinned client spends all its tries on every request (2 x
+    // 200 ms each), which is the whole cost of this check.
     let load = RetryingLoad {
-        requests: 30,
-        tries: 3,
+        requests: STALE_REQUESTS,
+        tries: 2,
         timeout: Duration::from_millis(200),
         ..LOAD
     };
     let sockets = network.client_sockets(CLIENT, load.clients)?;
-    let again: Vec<UdpSocket> = sockets
-        .iter()
-        .map(UdpSocket::try_clone)
-        .collect::<std::io::Result<_>>()
-        .context("cannot clone the client sockets")?;
-    let total = (load.clients * load.requests) as u64;
-    let running = load.start_on(vip(), sockets);
-    try_wait_until("a third of the load settles", || {
-        running.settled() >= total / 3
-    })?;
+    let copies = || -> anyhow::Result<Vec<UdpSocket>> {
+        sockets
+            .iter()
+            .map(UdpSocket::try_clone)
+            .collect::<std::io::Result<_>>()
+            .context("cannot copy the client sockets")
+    };
+    let first = RetryingLoad {
+        requests: 1,
+        ..load
+    }
+    .start_on(vip(), copies()?)
+    .finish();
+    if first.unanswered > 0 {
+        bail!("the first requests were not all answered: {first:?}");
+    }
     let flows: Vec<u64> = (0..BACKENDS)
         .map(|i| nft.flows_to(&network, i))
         .collect::<anyhow::Result<_>>()?;
     let victim = (0..BACKENDS).max_by_key(|&i| flows[i]).unwrap_or(0);
     network.backends[victim].kill()?;
     let reconciled = nft.reconcile(&network)?;
-    let stale = running.finish();
+    let stale = load.start_on(vip(), copies()?).finish();
     let left = nft.flows_to(&network, victim)?;
     let deleted = nft.delete_conntrack_of(&network, victim)?;
-    let after = RetryingLoad {
-        requests: 5,
-        ..load
-    }
-    .start_on(vip(), again)
-    .finish();
+    let after = load.start_on(vip(), sockets).finish();
     Ok(StaleReport {
         pinned: flows[victim],
         clients: load.clients,
+        requests_each: STALE_REQUESTS as u64,
         removed: reconciled.removed,
         stale,
         left,
@@ -369,6 +376,9 @@ pub fn stale_conntrack(bins: &Binaries) -> anyhow::Result<StaleReport> {
         elapsed: started.elapsed(),
     })
 }
+
+/// Requests each client sends in each load of the stale-entries check.
+const STALE_REQUESTS: usize = 5;
 
 /// Limit per source on every backend in the rate-limit check.
 pub const RATE_LIMIT: u64 = 50;

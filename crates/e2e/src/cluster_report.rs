@@ -88,6 +88,8 @@ pub struct StaleReport {
     /// Client flows on the backend that died, of `clients`.
     pub pinned: u64,
     pub clients: usize,
+    /// Requests each client sends in each load.
+    pub requests_each: u64,
     /// What the controller took out of the map.
     pub removed: Vec<usize>,
     /// The load, with the dead backend's entries left.
@@ -200,10 +202,12 @@ impl Checked for StaleReport {
                 self.pinned, self.clients, self.removed
             ));
         }
-        if self.stale.unanswered == 0 || self.left == 0 {
+        // Exactly the pinned clients' requests are lost, every one of them.
+        let lost = self.pinned * self.requests_each;
+        if self.stale.unanswered != lost || self.left < self.pinned {
             failures.push(format!(
-                "stale entries blackholed nothing: {:?}, {} entries left",
-                self.stale, self.left
+                "stale entries were to blackhole the {lost} requests of the {} pinned clients: {:?}, {} entries left",
+                self.pinned, self.stale, self.left
             ));
         }
         if self.deleted == 0 || self.after.unanswered > 0 {
