@@ -383,7 +383,7 @@ const STALE_REQUESTS: usize = 5;
 /// Limit per source on every backend in the rate-limit check.
 pub const RATE_LIMIT: u64 = 50;
 /// Datagrams the flooder sends, back to back.
-pub const FLOOD: u64 = 300;
+pub const FLOOD: u64 = 600;
 
 /// `--rate-limit` behind `kind`: a flooder (the client host's second
 /// address) and a polite client (its first) at once; the servers must see

@@ -345,12 +345,14 @@ impl fmt::Display for RateLimitReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "--rate-limit through {} [{}]: the flooder ({CLIENT_2}) sent {} back to back, {} answered, {} rate-limited by the servers; the polite client ({CLIENT}): {}",
+            "--rate-limit through {} [{}]: the flooder ({CLIENT_2}) sent {} back to back, {} answered, {} rate-limited by the servers, {} never reached a server; the polite client ({CLIENT}): {}",
             self.kind.short(),
             seconds(self.elapsed),
             self.flood_sent,
             self.flood_answered,
             self.rate_limited,
+            self.flood_sent
+                .saturating_sub(self.flood_answered + self.rate_limited),
             load(&self.polite)
         )?;
         if let Some(p) = self.proxied {
