@@ -53,7 +53,7 @@ pub const NGINX: NginxSettings = NginxSettings {
     proxy_timeout: Duration::from_millis(200),
     max_fails: 2,
     fail_timeout: Duration::from_secs(10),
-    proxy_protocol: false,
+    proxy_protocol: true,
 };
 
 /// The running balancer.
@@ -86,9 +86,10 @@ fn vip() -> SocketAddr {
 /// Runs every phase behind `kind` in a network of its own.
 pub fn run(kind: Kind, bins: &Binaries) -> anyhow::Result<BalancerReport> {
     let started = Instant::now();
-    let mut network = Network::build(bins, &[])?;
+    let trusted = trusted(kind);
+    let mut network = Network::build(bins, &arg_refs(&trusted))?;
     let mut balancer = Balancer::start(kind, &network)?;
-    let spread = spread(&network)?;
+    let spread = spread(&network, kind)?;
     let restart = rolling_restart(&mut network)?;
     let kill = kill(&mut network, &mut balancer)?;
     let (drain, drained) = drain(&mut network, &mut balancer)?;
@@ -110,6 +111,34 @@ pub fn run(kind: Kind, bins: &Binaries) -> anyhow::Result<BalancerReport> {
     })
 }
 
+/// The servers' arguments for `kind`: behind nginx (which sends the PROXY
+/// protocol) they trust the balancer's addresses on their links.
+fn trusted(kind: Kind) -> Vec<String> {
+    match kind {
+        Kind::Nftables => Vec::new(),
+        Kind::Nginx => {
+            let gateways: Vec<String> = (0..BACKENDS).map(|i| gateway(i).to_string()).collect();
+            vec!["--proxy-protocol-from".to_string(), gateways.join(",")]
+        }
+    }
+}
+
+fn arg_refs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// How the running servers have read PROXY headers so far.
+fn proxied(network: &Network) -> anyhow::Result<ProxiedCounts> {
+    let mut counts = ProxiedCounts::default();
+    let origin = |origin| format!("upcase_udp_proxy_datagrams_total{{origin=\"{origin}\"}}");
+    for backend in network.backends.iter().filter(|b| b.is_up()) {
+        counts.attributed += backend.counter(&origin("attributed"))?;
+        counts.unattributed += backend.counter(&origin("unattributed"))?;
+        counts.malformed += backend.counter(&origin("malformed"))?;
+    }
+    Ok(counts)
+}
+
 /// Datagrams each backend's running server has received so far (zero for
 /// one that runs none).
 fn received(network: &Network) -> anyhow::Result<[u64; BACKENDS]> {
@@ -125,7 +154,7 @@ fn received(network: &Network) -> anyhow::Result<[u64; BACKENDS]> {
 /// One request from each of [`SPREAD_SOCKETS`] client sockets, counted at
 /// the backends; and [`TCP_PROBES`] health probes over TCP through the
 /// virtual address.
-fn spread(network: &Network) -> anyhow::Result<Spread> {
+fn spread(network: &Network, kind: Kind) -> anyhow::Result<Spread> {
     let before = received(network)?;
     let sockets = network.client_sockets(CLIENT, SPREAD_SOCKETS)?;
     let load = RetryingLoad {
@@ -149,8 +178,13 @@ fn spread(network: &Network) -> anyhow::Result<Spread> {
             tcp_passed += 1;
         }
     }
+    let proxied = match kind {
+        Kind::Nginx => Some(proxied(network)?),
+        Kind::Nftables => None,
+    };
     Ok(Spread {
         sockets: SPREAD_SOCKETS,
+        proxied,
         per_backend,
         outcome,
         tcp_passed,
@@ -394,21 +428,15 @@ pub const FLOOD: u64 = 600;
 /// reply, which nginx would count as its backend failing.
 pub fn rate_limit(kind: Kind, bins: &Binaries) -> anyhow::Result<RateLimitReport> {
     let started = Instant::now();
-    let limit = RATE_LIMIT.to_string();
-    let gateways: Vec<String> = (0..BACKENDS).map(|i| gateway(i).to_string()).collect();
-    let gateways = gateways.join(",");
-    let mut args = vec!["--rate-limit", &limit];
-    if kind == Kind::Nginx {
-        args.extend(["--proxy-protocol-from", &gateways]);
-    }
-    let network = Network::build(bins, &args)?;
+    let mut args = vec!["--rate-limit".to_string(), RATE_LIMIT.to_string()];
+    args.extend(trusted(kind));
+    let network = Network::build(bins, &arg_refs(&args))?;
     let _balancer = match kind {
         Kind::Nftables => Balancer::Nft(NftBalancer::install(&network)?),
         Kind::Nginx => Balancer::Nginx(NginxBalancer::start(
             &network,
             NginxSettings {
                 max_fails: 0,
-                proxy_protocol: true,
                 ..NGINX
             },
         )?),
@@ -429,17 +457,13 @@ pub fn rate_limit(kind: Kind, bins: &Binaries) -> anyhow::Result<RateLimitReport
     let answered = flood(&flooder)?;
     let polite = running.finish();
     let mut rate_limited = 0;
-    let mut proxied = (kind == Kind::Nginx).then_some(ProxiedCounts::default());
+    let proxied = match kind {
+        Kind::Nginx => Some(proxied(&network)?),
+        Kind::Nftables => None,
+    };
     let mut warned = Vec::new();
     for backend in &network.backends {
         rate_limited += backend.counter("upcase_udp_dropped_total{reason=\"rate_limited\"}")?;
-        if let Some(proxied) = &mut proxied {
-            let origin =
-                |origin| format!("upcase_udp_proxy_datagrams_total{{origin=\"{origin}\"}}");
-            proxied.attributed += backend.counter(&origin("attributed"))?;
-            proxied.unattributed += backend.counter(&origin("unattributed"))?;
-            proxied.malformed += backend.counter(&origin("malformed"))?;
-        }
         warned.extend(
             backend
                 .log()

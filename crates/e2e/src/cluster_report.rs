@@ -24,7 +24,9 @@ impl fmt::Display for Kind {
             Kind::Nftables => {
                 "nftables (DNAT by numgen random mod 3, conntrack; the test plays the controller)"
             }
-            Kind::Nginx => "nginx stream (udp reuseport, proxy_responses 1, passive health)",
+            Kind::Nginx => {
+                "nginx stream (udp reuseport, proxy_responses 1, passive health, proxy_protocol on)"
+            }
         })
     }
 }
@@ -34,7 +36,7 @@ impl Kind {
     pub fn short(self) -> &'static str {
         match self {
             Kind::Nftables => "nftables",
-            Kind::Nginx => "nginx with proxy_protocol on",
+            Kind::Nginx => "nginx (proxy_protocol on)",
         }
     }
 }
@@ -43,6 +45,8 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub struct Spread {
     pub sockets: usize,
+    /// Behind nginx: how the servers read its PROXY headers.
+    pub proxied: Option<ProxiedCounts>,
     /// Datagrams each backend received meanwhile.
     pub per_backend: [u64; BACKENDS],
     pub outcome: LoadOutcome,
@@ -130,6 +134,24 @@ pub struct ProxiedCounts {
     pub malformed: u64,
 }
 
+impl ProxiedCounts {
+    /// Every datagram through nginx must have named its client.
+    fn failure(self) -> Option<String> {
+        (self.attributed == 0 || self.unattributed > 0 || self.malformed > 0)
+            .then(|| format!("the PROXY headers were not all read: {self:?}"))
+    }
+}
+
+impl fmt::Display for ProxiedCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the servers counted {} datagrams as the client a PROXY header named, {} as nginx's own, {} malformed",
+            self.attributed, self.unattributed, self.malformed
+        )
+    }
+}
+
 /// A report judged against its bars.
 pub trait Checked {
     /// Every bar missed, in words; empty when all are met.
@@ -155,6 +177,7 @@ impl Checked for BalancerReport {
                 spread.outcome
             ));
         }
+        failures.extend(spread.proxied.and_then(ProxiedCounts::failure));
         if spread.tcp_passed != spread.tcp_probes {
             failures.push(format!(
                 "spread: {} of {} TCP probes through the virtual address passed",
@@ -232,12 +255,7 @@ impl Checked for RateLimitReport {
                 self.flood_answered, self.flood_sent, self.rate_limited
             ));
         }
-        // Every datagram through nginx named its client.
-        if let Some(p) = self.proxied
-            && (p.attributed == 0 || p.unattributed > 0 || p.malformed > 0)
-        {
-            failures.push(format!("the PROXY headers were not all read: {p:?}"));
-        }
+        failures.extend(self.proxied.and_then(ProxiedCounts::failure));
         let names = |ip: std::net::Ipv4Addr| {
             let ip = format!("reply to {ip}:");
             move |line: &&String| line.contains(&ip)
@@ -289,6 +307,9 @@ impl fmt::Display for BalancerReport {
             s.tcp_passed,
             s.tcp_probes
         )?;
+        if let Some(proxied) = s.proxied {
+            writeln!(f, "  (spread) {proxied}")?;
+        }
         let mut all = LoadOutcome::default();
         for event in [&self.restart, &self.kill, &self.drain] {
             writeln!(f, "  {event}")?;
@@ -355,12 +376,8 @@ impl fmt::Display for RateLimitReport {
                 .saturating_sub(self.flood_answered + self.rate_limited),
             load(&self.polite)
         )?;
-        if let Some(p) = self.proxied {
-            writeln!(
-                f,
-                "  the servers counted {} datagrams as the client a PROXY header named, {} as nginx's own, {} malformed",
-                p.attributed, p.unattributed, p.malformed
-            )?;
+        if let Some(proxied) = self.proxied {
+            writeln!(f, "  {proxied}")?;
         }
         if let Some(first) = self.warned.first() {
             let warning = first
