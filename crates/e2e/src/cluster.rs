@@ -2,15 +2,19 @@
 //! `cargo test` (crates/e2e/tests/cluster.rs) and `cargo xtask cluster`:
 //! each builds a [`Network`], runs its phases under paced loads of
 //! retrying clients from the client host, and returns a report whose
-//! [`failures`](BalancerReport::failures) say which bar was missed.
+//! [`failures`](Checked::failures) say which bar was missed.
 //!
 //! For each balancer, in one network: the spread over many client sockets
 //! (and the TCP service on the same address), a rolling restart of every
 //! backend on its held sockets, a backend killed (SIGKILL, its sockets
 //! closed), another drained (SIGTERM). Beside them: what a stale conntrack
 //! entry does to a UDP client of a dead backend, and `--rate-limit` seeing
-//! the real client through nftables. Every load is bounded in count (and so
-//! in time: requests x tries x timeout at most).
+//! the real client through nftables (no NAT of the source) and through
+//! nginx (by the PROXY protocol, on for the whole nginx run, as operators
+//! are told to run it). nftables' controller acts once, right after a
+//! kill: a real one acts within its probe interval, which the clients'
+//! tries (12 x 400 ms) outlast. Every load is bounded in count (and so in
+//! time: requests x tries x timeout at most).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
