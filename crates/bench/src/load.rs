@@ -120,9 +120,12 @@ impl Row {
         ];
         match self {
             // --busy-poll is a latency mode: judged on the ping row only.
+            // With --io portable too, on this row and the next, to show
+            // what Linux's batched path buys on the same machine.
             Row::Ping => &[
                 Server::Upcase,
                 Server::UpcaseBusyPoll,
+                Server::UpcasePortable,
                 Server::CRecvmmsg,
                 Server::CPlain,
                 Server::Python,
@@ -133,6 +136,7 @@ impl Row {
                 Server::Upcase,
                 Server::UpcaseGro,
                 Server::UpcaseMetrics,
+                Server::UpcasePortable,
                 Server::CRecvmmsg,
                 Server::CPlain,
                 Server::Python,
@@ -207,6 +211,7 @@ pub(crate) enum Server {
     UpcaseBusyPoll,
     UpcaseGro,
     UpcaseMetrics,
+    UpcasePortable,
     CRecvmmsg,
     CPlain,
     Python,
@@ -216,11 +221,12 @@ pub(crate) enum Server {
 
 impl Server {
     /// Start order within a run.
-    pub(crate) const ALL: [Server; 9] = [
+    pub(crate) const ALL: [Server; 10] = [
         Server::Upcase,
         Server::UpcaseBusyPoll,
         Server::UpcaseGro,
         Server::UpcaseMetrics,
+        Server::UpcasePortable,
         Server::CRecvmmsg,
         Server::CPlain,
         Server::Python,
@@ -238,6 +244,7 @@ impl Server {
             Server::UpcaseBusyPoll => "upcase-server --busy-poll",
             Server::UpcaseGro => "upcase-server --gro",
             Server::UpcaseMetrics => "upcase-server --metrics",
+            Server::UpcasePortable => "upcase-server --io portable",
             Server::CRecvmmsg => "C recvmmsg",
             Server::CPlain => "C plain",
             Server::Python => "Python seed",
@@ -249,9 +256,11 @@ impl Server {
     /// The program, as the report names it.
     fn program(self) -> &'static str {
         match self {
-            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::UpcaseMetrics => {
-                "upcase-server"
-            }
+            Server::Upcase
+            | Server::UpcaseBusyPoll
+            | Server::UpcaseGro
+            | Server::UpcaseMetrics
+            | Server::UpcasePortable => "upcase-server",
             Server::CRecvmmsg | Server::CPlain | Server::CGro => "limit_server",
             Server::Python => "python3 seed_udp_server.py",
             Server::CTcp => "tcp_server",
@@ -276,6 +285,9 @@ impl Server {
                 &["--transport", "udp", "--metrics", "127.0.0.1:0"],
             ]
             .concat(),
+            Server::UpcasePortable => {
+                [&UPCASE[..], &["--transport", "udp", "--io", "portable"]].concat()
+            }
             Server::CRecvmmsg => vec!["-a", "127.0.0.1", "-p", "PORT", "-r", "4194304"],
             Server::CPlain => vec!["-a", "127.0.0.1", "-p", "PORT", "-n"],
             Server::Python => vec!["PORT"],

@@ -328,6 +328,10 @@ fn server_targets(lines: &[Line]) -> Vec<Target> {
         find(Row::Flood64, Server::UpcaseMetrics, Load::Loadgen).and_then(rate),
         find(Row::Flood64, Server::Upcase, Load::Loadgen).and_then(rate),
     );
+    let batching_buys = ratio(
+        find(Row::Flood64, Server::Upcase, Load::Loadgen).and_then(rate),
+        find(Row::Flood64, Server::UpcasePortable, Load::Loadgen).and_then(rate),
+    );
     let lost_256 = find(Row::Flood256, Server::Upcase, Load::Loadgen).and_then(|l| l.lost);
     vec![
         at_least("upcase-server flood W=64 vs C recvmmsg", 1.0, flood),
@@ -336,6 +340,12 @@ fn server_targets(lines: &[Line]) -> Vec<Target> {
             "upcase-server --metrics flood W=64 vs without (no regression)",
             0.95,
             metrics_on,
+        ),
+        // What the batched path buys over the portable one, same machine.
+        at_least(
+            "upcase-server flood W=64, batched vs --io portable",
+            1.0,
+            batching_buys,
         ),
         Target {
             what: "upcase-server flood W=256: lost".into(),
