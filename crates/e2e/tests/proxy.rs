@@ -398,6 +398,7 @@ fn the_session_table_stays_at_its_size_whatever_is_sent() {
         "upcase_udp_proxy_datagrams_total{origin=\"attributed\"}",
         opened,
     );
+    scrape.assert_promtool_accepts();
     assert_eq!(scrape.get("upcase_udp_proxy_session_slots"), 8);
     assert_eq!(scrape.get("upcase_udp_proxy_sessions"), 8);
     assert_eq!(
