@@ -414,3 +414,24 @@ fn the_session_table_stays_at_its_size_whatever_is_sent() {
     assert_eq!((counts.attributed, counts.unattributed), (opened, 1));
     assert_counters_add_up(&stopped);
 }
+
+#[test]
+fn a_bad_block_is_one_error_line() {
+    for (bad, why) in [
+        ("10.0.0.1/8", "the block is 10.0.0.0/8"),
+        ("nginx", "\"nginx\" is not an address block"),
+        ("10.0.0.0/33", "longer than an IPv4 address"),
+    ] {
+        let out = Command::new(binary("upcase-server"))
+            .args(["--port", "0", "--proxy-protocol-from", bad])
+            .output()
+            .expect("run the server");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{bad}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(why),
+            "{bad}: {stderr}"
+        );
+    }
+}
