@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use tracing::info;
+use upcase_udp::{Io, opts};
 
 use crate::activation::Inherited;
 use crate::binding::{Bound, RECV_TIMEOUT};
@@ -53,8 +54,15 @@ pub(crate) struct Sockets {
 
 impl From<Bound> for Sockets {
     fn from(bound: Bound) -> Sockets {
+        let workers = bound.udp.len();
         Sockets {
-            socket_of: (0..bound.udp.len()).collect(),
+            // Where the system cannot balance a port over sockets, binding
+            // gave every worker a handle of one socket.
+            socket_of: if opts::BALANCED_REUSE_PORT {
+                (0..workers).collect()
+            } else {
+                vec![0; workers]
+            },
             udp: bound.udp,
             tcp: bound.tcp.into_iter().collect(),
         }
@@ -204,8 +212,14 @@ impl Service {
             .map(|(socket, &index)| {
                 let (publisher, stats) = live::block();
                 live.udp.push(stats);
-                let worker =
-                    Worker::new(socket, Arc::clone(&policy), config.udp.busy_poll, publisher)?;
+                let udp = &config.udp;
+                let worker = Worker::new(
+                    socket,
+                    Arc::clone(&policy),
+                    udp.busy_poll,
+                    udp.io,
+                    publisher,
+                )?;
                 Ok(match &proxies {
                     Some((sources, tables)) => worker.with_proxies(Proxies::new(
                         Arc::clone(sources),
@@ -219,10 +233,11 @@ impl Service {
         let tcp_proxies = proxies.map(|(sources, _)| Arc::new(TcpProxies::new(sources)));
         if !udp_addrs.is_empty() {
             info!(
-                "receiving on {} with {} worker thread{}",
+                "receiving on {} with {} worker thread{}, {}",
                 listed(&udp_addrs),
                 workers.len(),
-                if workers.len() == 1 { "" } else { "s" }
+                if workers.len() == 1 { "" } else { "s" },
+                io_path(config.udp.io)
             );
         }
         if let Some(limits) = config.policy.describe() {
@@ -345,6 +360,15 @@ fn distinct(
         }
     }
     Ok(seen)
+}
+
+/// The UDP path in words, for the startup log.
+fn io_path(io: Io) -> String {
+    let how = match io {
+        Io::Batched => "many datagrams per system call, recvmmsg/sendmmsg",
+        Io::Portable => "one datagram per system call",
+    };
+    format!("{io} I/O ({how})")
 }
 
 /// `A`, or `A, B`, for the log.
