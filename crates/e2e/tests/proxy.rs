@@ -14,7 +14,9 @@ use std::process::Command;
 
 use upcase_e2e::tcp::{closed_by_server, connect, exchange};
 use upcase_e2e::udp::{ask, client};
-use upcase_e2e::{ProxyCounts, Scrape, ServerProcess, Signal, Stopped, binary, wait_until};
+use upcase_e2e::{
+    HeldSockets, ProxyCounts, Scrape, ServerProcess, Signal, Stopped, binary, wait_until,
+};
 use upcase_proto::proxy::{Addresses, Transport, V2_SIGNATURE, encode_v2};
 
 /// What Debian's nginx 1.22 puts in front of a UDP session's first
@@ -398,6 +400,7 @@ fn the_session_table_stays_at_its_size_whatever_is_sent() {
         "upcase_udp_proxy_datagrams_total{origin=\"attributed\"}",
         opened,
     );
+    scrape.assert_promtool_accepts();
     assert_eq!(scrape.get("upcase_udp_proxy_session_slots"), 8);
     assert_eq!(scrape.get("upcase_udp_proxy_sessions"), 8);
     assert_eq!(
@@ -412,4 +415,64 @@ fn the_session_table_stays_at_its_size_whatever_is_sent() {
     assert_eq!((counts.sessions, counts.sessions_evicted), (8, opened - 8));
     assert_eq!((counts.attributed, counts.unattributed), (opened, 1));
     assert_counters_add_up(&stopped);
+}
+
+#[test]
+fn a_bad_block_is_one_error_line() {
+    for (bad, why) in [
+        ("10.0.0.1/8", "the block is 10.0.0.0/8"),
+        ("nginx", "\"nginx\" is not an address block"),
+        ("10.0.0.0/33", "longer than an IPv4 address"),
+    ] {
+        let out = Command::new(binary("upcase-server"))
+            .args(["--port", "0", "--proxy-protocol-from", bad])
+            .output()
+            .expect("run the server");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{bad}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(why),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn workers_sharing_an_inherited_socket_share_its_sessions() {
+    // Four workers block on one socket (systemd's), and any of them may
+    // receive a session's next datagram.
+    let held = HeldSockets::udp("127.0.0.1");
+    let server = held.start_server(&[
+        "--threads",
+        "4",
+        "--proxy-protocol-from",
+        "127.0.0.1",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let nginx = client(held.udp_addr().expect("udp"));
+    assert_eq!(ask(&nginx, &[NGINX_V1, b"first"].concat()), b"FIRST");
+    let later = 40;
+    for i in 0..later {
+        let request = format!("later {i}");
+        assert_eq!(
+            ask(&nginx, request.as_bytes()),
+            request.to_uppercase().as_bytes()
+        );
+    }
+    let scrape = scrape_when(
+        &server,
+        "upcase_udp_proxy_datagrams_total{origin=\"attributed\"}",
+        later + 1,
+    );
+    assert_eq!(
+        scrape.get("upcase_udp_proxy_session_slots"),
+        16_384,
+        "one table for the one socket, not one per worker"
+    );
+    let stopped = stop(server);
+    let counts = proxy_counts(&stopped);
+    assert_eq!((counts.attributed, counts.unattributed), (later + 1, 0));
+    assert_eq!(counts.sessions, 1);
 }

@@ -1,7 +1,8 @@
 //! What the server is asked to do, as plain data: where it listens, with
 //! how many threads, which transports, how the UDP sockets are tuned, TCP's
-//! limits, the abuse limits and which peers are proxies. A leaf: it imports no other module of the
-//! server, and the command line (`cli`) is one way of filling it in.
+//! limits, the abuse limits and which peers are proxies. A leaf: it imports
+//! no other module of the server, and the command line (`cli`) is one way
+//! of filling it in.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
