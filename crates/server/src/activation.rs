@@ -16,7 +16,9 @@
 //! call for it there). (The server's other `unsafe` is Windows' console
 //! handler, `signals/windows.rs`.)
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+#[cfg(unix)]
+use std::net::SocketAddr;
+use std::net::{TcpListener, UdpSocket};
 #[cfg(unix)]
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 #[cfg(unix)]
@@ -39,6 +41,8 @@ pub(crate) struct Inherited {
     pub(crate) udp: Vec<UdpSocket>,
     pub(crate) tcp: Vec<TcpListener>,
     /// `LISTEN_FDNAMES`, one per socket, for the log.
+    // Filled only where the protocol exists: on Unix.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) names: Vec<String>,
 }
 
