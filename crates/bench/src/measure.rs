@@ -25,7 +25,11 @@ pub(crate) struct Bench {
 
 fn available(tools: &Tools, server: Server) -> bool {
     match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => true,
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::UpcasePortable => true,
         Server::CRecvmmsg | Server::CPlain | Server::CGro => tools.limit_server.is_some(),
         Server::Python => tools.python.is_some() && tools.seed_server.is_some(),
         Server::CTcp => tools.tcp_server.is_some(),
@@ -199,13 +203,21 @@ fn start_server(
 ) -> anyhow::Result<(Process, SocketAddr)> {
     let tools = &bench.tools;
     let port = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::CTcp => 0,
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::CTcp => 0,
         // Another process could take it before the server binds it; the
         // readiness probe then fails with a clear message.
         _ => upcase_e2e::free_udp_port().context("no free UDP port on loopback")?,
     };
     let (program, mut args): (&Path, Vec<OsString>) = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => (&tools.server, Vec::new()),
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::UpcasePortable => (&tools.server, Vec::new()),
         Server::CRecvmmsg | Server::CPlain | Server::CGro => (
             tools
                 .limit_server
@@ -237,9 +249,11 @@ fn start_server(
         .logs_in(&bench.logs)
         .start()?;
     let addr = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => {
-            reachable(guard.wait_ready(STARTUP_LIMIT)?.first())
-        }
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::UpcasePortable => reachable(guard.wait_ready(STARTUP_LIMIT)?.first()),
         Server::CTcp => {
             let port = guard
                 .wait_for_stdout(STARTUP_LIMIT, tcp_server_port)
@@ -331,11 +345,16 @@ mod tests {
         let entries = plan(&tools, &mut notes).unwrap();
         assert!(entries.iter().all(|e| matches!(
             e.server,
-            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro
+            Server::Upcase
+                | Server::UpcaseBusyPoll
+                | Server::UpcaseGro
+                | Server::UpcaseMetrics
+                | Server::UpcasePortable
         ) && e.load == Load::Client));
-        // Ping and flood W=64 twice (with --busy-poll, with --gro), two more
+        // Ping three times (with --busy-poll, with --io portable), flood
+        // W=64 four times (with --gro, --metrics, --io portable), two more
         // floods, GSO twice (with and without --gro), two TCP, the search.
-        assert_eq!(entries.len(), 11);
+        assert_eq!(entries.len(), 14);
         assert!(!notes.is_empty());
         let none = Tools {
             client: None,
@@ -357,9 +376,10 @@ mod tests {
         };
         let entries = plan(&tools, &mut Vec::new()).unwrap();
         // 4 classic rows x 4 servers, ping with --busy-poll, flood W=64 with
-        // --gro, GSO x 4 servers x 2 loads, client x 1, TCP x 2 x 2 servers,
-        // the search x 2 servers.
-        assert_eq!(entries.len(), 33);
+        // --gro, --metrics and --io portable, ping with --io portable, GSO x
+        // 4 servers x 2 loads, client x 1, TCP x 2 x 2 servers, the search x
+        // 2 servers.
+        assert_eq!(entries.len(), 36);
         let client: Vec<_> = entries.iter().filter(|e| e.load == Load::Client).collect();
         assert_eq!(client.len(), 11);
         let tcp: Vec<_> = entries

@@ -35,7 +35,7 @@ impl Service {
         let live = Arc::new(TcpLive::default());
         let thread = {
             let (stop, live) = (Arc::clone(&stop), Arc::clone(&live));
-            thread::spawn(move || serve_tcp(vec![listener], limits, &stop, &live))
+            thread::spawn(move || serve_tcp(vec![listener], limits, None, &stop, &live))
         };
         Service {
             addr,
@@ -341,6 +341,7 @@ fn the_summary_fields_name_every_counter() {
         errors: 6,
         closed_at_stop: 7,
         open: 8,
+        ..TcpCounters::default()
     };
     assert_eq!(
         counters.summary_fields(),
