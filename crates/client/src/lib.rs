@@ -13,6 +13,7 @@ mod editor;
 mod health;
 mod input;
 mod link;
+mod output;
 mod pick;
 mod resolve;
 mod route;
@@ -77,12 +78,12 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
     let person = config.message.is_none() && stdin.is_terminal() && std::io::stdout().is_terminal();
     match (args.tcp, person) {
         (true, true) => {
-            return tcp_terminal::run(&config, &SystemResolver, Editor::new()?, std::io::stdout());
+            return tcp_terminal::run(&config, &SystemResolver, Editor::new()?, output::stdout());
         }
         (true, false) => return tcp::run_cli(&config),
         (false, true) => {
             let addrs = server_addresses(&config.server, config.port, &SystemResolver)?;
-            let output = std::io::stdout().lock();
+            let output = output::stdout();
             return session::Session::new(&config, addrs, output).run(&mut Editor::new()?, false);
         }
         (false, false) => {}
@@ -93,7 +94,7 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
         &SystemResolver,
         stdin.lock(),
         is_terminal,
-        std::io::stdout().lock(),
+        output::stdout(),
     )
 }
 

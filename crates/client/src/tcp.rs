@@ -71,7 +71,7 @@ pub fn run(
 /// The program's `--tcp`: standard input (or the MESSAGE words) and output,
 /// and the system resolver.
 pub fn run_cli(config: &Config) -> anyhow::Result<()> {
-    let stdout = io::stdout().lock();
+    let stdout = crate::output::stdout();
     match &config.message {
         Some(message) => {
             let mut line = message.clone();

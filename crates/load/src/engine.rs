@@ -150,7 +150,7 @@ impl Sender {
                 }
             }
             if let Some(err) = &queue.report().first_error {
-                tally.refused += u64::from(err.kind() == io::ErrorKind::ConnectionRefused);
+                tally.refused += u64::from(upcase_udp::is_port_unreachable(err));
             }
             tally.send_errors += unsent as u64;
             let sent = (k - unsent) as u64;
@@ -349,7 +349,7 @@ fn received(result: io::Result<usize>, tally: &mut Tally) -> anyhow::Result<usiz
         {
             Ok(0)
         }
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+        Err(e) if upcase_udp::is_port_unreachable(&e) => {
             tally.refused += 1;
             Ok(0)
         }
