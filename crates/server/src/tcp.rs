@@ -315,6 +315,43 @@ async fn serve_connection(
     }
 }
 
+/// A connection's idle deadline: one timer for the connection's life,
+/// moved only when it fires (to the last activity plus the timeout), instead
+/// of a timer made and dropped around every read and write.
+struct Idle {
+    timeout: Duration,
+    last: tokio::time::Instant,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Idle {
+        let now = tokio::time::Instant::now();
+        Idle {
+            timeout,
+            last: now,
+            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
+        }
+    }
+
+    /// Something moved on the connection.
+    fn touch(&mut self) {
+        self.last = tokio::time::Instant::now();
+    }
+
+    /// Resolves once nothing has moved for the whole timeout.
+    async fn expired(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let deadline = self.last + self.timeout;
+            if deadline <= tokio::time::Instant::now() {
+                return;
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
 /// Reads, uppercases and writes back until the client's end of stream, then
 /// sends the rest and ends the server's side too.
 async fn uppercase_stream(
@@ -325,26 +362,41 @@ async fn uppercase_stream(
     let mut input = vec![0u8; READ_BUFFER_LEN];
     let mut reply = Vec::new();
     let mut uppercaser = StreamUppercaser::new();
+    let mut idle = Idle::new(idle_timeout);
     loop {
-        let read = tokio::time::timeout(idle_timeout, stream.read(&mut input))
-            .await
-            .map_err(|_| Ended::TimedOut("waiting for input"))?
-            .map_err(Ended::Failed)?;
+        let read = tokio::select! {
+            biased;
+            read = stream.read(&mut input) => read.map_err(Ended::Failed)?,
+            () = idle.expired() => return Err(Ended::TimedOut("waiting for input")),
+        };
+        idle.touch();
         if read == 0 {
             break;
         }
         bump(&live.bytes_in, read);
-        reply.clear();
-        uppercaser.feed(&input[..read], &mut reply);
-        write_all(stream, &reply, idle_timeout, live).await?;
+        // ASCII (all a line-based client sends, most often) is uppercased in
+        // place and written from the input, as the C reference does: no
+        // validation, no copy. Anything else, or a character held back from
+        // the last read, goes through the uppercaser; an ASCII prefix
+        // already uppercased here is its own uppercase there.
+        let piece = &mut input[..read];
+        if uppercaser.pending() == 0 && upcase_proto::uppercase_ascii_prefix_in_place(piece) == read
+        {
+            write_all(stream, piece, &mut idle, live).await?;
+        } else {
+            reply.clear();
+            uppercaser.feed(piece, &mut reply);
+            write_all(stream, &reply, &mut idle, live).await?;
+        }
     }
     reply.clear();
     uppercaser.finish(&mut reply);
-    write_all(stream, &reply, idle_timeout, live).await?;
-    tokio::time::timeout(idle_timeout, stream.shutdown())
-        .await
-        .map_err(|_| Ended::TimedOut("closing"))?
-        .map_err(Ended::Failed)
+    write_all(stream, &reply, &mut idle, live).await?;
+    tokio::select! {
+        biased;
+        shut = stream.shutdown() => shut.map_err(Ended::Failed),
+        () = idle.expired() => Err(Ended::TimedOut("closing")),
+    }
 }
 
 /// Writes all of `bytes`; the timeout is on progress, so a slow reader is
@@ -352,14 +404,16 @@ async fn uppercase_stream(
 async fn write_all(
     stream: &mut TcpStream,
     mut bytes: &[u8],
-    idle_timeout: Duration,
+    idle: &mut Idle,
     live: &TcpLive,
 ) -> Result<(), Ended> {
     while !bytes.is_empty() {
-        let written = tokio::time::timeout(idle_timeout, stream.write(bytes))
-            .await
-            .map_err(|_| Ended::TimedOut("the client read nothing"))?
-            .map_err(Ended::Failed)?;
+        let written = tokio::select! {
+            biased;
+            written = stream.write(bytes) => written.map_err(Ended::Failed)?,
+            () = idle.expired() => return Err(Ended::TimedOut("the client read nothing")),
+        };
+        idle.touch();
         if written == 0 {
             return Err(Ended::Failed(io::ErrorKind::WriteZero.into()));
         }
