@@ -100,10 +100,6 @@ struct UdpArgs {
     /// datagram then costs the kernel a few percent more
     #[arg(long, env = "UPCASE_GRO")]
     gro: bool,
-    /// Serve UDP over io_uring (Linux): a multishot receive into provided
-    /// buffers and batched sends; without --gro or --busy-poll
-    #[arg(long, env = "UPCASE_IO_URING", conflicts_with_all = ["gro", "busy_poll"])]
-    io_uring: bool,
 }
 
 impl UdpArgs {
@@ -112,7 +108,6 @@ impl UdpArgs {
             recv_buffer: usize::try_from(self.recv_buffer).unwrap_or(usize::MAX),
             busy_poll: self.busy_poll,
             gro: self.gro,
-            uring: self.io_uring,
         }
     }
 }
@@ -346,7 +341,6 @@ mod tests {
                 recv_buffer: 65_536,
                 busy_poll: true,
                 gro: true,
-                uring: false,
             }
         );
         assert!(parse(&["--recv-buffer", "0"]).is_err());

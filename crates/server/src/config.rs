@@ -139,8 +139,6 @@ pub(crate) struct UdpTuning {
     pub(crate) busy_poll: bool,
     /// UDP GRO is asked for.
     pub(crate) gro: bool,
-    /// The workers serve over io_uring (Linux).
-    pub(crate) uring: bool,
 }
 
 impl Default for UdpTuning {
@@ -149,7 +147,6 @@ impl Default for UdpTuning {
             recv_buffer: DEFAULT_RECV_BUFFER as usize,
             busy_poll: false,
             gro: false,
-            uring: false,
         }
     }
 }

@@ -149,10 +149,6 @@ impl Service {
     pub(crate) fn new(sockets: Sockets, config: &Config) -> anyhow::Result<Service> {
         let udp_addrs = distinct(sockets.udp.iter().map(UdpSocket::local_addr))?;
         let tcp_addrs = distinct(sockets.tcp.iter().map(TcpListener::local_addr))?;
-        #[cfg(not(target_os = "linux"))]
-        if config.udp.uring {
-            anyhow::bail!("--io-uring needs Linux");
-        }
         let policy = Arc::new(Policy::new(config.policy));
         let mut live = Live {
             udp: Vec::with_capacity(sockets.udp.len()),
@@ -165,7 +161,6 @@ impl Service {
                 let (publisher, stats) = live::block();
                 live.udp.push(stats);
                 Worker::new(socket, Arc::clone(&policy), config.udp.busy_poll, publisher)
-                    .map(|worker| worker.with_uring(config.udp.uring))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         if !udp_addrs.is_empty() {

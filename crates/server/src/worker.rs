@@ -54,8 +54,6 @@ pub(crate) struct Worker {
     send: SendBatch,
     state: State,
     busy_poll: bool,
-    /// `--io-uring`: [`Worker::run_uring`] instead of the batched loop.
-    uring: bool,
 }
 
 /// What answering needs besides the socket and the batches, apart so that it
@@ -141,13 +139,7 @@ impl Worker {
                 policy,
             },
             busy_poll,
-            uring: false,
         })
-    }
-
-    /// Serves over io_uring (`--io-uring`) rather than recvmmsg/sendmmsg.
-    pub(crate) fn with_uring(self, uring: bool) -> Worker {
-        Worker { uring, ..self }
     }
 
     /// Answers datagrams until `stop` is set, then answers what is already
@@ -157,10 +149,6 @@ impl Worker {
     /// socket's SO_RCVTIMEO); a busy-polling one at every turn of its loop.
     /// Only a receive error that cannot be a passing condition ends it early.
     pub(crate) fn run(mut self, stop: &AtomicBool) -> anyhow::Result<Counters> {
-        #[cfg(target_os = "linux")]
-        if self.uring {
-            return self.run_uring(stop);
-        }
         while !stop.load(Ordering::Relaxed) {
             let received = if self.busy_poll {
                 self.recv.try_recv(&self.socket)
@@ -553,5 +541,3 @@ fn classify_recv_error(err: &io::Error) -> RecvError {
 
 #[cfg(test)]
 mod tests;
-#[cfg(target_os = "linux")]
-mod uring;
