@@ -27,8 +27,8 @@ pub struct Args {
     #[arg(short, long, value_name = "PORT", env = "UPCASE_PORT")]
     port: Option<u16>,
     /// Worker threads, each with its own socket on the same port
-    /// (SO_REUSEPORT); with inherited sockets, shared among them [default:
-    /// one per core]
+    /// (SO_REUSEPORT); with inherited sockets, shared among them; TCP is
+    /// served on as many threads [default: one per core]
     #[arg(long, value_name = "N", env = "UPCASE_THREADS",
           value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,

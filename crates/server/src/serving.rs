@@ -28,6 +28,8 @@ pub(crate) struct Service {
     workers: Vec<Worker>,
     tcp: Vec<TcpListener>,
     limits: TcpLimits,
+    /// `--threads`: the TCP runtime's too.
+    threads: usize,
     policy: Arc<Policy>,
     live: Live,
     udp_addrs: Vec<SocketAddr>,
@@ -186,6 +188,7 @@ impl Service {
             workers,
             tcp: sockets.tcp,
             limits: config.tcp,
+            threads: config.threads,
             policy,
             live,
             udp_addrs,
@@ -229,6 +232,7 @@ impl Service {
             workers,
             tcp,
             limits,
+            threads,
             policy,
             live,
             ..
@@ -240,7 +244,7 @@ impl Service {
                     thread::Builder::new()
                         .name("tcp".to_string())
                         .spawn_scoped(scope, || {
-                            let served = serve_tcp(listeners, limits, stop, &tcp_live);
+                            let served = serve_tcp(listeners, limits, threads, stop, &tcp_live);
                             if served.is_err() {
                                 stop.store(true, Ordering::Relaxed);
                             }
