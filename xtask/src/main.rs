@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod ci;
+mod cluster;
 mod cross;
 mod debian;
 mod demo;
@@ -48,6 +49,9 @@ enum Task {
     /// Write the man pages, shell completions and Debian package into
     /// target/dist/, and check each with the tool that reads it.
     Dist,
+    /// Run upcase behind nftables and nginx in network namespaces (root):
+    /// spread, rolling restart, kill and drain under load, rate limit.
+    Cluster,
 }
 
 /// How xtask was asked to run, as the user typed it (`cargo xtask ...`).
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Soak(args) => soak::run(&args),
         Task::Bench(args) => upcase_bench::run(args, &command_line()),
+        Task::Cluster => cluster::run(),
         Task::Dist => {
             workspace::target_dir().and_then(|target| upcase_dist::run(&workspace::root(), &target))
         }

@@ -133,17 +133,23 @@ impl Row {
         ];
         match self {
             // --busy-poll is a latency mode: judged on the ping row only.
+            // With --io portable too, on this row and the next, to show
+            // what Linux's batched path buys on the same machine.
             Row::Ping => &[
                 Server::Upcase,
                 Server::UpcaseBusyPoll,
+                Server::UpcasePortable,
                 Server::CRecvmmsg,
                 Server::CPlain,
                 Server::Python,
             ],
-            // With --gro too, to show what GRO costs an ordinary sender.
+            // With --gro too, to show what GRO costs an ordinary sender,
+            // and with --metrics, to show that serving them costs nothing.
             Row::Flood64 => &[
                 Server::Upcase,
                 Server::UpcaseGro,
+                Server::UpcaseMetrics,
+                Server::UpcasePortable,
                 Server::CRecvmmsg,
                 Server::CPlain,
                 Server::Python,
@@ -217,6 +223,8 @@ pub(crate) enum Server {
     Upcase,
     UpcaseBusyPoll,
     UpcaseGro,
+    UpcaseMetrics,
+    UpcasePortable,
     CRecvmmsg,
     CPlain,
     Python,
@@ -229,12 +237,14 @@ pub(crate) enum Server {
 
 impl Server {
     /// Start order within a run.
-    pub(crate) const ALL: [Server; 9] = [
+    pub(crate) const ALL: [Server; 11] = [
         Server::Upcase,
         // Right after ours, so the two see the same moment of the machine.
         Server::Other,
         Server::UpcaseBusyPoll,
         Server::UpcaseGro,
+        Server::UpcaseMetrics,
+        Server::UpcasePortable,
         Server::CRecvmmsg,
         Server::CPlain,
         Server::Python,
@@ -251,6 +261,8 @@ impl Server {
             Server::Upcase => "upcase-server",
             Server::UpcaseBusyPoll => "upcase-server --busy-poll",
             Server::UpcaseGro => "upcase-server --gro",
+            Server::UpcaseMetrics => "upcase-server --metrics",
+            Server::UpcasePortable => "upcase-server --io portable",
             Server::CRecvmmsg => "C recvmmsg",
             Server::CPlain => "C plain",
             Server::Python => "Python seed",
@@ -263,7 +275,11 @@ impl Server {
     /// The program, as the report names it.
     fn program(self) -> &'static str {
         match self {
-            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => "upcase-server",
+            Server::Upcase
+            | Server::UpcaseBusyPoll
+            | Server::UpcaseGro
+            | Server::UpcaseMetrics
+            | Server::UpcasePortable => "upcase-server",
             Server::Other => "OTHER-SERVER",
             Server::CRecvmmsg | Server::CPlain | Server::CGro => "limit_server",
             Server::Python => "python3 seed_udp_server.py",
@@ -283,6 +299,16 @@ impl Server {
                 [&UPCASE[..], &["--transport", "udp", "--busy-poll"]].concat()
             }
             Server::UpcaseGro => [&UPCASE[..], &["--transport", "udp", "--gro"]].concat(),
+            // Served but never scraped during the run: what it costs is
+            // the counters it keeps, not the scrapes.
+            Server::UpcaseMetrics => [
+                &UPCASE[..],
+                &["--transport", "udp", "--metrics", "127.0.0.1:0"],
+            ]
+            .concat(),
+            Server::UpcasePortable => {
+                [&UPCASE[..], &["--transport", "udp", "--io", "portable"]].concat()
+            }
             Server::CRecvmmsg => vec!["-a", "127.0.0.1", "-p", "PORT", "-r", "4194304"],
             Server::CPlain => vec!["-a", "127.0.0.1", "-p", "PORT", "-n"],
             Server::Python => vec!["PORT"],

@@ -25,7 +25,11 @@ pub(crate) struct Bench {
 
 fn available(tools: &Tools, server: Server) -> bool {
     match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => true,
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::UpcasePortable => true,
         Server::CRecvmmsg | Server::CPlain | Server::CGro => tools.limit_server.is_some(),
         Server::Python => tools.python.is_some() && tools.seed_server.is_some(),
         Server::CTcp => tools.tcp_server.is_some(),
@@ -212,6 +216,7 @@ fn start_server(
         Server::Upcase
         | Server::UpcaseBusyPoll
         | Server::UpcaseGro
+        | Server::UpcaseMetrics
         | Server::Other
         | Server::CTcp => 0,
         // Another process could take it before the server binds it; the
@@ -219,7 +224,11 @@ fn start_server(
         _ => upcase_e2e::free_udp_port().context("no free UDP port on loopback")?,
     };
     let (program, mut args): (&Path, Vec<OsString>) = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => (&tools.server, Vec::new()),
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::UpcasePortable => (&tools.server, Vec::new()),
         Server::CRecvmmsg | Server::CPlain | Server::CGro => (
             tools
                 .limit_server
@@ -258,9 +267,12 @@ fn start_server(
         .logs_in(&bench.logs)
         .start()?;
     let addr = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::Other => {
-            reachable(guard.wait_ready(STARTUP_LIMIT)?.first())
-        }
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::UpcasePortable
+        | Server::Other => reachable(guard.wait_ready(STARTUP_LIMIT)?.first()),
         Server::CTcp => {
             let port = guard
                 .wait_for_stdout(STARTUP_LIMIT, tcp_server_port)
@@ -353,11 +365,16 @@ mod tests {
         let entries = plan(&tools, &Row::ALL, &mut notes).unwrap();
         assert!(entries.iter().all(|e| matches!(
             e.server,
-            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro
+            Server::Upcase
+                | Server::UpcaseBusyPoll
+                | Server::UpcaseGro
+                | Server::UpcaseMetrics
+                | Server::UpcasePortable
         ) && e.load == Load::Client));
-        // Ping and flood W=64 twice (with --busy-poll, with --gro), two more
+        // Ping three times (with --busy-poll, with --io portable), flood
+        // W=64 four times (with --gro, --metrics, --io portable), two more
         // floods, GSO twice (with and without --gro), two TCP, the search.
-        assert_eq!(entries.len(), 11);
+        assert_eq!(entries.len(), 14);
         assert!(!notes.is_empty());
         let none = Tools {
             client: None,
@@ -385,9 +402,10 @@ mod tests {
         let tools = every_tool();
         let entries = plan(&tools, &Row::ALL, &mut Vec::new()).unwrap();
         // 4 classic rows x 4 servers, ping with --busy-poll, flood W=64 with
-        // --gro, GSO x 4 servers x 2 loads, client x 1, TCP x 2 x 2 servers,
-        // the search x 2 servers.
-        assert_eq!(entries.len(), 33);
+        // --gro, --metrics and --io portable, ping with --io portable, GSO x
+        // 4 servers x 2 loads, client x 1, TCP x 2 x 2 servers, the search x
+        // 2 servers.
+        assert_eq!(entries.len(), 36);
         let client: Vec<_> = entries.iter().filter(|e| e.load == Load::Client).collect();
         assert_eq!(client.len(), 11);
         let tcp: Vec<_> = entries
@@ -435,6 +453,8 @@ mod tests {
                 (Row::Flood64, Server::Upcase),
                 (Row::Flood64, Server::Other),
                 (Row::Flood64, Server::UpcaseGro),
+                (Row::Flood64, Server::UpcaseMetrics),
+                (Row::Flood64, Server::UpcasePortable),
                 (Row::Flood64, Server::CRecvmmsg),
                 (Row::Flood64, Server::CPlain),
                 (Row::Flood64, Server::Python),

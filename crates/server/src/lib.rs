@@ -8,7 +8,9 @@
 //!   `cli`: the command line that fills it in;
 //! - `batch_sizes`, `counters`, `live`, `warn_limit`: what a worker counts, where others
 //!   read it, how often it warns;
-//! - `policy`: the abuse limits in force;
+//! - `policy`: the abuse limits in force; `sessions`, `proxy`: the UDP
+//!   proxy sessions and the rule that reads a listed proxy's PROXY header
+//!   (`--proxy-protocol-from`; the parsing is proto's);
 //! - `tuning`, `binding`: the sockets, bound and tuned, before serving;
 //!   `activation`: or inherited from a supervisor (systemd's LISTEN_FDS);
 //! - `worker`: the UDP worker and each datagram's path through it;
@@ -20,7 +22,8 @@
 //! - `signals`: stop and report requests from outside, per platform;
 //!   `control`: what the server does with them.
 #![warn(unreachable_pub)]
-// The one exception is `activation`, which takes the inherited sockets.
+// The exceptions: `activation`, which takes the inherited sockets, and
+// `signals/windows.rs`, which installs the console's control handler.
 #![deny(unsafe_code)]
 
 mod activation;
@@ -35,9 +38,11 @@ mod live;
 mod metrics;
 mod notify;
 mod policy;
+mod proxy;
 mod ready;
 mod report;
 mod serving;
+mod sessions;
 mod signals;
 mod tcp;
 mod tuning;
@@ -57,10 +62,11 @@ use crate::notify::Notifier;
 use crate::serving::{Service, Sockets};
 use crate::signals::Events;
 
-/// Runs the server until a stop signal (SIGINT, SIGTERM or SIGHUP; see
-/// `control` for a second and a third); `Ok` after the stop, `Err` when it
-/// cannot start (an address that cannot be bound, say) or a socket fails.
-/// SIGUSR1 logs the counters so far.
+/// Runs the server until a stop signal (SIGINT, SIGTERM or SIGHUP; on
+/// Windows Ctrl-C, Ctrl-Break or the console's close; see `control` for a
+/// second and a third); `Ok` after the stop, `Err` when it cannot start (an
+/// address that cannot be bound, say) or a socket fails. SIGUSR1 logs the
+/// counters so far.
 ///
 /// Started with sockets (`LISTEN_FDS`), it serves them instead of binding;
 /// with `NOTIFY_SOCKET`, it tells the supervisor when it is ready and when

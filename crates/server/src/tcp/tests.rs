@@ -37,7 +37,7 @@ impl Service {
         let live = Arc::new(TcpLive::default());
         let thread = {
             let (stop, live) = (Arc::clone(&stop), Arc::clone(&live));
-            thread::spawn(move || serve_tcp(vec![listener], limits, threads, &stop, &live))
+            thread::spawn(move || serve_tcp(vec![listener], limits, threads, None, &stop, &live))
         };
         Service {
             addr,
@@ -355,9 +355,24 @@ fn the_summary_fields_name_every_counter() {
         errors: 6,
         closed_at_stop: 7,
         open: 8,
+        ..TcpCounters::default()
     };
     assert_eq!(
         counters.summary_fields(),
         " tcp_accepted=1 tcp_refused=2 tcp_timed_out=3 tcp_bytes_in=4 tcp_bytes_out=5 tcp_errors=6 tcp_closed_at_stop=7"
     );
+}
+
+#[test]
+fn only_a_shortage_pauses_the_accept_loop() {
+    for code in OUT_OF_RESOURCES {
+        assert!(
+            is_resource_exhaustion(&io::Error::from_raw_os_error(code)),
+            "code {code}"
+        );
+    }
+    assert!(is_resource_exhaustion(&io::ErrorKind::OutOfMemory.into()));
+    assert!(!is_resource_exhaustion(
+        &io::ErrorKind::ConnectionAborted.into()
+    ));
 }
