@@ -6,8 +6,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::json::{ClientRateSearch, ClientRun};
 
-/// One line of the comparison: a load pattern.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// One line of the comparison: a load pattern. `--rows` names them in
+/// kebab case (`tcp-flood`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Row {
     Ping,
@@ -217,12 +230,17 @@ pub(crate) enum Server {
     Python,
     CGro,
     CTcp,
+    /// `--other-server` with `--other-args`: another build or option of
+    /// ours, on every row upcase-server runs, to compare in the same run.
+    Other,
 }
 
 impl Server {
     /// Start order within a run.
-    pub(crate) const ALL: [Server; 10] = [
+    pub(crate) const ALL: [Server; 11] = [
         Server::Upcase,
+        // Right after ours, so the two see the same moment of the machine.
+        Server::Other,
         Server::UpcaseBusyPoll,
         Server::UpcaseGro,
         Server::UpcaseMetrics,
@@ -250,6 +268,7 @@ impl Server {
             Server::Python => "Python seed",
             Server::CGro => "C GRO/GSO",
             Server::CTcp => "C epoll",
+            Server::Other => "other upcase-server",
         }
     }
 
@@ -261,6 +280,7 @@ impl Server {
             | Server::UpcaseGro
             | Server::UpcaseMetrics
             | Server::UpcasePortable => "upcase-server",
+            Server::Other => "OTHER-SERVER",
             Server::CRecvmmsg | Server::CPlain | Server::CGro => "limit_server",
             Server::Python => "python3 seed_udp_server.py",
             Server::CTcp => "tcp_server",
@@ -273,7 +293,8 @@ impl Server {
     fn words(self) -> Vec<&'static str> {
         const UPCASE: [&str; 6] = ["--bind", "127.0.0.1", "--port", "0", "--threads", "1"];
         match self {
-            Server::Upcase => UPCASE.to_vec(),
+            // The other server's own words (`--other-args`) follow.
+            Server::Upcase | Server::Other => UPCASE.to_vec(),
             Server::UpcaseBusyPoll => {
                 [&UPCASE[..], &["--transport", "udp", "--busy-poll"]].concat()
             }

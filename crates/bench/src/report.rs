@@ -617,7 +617,8 @@ pub(crate) fn render_markdown(report: &Report) -> String {
         );
     }
     md.push_str("\n## Servers\n\n");
-    for server in Server::ALL {
+    // The other server's program and words are the user's: the notes say them.
+    for server in Server::ALL.into_iter().filter(|&s| s != Server::Other) {
         let _ = writeln!(md, "- {}: `{}`", server.name(), server.command_line());
     }
     if !report.notes.is_empty() {

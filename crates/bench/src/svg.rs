@@ -27,6 +27,7 @@ fn color(server: Server) -> &'static str {
         Server::Python => "#37b24d",
         Server::CGro => "#7048e8",
         Server::CTcp => "#1098ad",
+        Server::Other => "#a61e4d",
     }
 }
 

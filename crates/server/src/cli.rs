@@ -31,7 +31,8 @@ pub struct Args {
     /// Worker threads. On Linux and FreeBSD each has its own socket on the
     /// same port (SO_REUSEPORT, SO_REUSEPORT_LB) and the kernel spreads the
     /// datagrams; on macOS and Windows, and with inherited sockets, the
-    /// threads share the socket [default: one per core]
+    /// threads share the socket; TCP is served on as many threads
+    /// [default: one per core]
     #[arg(long, value_name = "N", env = "UPCASE_THREADS",
           value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,

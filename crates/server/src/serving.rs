@@ -32,6 +32,8 @@ pub(crate) struct Service {
     workers: Vec<Worker>,
     tcp: Vec<TcpListener>,
     limits: TcpLimits,
+    /// `--threads`: the TCP runtime's too.
+    threads: usize,
     policy: Arc<Policy>,
     tcp_proxies: Option<Arc<TcpProxies>>,
     live: Live,
@@ -258,6 +260,7 @@ impl Service {
             workers,
             tcp: sockets.tcp,
             limits: config.tcp,
+            threads: config.threads,
             policy,
             tcp_proxies,
             live,
@@ -302,6 +305,7 @@ impl Service {
             workers,
             tcp,
             limits,
+            threads,
             policy,
             tcp_proxies,
             live,
@@ -314,7 +318,8 @@ impl Service {
                     thread::Builder::new()
                         .name("tcp".to_string())
                         .spawn_scoped(scope, || {
-                            let served = serve_tcp(listeners, limits, tcp_proxies, stop, &tcp_live);
+                            let served =
+                                serve_tcp(listeners, limits, threads, tcp_proxies, stop, &tcp_live);
                             if served.is_err() {
                                 stop.store(true, Ordering::Relaxed);
                             }

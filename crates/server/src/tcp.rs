@@ -210,15 +210,16 @@ impl TcpProxies {
     }
 }
 
-/// Serves connections from `listeners` (one, or several inherited) until
-/// `stop` is set, counting in `live`, then lets running connections finish
-/// for `limits.grace` and closes the rest; reads a PROXY header first from
-/// the peers `proxies` lists. Blocks: the caller runs it on a thread of its
-/// own (not inside a tokio runtime). `Err` only when the service cannot
-/// start.
+/// Serves connections from `listeners` (one, or several inherited) on
+/// `threads` threads until `stop` is set, counting in `live`, then lets
+/// running connections finish for `limits.grace` and closes the rest; reads
+/// a PROXY header first from the peers `proxies` lists. Blocks: the caller
+/// runs it on a thread of its own (not inside a tokio runtime). `Err` only
+/// when the service cannot start.
 pub(crate) fn serve_tcp(
     listeners: Vec<std::net::TcpListener>,
     limits: TcpLimits,
+    threads: usize,
     proxies: Option<Arc<TcpProxies>>,
     stop: &AtomicBool,
     live: &Arc<TcpLive>,
@@ -228,8 +229,17 @@ pub(crate) fn serve_tcp(
             .set_nonblocking(true)
             .context("cannot make the TCP listener non-blocking")?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("upcase-tcp")
+    // One thread: the caller's, with no work-stealing scheduler and no
+    // wake-ups across threads (callgrind: a fifth fewer instructions per
+    // ping request, docs/benchmarks.md).
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads).thread_name("upcase-tcp");
+        builder
+    };
+    let runtime = builder
         .enable_io()
         .enable_time()
         .build()
@@ -503,6 +513,43 @@ async fn read_proxy_header(
     }
 }
 
+/// A connection's idle deadline: one timer for the connection's life,
+/// moved only when it fires (to the last activity plus the timeout), instead
+/// of a timer made and dropped around every read and write.
+struct Idle {
+    timeout: Duration,
+    last: tokio::time::Instant,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Idle {
+        let now = tokio::time::Instant::now();
+        Idle {
+            timeout,
+            last: now,
+            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
+        }
+    }
+
+    /// Something moved on the connection.
+    fn touch(&mut self) {
+        self.last = tokio::time::Instant::now();
+    }
+
+    /// Resolves once nothing has moved for the whole timeout.
+    async fn expired(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let deadline = self.last + self.timeout;
+            if deadline <= tokio::time::Instant::now() {
+                return;
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
 /// Reads, uppercases and writes back until the client's end of stream, then
 /// sends the rest and ends the server's side too; `pending` are bytes of
 /// the stream `input` already holds.
@@ -515,30 +562,45 @@ async fn uppercase_stream(
 ) -> Result<(), Ended> {
     let mut reply = Vec::new();
     let mut uppercaser = StreamUppercaser::new();
+    let mut idle = Idle::new(idle_timeout);
     if let Some(pending) = input.get(pending).filter(|p| !p.is_empty()) {
         uppercaser.feed(pending, &mut reply);
-        write_all(stream, &reply, idle_timeout, live).await?;
+        write_all(stream, &reply, &mut idle, live).await?;
     }
     loop {
-        let read = tokio::time::timeout(idle_timeout, stream.read(input))
-            .await
-            .map_err(|_| Ended::TimedOut("waiting for input"))?
-            .map_err(Ended::Failed)?;
+        let read = tokio::select! {
+            biased;
+            read = stream.read(input) => read.map_err(Ended::Failed)?,
+            () = idle.expired() => return Err(Ended::TimedOut("waiting for input")),
+        };
+        idle.touch();
         if read == 0 {
             break;
         }
         bump(&live.bytes_in, read);
-        reply.clear();
-        uppercaser.feed(&input[..read], &mut reply);
-        write_all(stream, &reply, idle_timeout, live).await?;
+        // ASCII (all a line-based client sends, most often) is uppercased in
+        // place and written from the input, as the C reference does: no
+        // validation, no copy. Anything else, or a character held back from
+        // the last read, goes through the uppercaser; an ASCII prefix
+        // already uppercased here is its own uppercase there.
+        let piece = &mut input[..read];
+        if uppercaser.pending() == 0 && upcase_proto::uppercase_ascii_prefix_in_place(piece) == read
+        {
+            write_all(stream, piece, &mut idle, live).await?;
+        } else {
+            reply.clear();
+            uppercaser.feed(piece, &mut reply);
+            write_all(stream, &reply, &mut idle, live).await?;
+        }
     }
     reply.clear();
     uppercaser.finish(&mut reply);
-    write_all(stream, &reply, idle_timeout, live).await?;
-    tokio::time::timeout(idle_timeout, stream.shutdown())
-        .await
-        .map_err(|_| Ended::TimedOut("closing"))?
-        .map_err(Ended::Failed)
+    write_all(stream, &reply, &mut idle, live).await?;
+    tokio::select! {
+        biased;
+        shut = stream.shutdown() => shut.map_err(Ended::Failed),
+        () = idle.expired() => Err(Ended::TimedOut("closing")),
+    }
 }
 
 /// Writes all of `bytes`; the timeout is on progress, so a slow reader is
@@ -546,14 +608,16 @@ async fn uppercase_stream(
 async fn write_all(
     stream: &mut TcpStream,
     mut bytes: &[u8],
-    idle_timeout: Duration,
+    idle: &mut Idle,
     live: &TcpLive,
 ) -> Result<(), Ended> {
     while !bytes.is_empty() {
-        let written = tokio::time::timeout(idle_timeout, stream.write(bytes))
-            .await
-            .map_err(|_| Ended::TimedOut("the client read nothing"))?
-            .map_err(Ended::Failed)?;
+        let written = tokio::select! {
+            biased;
+            written = stream.write(bytes) => written.map_err(Ended::Failed)?,
+            () = idle.expired() => return Err(Ended::TimedOut("the client read nothing")),
+        };
+        idle.touch();
         if written == 0 {
             return Err(Ended::Failed(io::ErrorKind::WriteZero.into()));
         }
