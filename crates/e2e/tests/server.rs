@@ -260,6 +260,8 @@ fn the_default_bind_answers_ipv4_and_ipv6_clients() {
 /// The receive slots of one worker: 64 of 64 KiB.
 const SLOTS_KIB_PER_THREAD: u64 = 64 * 64;
 
+// Memory is read from /proc: Linux only.
+#[cfg(target_os = "linux")]
 #[test]
 fn memory_is_claimed_before_the_ready_line() {
     // Eight workers' slots, 32 MiB, are far more than the rest of the

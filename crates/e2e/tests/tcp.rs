@@ -247,6 +247,8 @@ fn two_hundred_connections_at_once_each_get_exactly_their_own_stream() {
 /// stream.
 const RSS_GROWTH_BOUND_KIB: u64 = 8 * 1024;
 
+// Memory is read from /proc: Linux only.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_client_that_never_reads_cannot_grow_server_memory() {
     const CAP: usize = 64 << 20;
