@@ -15,6 +15,7 @@ mod fuzz;
 mod soak;
 mod tidy;
 mod windows;
+mod wine;
 mod workspace;
 
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Task {
     Ci,
     /// Type-check for macOS, FreeBSD and Windows with Debian's Rust and -Zbuild-std.
     Cross(cross::CrossArgs),
+    /// Build the Windows programs and run their end-to-end test under Wine
+    /// against Linux-native peers on loopback.
+    Wine,
     /// Run every cargo-fuzz target (nightly) for N seconds each; fail on a crash.
     Fuzz(fuzz::FuzzArgs),
     /// Flood the release server on loopback and check that nothing is lost,
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
         Task::Cross(args) => cross::run(&args),
+        Task::Wine => wine::run(),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Soak(args) => soak::run(&args),
         Task::Bench(args) => upcase_bench::run(args, &command_line()),
