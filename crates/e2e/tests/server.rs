@@ -258,6 +258,7 @@ fn the_default_bind_answers_ipv4_and_ipv6_clients() {
 }
 
 /// The receive slots of one worker: 64 of 64 KiB.
+#[cfg(target_os = "linux")]
 const SLOTS_KIB_PER_THREAD: u64 = 64 * 64;
 
 // Memory is read from /proc: Linux only.
