@@ -718,7 +718,11 @@ fn gso_trains_get_every_reply(options: &[&str]) {
         "the train's replies differ"
     );
     let sizes: Vec<Option<u16>> = got.iter().map(|(_, size)| *size).collect();
-    let one_send = if gro { Some(100) } else { None };
+    // The portable path (the suite run with UPCASE_IO=portable, which the
+    // server reads) never turns GRO on: it cannot see a train's segment
+    // size, so it receives a train as single datagrams and answers each.
+    let portable = std::env::var("UPCASE_IO").as_deref() == Ok("portable");
+    let one_send = if gro && !portable { Some(100) } else { None };
     assert!(sizes.iter().all(|&s| s == one_send), "{sizes:?}");
     count(&mut tally, &segments);
 
