@@ -108,7 +108,7 @@ impl Link {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The port closed after it sent something: that is its reply.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                Err(e) if upcase_udp::is_port_unreachable(&e) => {
                     return ended(pick, Wait::Refused);
                 }
                 Err(e) => {

@@ -187,8 +187,10 @@ impl<'c, W: Write> Session<'c, W> {
 /// failure that ends the session.
 fn miss_of(e: io::Error) -> Result<Miss, io::Error> {
     use io::ErrorKind::*;
+    if upcase_udp::is_port_unreachable(&e) {
+        return Ok(Miss::Refused);
+    }
     match e.kind() {
-        ConnectionRefused => Ok(Miss::Refused),
         NetworkUnreachable | HostUnreachable | AddrNotAvailable => Ok(Miss::Unreachable(e)),
         _ => Err(e),
     }

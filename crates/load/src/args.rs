@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use upcase_cli::parse::HostPort;
+use upcase_udp::Io;
 
 use crate::payload::SEQ_LEN;
 
@@ -145,9 +146,15 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
     /// Send requests as UDP GSO trains and receive replies with UDP GRO,
-    /// where the kernel has them.
+    /// where the kernel has them (on the batched path).
     #[arg(long)]
     pub gso: bool,
+    /// How requests and replies move (UDP only): batched (--batch per
+    /// system call, sendmmsg/recvmmsg, GSO and GRO with --gso; Linux only)
+    /// or portable (one per system call, on every system) [default:
+    /// batched on Linux, else portable]
+    #[arg(long, value_name = "PATH", value_parser = Io::parse_available)]
+    pub io: Option<Io>,
     /// Measure the TCP service instead: --sockets connections (default 1)
     /// share the window, each request a line, pipelined on its connection.
     #[arg(long, conflicts_with = "gso")]
@@ -186,6 +193,7 @@ impl Default for BenchArgs {
             max_steps: 16,
             batch: 64,
             gso: false,
+            io: None,
             tcp: false,
             busy_poll: false,
             interval: Duration::from_secs(1),
@@ -213,6 +221,8 @@ pub(crate) struct Plan {
     pub search: Option<SearchPlan>,
     pub batch: usize,
     pub gso: bool,
+    /// The UDP path: `--io`, or this system's fastest.
+    pub io: Io,
     pub busy_poll: bool,
     pub interval: Duration,
 }
@@ -302,6 +312,7 @@ impl Plan {
             search,
             batch: (args.batch as usize).clamp(1, upcase_udp::MAX_BATCH),
             gso: args.gso,
+            io: args.io.unwrap_or_default(),
             busy_poll: args.busy_poll,
             interval: args.interval,
         })
@@ -380,6 +391,21 @@ mod tests {
         let parsed = parse(&[]).unwrap();
         let default = BenchArgs::default();
         assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn the_io_path_defaults_to_the_fastest_and_an_unavailable_one_is_refused() {
+        let plan = |args: &[&str]| Plan::new(&parse(args).unwrap()).unwrap();
+        assert_eq!(plan(&[]).io, Io::default());
+        assert_eq!(plan(&["--io", "portable"]).io, Io::Portable);
+        match parse(&["--io", "batched"]) {
+            Ok(args) if Io::Batched.is_available() => {
+                assert_eq!(Plan::new(&args).unwrap().io, Io::Batched);
+            }
+            Ok(_) => panic!("batched was accepted where it is not available"),
+            Err(err) => assert!(!Io::Batched.is_available(), "{err}"),
+        }
+        assert!(parse(&["--io", "mmsg"]).is_err());
     }
 
     #[test]

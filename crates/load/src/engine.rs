@@ -1,6 +1,8 @@
 //! The load loop: one thread keeps every socket's share of the window in
 //! flight with `sendmmsg` (or GSO trains), takes replies with `recvmmsg`
-//! (or GRO), checks each one and declares the overdue ones lost.
+//! (or GRO), checks each one and declares the overdue ones lost; on the
+//! portable path (`--io portable`, and off Linux) the same batches, one
+//! datagram per system call.
 //!
 //! One thread on purpose: the server under test gets the other cores, and a
 //! batch of 64 datagrams per system call costs the client less per reply
@@ -148,7 +150,7 @@ impl Sender {
                 }
             }
             if let Some(err) = &queue.report().first_error {
-                tally.refused += u64::from(err.kind() == io::ErrorKind::ConnectionRefused);
+                tally.refused += u64::from(upcase_udp::is_port_unreachable(err));
             }
             tally.send_errors += unsent as u64;
             let sent = (k - unsent) as u64;
@@ -347,7 +349,7 @@ fn received(result: io::Result<usize>, tally: &mut Tally) -> anyhow::Result<usiz
         {
             Ok(0)
         }
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+        Err(e) if upcase_udp::is_port_unreachable(&e) => {
             tally.refused += 1;
             Ok(0)
         }
@@ -380,10 +382,11 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     let mut gso = plan.gso;
     let mut gro = false;
     if plan.gso {
-        if !upcase_udp::gso_supported() {
-            notes.push(
-                "UDP GSO is not available here: requests are sent in ordinary batches".into(),
-            );
+        if !plan.io.gso_supported() {
+            notes.push(format!(
+                "UDP GSO is not available on the {} path here: requests are sent in ordinary batches",
+                plan.io
+            ));
             gso = false;
         } else if 2 * size > TRAIN_BYTES {
             notes.push(format!(
@@ -391,7 +394,10 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
             ));
             gso = false;
         }
-        match sockets.iter().try_for_each(upcase_udp::enable_gro) {
+        match sockets
+            .iter()
+            .try_for_each(|socket| plan.io.enable_gro(socket))
+        {
             Ok(()) => gro = true,
             Err(e) => notes.push(format!(
                 "UDP GRO is not available here ({e}): replies are received one by one"
@@ -425,7 +431,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
         })
         .collect();
     let mut sender = Sender {
-        batch: SendBatch::new(plan.batch),
+        batch: SendBatch::with_io(plan.batch, plan.io),
         payload: payload.clone(),
         per_push,
         per_flush,
@@ -435,7 +441,7 @@ pub(crate) fn run(plan: &Plan, show_progress: bool) -> anyhow::Result<Run> {
     } else {
         size
     };
-    let mut recv = RecvBatch::new(plan.batch, slot_len);
+    let mut recv = RecvBatch::with_io(plan.batch, slot_len, plan.io);
     let mut poller = Poller::new(&sockets);
     let mut progress = Progress::new(show_progress, plan.warmup + plan.duration);
     let mut sent_total: u64 = 0;

@@ -68,6 +68,9 @@ pub struct Summary {
     /// `--rate`, when paced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
+    /// The UDP path, `batched` or `portable` (`--io`; UDP only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<String>,
     /// Requests were sent as UDP GSO trains (UDP only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gso: Option<bool>,
@@ -243,6 +246,7 @@ impl Summary {
             warmup_s: (!plan.warmup.is_zero()).then(|| round(plan.warmup.as_secs_f64(), 6)),
             count: plan.count,
             rate: plan.rate,
+            io: udp.then(|| plan.io.to_string()),
             gso: udp.then_some(run.gso),
             gro: udp.then_some(run.gro),
             counts: totals,
@@ -320,6 +324,10 @@ impl Summary {
             ),
             (None, _) => ", closed loop (round trips timed from each send)".to_string(),
         };
+        let io = self
+            .io
+            .as_ref()
+            .map_or_else(String::new, |io| format!(", {io} I/O"));
         let gso = match (self.gso == Some(true), self.gro == Some(true)) {
             (true, true) => ", GSO send + GRO receive",
             (true, false) => ", GSO send",
@@ -328,7 +336,7 @@ impl Summary {
         };
         let _ = writeln!(
             out,
-            "{shape}, {} B requests, {} s against {}{rate}{gso}",
+            "{shape}, {} B requests, {} s against {}{rate}{io}{gso}",
             self.size,
             short_seconds(self.duration_s),
             self.server

@@ -11,10 +11,14 @@
 //! rather than silently ignored, since an operator who gives both expects
 //! one of them to win.
 //!
-//! The one `unsafe` block of the server is here: taking ownership of the
-//! descriptors the protocol hands over.
+//! `unsafe` here: taking ownership of the descriptors the protocol hands
+//! over, and on macOS asking whether a socket listens (socket2 has no
+//! call for it there). (The server's other `unsafe` is Windows' console
+//! handler, `signals/windows.rs`.)
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+#[cfg(unix)]
+use std::net::SocketAddr;
+use std::net::{TcpListener, UdpSocket};
 #[cfg(unix)]
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 #[cfg(unix)]
@@ -37,6 +41,8 @@ pub(crate) struct Inherited {
     pub(crate) udp: Vec<UdpSocket>,
     pub(crate) tcp: Vec<TcpListener>,
     /// `LISTEN_FDNAMES`, one per socket, for the log.
+    // Filled only where the protocol exists: on Unix.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) names: Vec<String>,
 }
 
@@ -137,9 +143,8 @@ fn classify(
         debug!("{what}: UDP on {local}");
         into.udp.push(socket.into());
     } else if kind == Type::STREAM {
-        let listening = socket
-            .is_listener()
-            .with_context(|| format!("cannot tell whether {what} listens"))?;
+        let listening =
+            listens(&socket).with_context(|| format!("cannot tell whether {what} listens"))?;
         anyhow::ensure!(
             listening,
             "{what} is a TCP socket that does not listen (a unit with Accept=yes? upcase wants Accept=no)"
@@ -150,6 +155,38 @@ fn classify(
         anyhow::bail!("{what} on {local} is neither a datagram nor a stream socket");
     }
     Ok(())
+}
+
+/// Whether a stream socket listens (SO_ACCEPTCONN): socket2 asks where it
+/// knows the option (Linux, FreeBSD, ...), and macOS, which has it too, is
+/// asked here.
+#[cfg(unix)]
+fn listens(socket: &Socket) -> std::io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    return socket.is_listener();
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    #[allow(unsafe_code)]
+    {
+        use std::os::fd::AsRawFd;
+        let mut value: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes to `value`, a live
+        // c_int whose exact size `len` gives; the socket is borrowed, so
+        // open for the call.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ACCEPTCONN,
+                (&raw mut value).cast(),
+                &mut len,
+            )
+        };
+        if rc == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(value != 0)
+    }
 }
 
 /// Takes ownership of descriptor `fd`, if it is open.

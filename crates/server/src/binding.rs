@@ -1,6 +1,20 @@
 //! Binding the server's sockets, before anything is served: the UDP
-//! sockets (one per worker thread, sharing the port with SO_REUSEPORT, tuned
-//! for load) and the TCP listener, on the same address and port.
+//! sockets (tuned for load) and the TCP listener, on the same address and
+//! port.
+//!
+//! Where the system spreads one port's datagrams across sockets (Linux's
+//! SO_REUSEPORT, FreeBSD's SO_REUSEPORT_LB: `opts::BALANCED_REUSE_PORT`),
+//! each worker thread gets a socket of its own on the port. Elsewhere (macOS,
+//! Windows) the workers share one socket, each blocking in its own receive:
+//! the system hands each datagram to one of them. So `--threads` means the
+//! same on every system, and the default (one thread per core) too.
+//!
+//! On Windows, two things differ and are set here: a socket takes the port
+//! exclusively (SO_EXCLUSIVEADDRUSE), since Windows would otherwise let a
+//! later SO_REUSEADDR socket bind a busy port and take its datagrams; and a
+//! UDP socket ignores the ICMP port unreachable a reply to a closed port
+//! brings back (SIO_UDP_CONNRESET), which would otherwise fail its next
+//! receive.
 //!
 //! A service that speaks both transports uses the same port number for both
 //! (DNS on 53, echo on 7), so a client can pick a transport without learning
@@ -19,6 +33,7 @@ use std::time::Duration;
 use anyhow::Context;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::{debug, info};
+use upcase_udp::opts;
 
 use crate::config::{Bind, Config, Transports};
 
@@ -123,14 +138,15 @@ fn bind_pair(
     }
 }
 
-/// Binds `count` UDP sockets to the same address and port (SO_REUSEPORT
-/// when there are several), each ready for one worker thread.
+/// Binds the UDP sockets of `count` worker threads, one for each, all on
+/// the same address and port: their own sockets, balanced by the system,
+/// where it can (see the module's note), else one socket shared by all.
 ///
 /// With port 0 the first socket gets a port from the system and the others
 /// bind that port.
 fn bind_udp(bind: Bind, port: u16, count: usize) -> anyhow::Result<Vec<UdpSocket>> {
     anyhow::ensure!(count >= 1, "the server needs at least one thread");
-    let share = count > 1;
+    let share = count > 1 && opts::BALANCED_REUSE_PORT;
     let bind_first = |share| {
         on_address(bind, port, "UDP", |addr| open_udp(addr, share))
             .map_err(|(err, addr)| bind_error(err, addr))
@@ -149,8 +165,23 @@ fn bind_udp(bind: Bind, port: u16, count: usize) -> anyhow::Result<Vec<UdpSocket
         .context("cannot read the bound address")?;
     let mut sockets = Vec::with_capacity(count);
     sockets.push(first);
+    if !share && count > 1 {
+        info!(
+            "the {count} worker threads share one UDP socket: this system does not spread \
+             a port's datagrams across sockets (Linux's SO_REUSEPORT and FreeBSD's \
+             SO_REUSEPORT_LB do)"
+        );
+    }
     for _ in 1..count {
-        sockets.push(open_udp(addr, share).map_err(|err| bind_error(err, addr))?);
+        let next = if share {
+            open_udp(addr, share).map_err(|err| bind_error(err, addr))?
+        } else {
+            // A duplicate handle for each worker: the same socket.
+            sockets[0]
+                .try_clone()
+                .context("cannot share the UDP socket between worker threads")?
+        };
+        sockets.push(next);
     }
     Ok(sockets)
 }
@@ -192,41 +223,76 @@ fn on_address<T>(
 /// Whether an error opening `[::]` means the host has no IPv6, rather than
 /// a problem the user must hear about (the port in use, say).
 fn ipv6_unavailable(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
-    )
+    err.kind() == io::ErrorKind::AddrNotAvailable
+        || err
+            .raw_os_error()
+            .is_some_and(|code| NO_IPV6.contains(&code))
 }
 
+/// The codes, besides "address not available", with which a system without
+/// IPv6 refuses `[::]`: the family, or the protocol, is not supported. By
+/// system, since `raw_os_error` is a WinSock code on Windows (where libc's
+/// numbers are the C runtime's, not what sockets report).
+#[cfg(unix)]
+const NO_IPV6: [i32; 2] = [libc::EAFNOSUPPORT, libc::EPROTONOSUPPORT];
+#[cfg(windows)]
+const NO_IPV6: [i32; 2] = [
+    windows_sys::Win32::Networking::WinSock::WSAEAFNOSUPPORT,
+    windows_sys::Win32::Networking::WinSock::WSAEPROTONOSUPPORT,
+];
+
 fn bind_error(err: io::Error, addr: SocketAddr) -> anyhow::Error {
-    anyhow::Error::new(err).context(format!("cannot bind UDP socket to {addr}"))
+    anyhow::Error::new(in_our_words(err)).context(format!("cannot bind UDP socket to {addr}"))
 }
 
 fn listen_error(err: io::Error, addr: SocketAddr) -> anyhow::Error {
-    anyhow::Error::new(err).context(format!("cannot listen on TCP {addr}"))
+    anyhow::Error::new(in_our_words(err)).context(format!("cannot listen on TCP {addr}"))
 }
 
-/// A UDP socket on `addr`, both families when `addr` is `[::]`, with the
-/// receive timeout a worker needs to notice the stop.
+/// A busy port said the same way on every system: the system's own text
+/// differs (Windows' is a WinSock number, and Wine has no text for it at
+/// all), and this is the bind error people meet.
+fn in_our_words(err: io::Error) -> io::Error {
+    if err.kind() == io::ErrorKind::AddrInUse {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "address already in use (another program, or another server, has the port)",
+        )
+    } else {
+        err
+    }
+}
+
+/// A UDP socket on `addr`, both families when `addr` is `[::]` (FreeBSD
+/// and Windows default to IPv6 only, so this is always said), with the
+/// receive timeout a worker needs to notice the stop; `share` joins the
+/// port's balanced group.
 fn open_udp(addr: SocketAddr, share: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         socket.set_only_v6(false)?;
     }
     if share {
-        socket.set_reuse_port(true)?;
+        opts::set_reuse_port_balanced(&socket)?;
     }
+    opts::set_exclusive_address_use(&socket)?;
     socket.set_read_timeout(Some(RECV_TIMEOUT))?;
     socket.bind(&SockAddr::from(addr))?;
+    opts::ignore_port_unreachable(&socket)?;
     Ok(socket.into())
 }
 
 /// A listening TCP socket on `addr`: address reuse, so a restarted server
-/// can listen at once while old connections linger in TIME_WAIT; both IPv4
-/// and IPv6 when `addr` is `[::]`; a backlog of [`LISTEN_BACKLOG`].
+/// can listen at once while old connections linger in TIME_WAIT (on Unix;
+/// Windows' SO_REUSEADDR would let another socket take a busy port, and its
+/// listeners rebind past TIME_WAIT anyway, so there the port is taken
+/// exclusively instead); both IPv4 and IPv6 when `addr` is `[::]`; a
+/// backlog of [`LISTEN_BACKLOG`].
 pub(crate) fn listen_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(not(windows))]
     socket.set_reuse_address(true)?;
+    opts::set_exclusive_address_use(&socket)?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         socket.set_only_v6(false)?;
     }
@@ -281,9 +347,29 @@ mod tests {
         let taken = bind_udp(loopback(), 0, 2).expect("bind");
         let port = taken[0].local_addr().expect("addr").port();
         let err = bind_udp(loopback(), port, 2).expect_err("in use");
-        assert!(
-            format!("{err:#}").contains("Address already in use"),
-            "{err:#}"
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "cannot bind UDP socket to 127.0.0.1:{port}: address already in use \
+                 (another program, or another server, has the port)"
+            )
+        );
+    }
+
+    #[test]
+    fn threads_have_sockets_of_their_own_only_where_the_system_balances() {
+        let sockets = bind_udp(loopback(), 0, 2).expect("bind");
+        // An option set through one handle shows through the other only
+        // when the two are one socket. (Both sizes are within Linux's
+        // default net.core.rmem_max.)
+        let small = opts::set_recv_buffer(&sockets[0], 32 << 10).expect("set");
+        let large = opts::set_recv_buffer(&sockets[1], 128 << 10).expect("set");
+        assert_ne!(small, large);
+        let first = opts::recv_buffer(&sockets[0]).expect("read back");
+        assert_eq!(
+            first == large,
+            !opts::BALANCED_REUSE_PORT,
+            "the first socket's buffer is {first} (set {small}, the other's {large})"
         );
     }
 
@@ -311,10 +397,12 @@ mod tests {
     #[test]
     fn only_missing_ipv6_falls_back() {
         let os = io::Error::from_raw_os_error;
-        assert!(ipv6_unavailable(&os(libc::EAFNOSUPPORT)));
-        assert!(ipv6_unavailable(&os(libc::EADDRNOTAVAIL)));
-        assert!(!ipv6_unavailable(&os(libc::EADDRINUSE)));
-        assert!(!ipv6_unavailable(&os(libc::EACCES)));
+        for code in NO_IPV6 {
+            assert!(ipv6_unavailable(&os(code)), "code {code}");
+        }
+        assert!(ipv6_unavailable(&io::ErrorKind::AddrNotAvailable.into()));
+        assert!(!ipv6_unavailable(&io::ErrorKind::AddrInUse.into()));
+        assert!(!ipv6_unavailable(&io::ErrorKind::PermissionDenied.into()));
     }
 
     #[test]
@@ -323,7 +411,7 @@ mod tests {
         let opened = on_address(Bind::DualStack, 7, "UDP", |addr| {
             tried.push(addr);
             if addr.is_ipv6() {
-                Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
+                Err(io::Error::from_raw_os_error(NO_IPV6[0]))
             } else {
                 Ok(addr)
             }
@@ -331,10 +419,10 @@ mod tests {
         assert_eq!(opened.expect("IPv4"), "0.0.0.0:7".parse().expect("addr"));
         assert_eq!(tried.len(), 2);
         let refused = on_address(Bind::DualStack, 7, "TCP", |_| {
-            Err::<(), _>(io::Error::from_raw_os_error(libc::EADDRINUSE))
+            Err::<(), _>(io::Error::from(io::ErrorKind::AddrInUse))
         });
         let (err, addr) = refused.expect_err("in use is no reason to fall back");
-        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
         assert_eq!(addr, "[::]:7".parse().expect("addr"));
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use upcase_cli::Verbosity;
 use upcase_proto::DEFAULT_PORT;
+use upcase_udp::Io;
 
 use crate::config::{
     Bind, Config, DEFAULT_RATE_LIMIT_TABLE, DEFAULT_RECV_BUFFER, Given, MAX_RATE_LIMIT_TABLE,
@@ -26,9 +27,10 @@ pub struct Args {
     /// choose one [default: 12000]
     #[arg(short, long, value_name = "PORT", env = "UPCASE_PORT")]
     port: Option<u16>,
-    /// Worker threads, each with its own socket on the same port
-    /// (SO_REUSEPORT); with inherited sockets, shared among them [default:
-    /// one per core]
+    /// Worker threads. On Linux and FreeBSD each has its own socket on the
+    /// same port (SO_REUSEPORT, SO_REUSEPORT_LB) and the kernel spreads the
+    /// datagrams; on macOS and Windows, and with inherited sockets, the
+    /// threads share the socket [default: one per core]
     #[arg(long, value_name = "N", env = "UPCASE_THREADS",
           value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
@@ -100,6 +102,12 @@ struct UdpArgs {
     /// datagram then costs the kernel a few percent more
     #[arg(long, env = "UPCASE_GRO")]
     gro: bool,
+    /// How the workers move datagrams: batched (many per system call,
+    /// recvmmsg/sendmmsg, with GRO and GSO; Linux only) or portable (one
+    /// per system call, on every system) [default: batched on Linux, else
+    /// portable]
+    #[arg(long, value_name = "PATH", env = "UPCASE_IO", value_parser = Io::parse_available)]
+    io: Option<Io>,
 }
 
 impl UdpArgs {
@@ -108,6 +116,7 @@ impl UdpArgs {
             recv_buffer: usize::try_from(self.recv_buffer).unwrap_or(usize::MAX),
             busy_poll: self.busy_poll,
             gro: self.gro,
+            io: self.io.unwrap_or_default(),
         }
     }
 }
@@ -341,9 +350,25 @@ mod tests {
                 recv_buffer: 65_536,
                 busy_poll: true,
                 gro: true,
+                ..UdpTuning::default()
             }
         );
         assert!(parse(&["--recv-buffer", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_io_path_is_chosen_and_an_unavailable_one_refused() {
+        assert_eq!(parse(&[]).expect("defaults").udp.io, Io::default());
+        let config = parse(&["--io", "portable"]).expect("valid");
+        assert_eq!(config.udp.io, Io::Portable);
+        let batched = parse(&["--io", "batched"]);
+        if Io::Batched.is_available() {
+            assert_eq!(batched.expect("valid on Linux").udp.io, Io::Batched);
+        } else {
+            let err = batched.expect_err("not here").to_string();
+            assert!(err.contains("portable path only"), "{err}");
+        }
+        assert!(parse(&["--io", "fast"]).is_err());
     }
 
     #[test]

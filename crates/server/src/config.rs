@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use upcase_proto::DEFAULT_PORT;
+use upcase_udp::Io;
 
 /// Where the server listens and how many threads answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +140,8 @@ pub(crate) struct UdpTuning {
     pub(crate) busy_poll: bool,
     /// UDP GRO is asked for.
     pub(crate) gro: bool,
+    /// How the workers move datagrams: batched (Linux) or portable.
+    pub(crate) io: Io,
 }
 
 impl Default for UdpTuning {
@@ -147,6 +150,7 @@ impl Default for UdpTuning {
             recv_buffer: DEFAULT_RECV_BUFFER as usize,
             busy_poll: false,
             gro: false,
+            io: Io::default(),
         }
     }
 }

@@ -76,7 +76,7 @@ pub(crate) fn watch(
                             // Not through the log: this must be said even
                             // when logging is what hangs.
                             eprintln!("error: third stop signal: exiting without waiting");
-                            signal_hook::low_level::exit(i32::from(EXIT_FAILURE));
+                            crate::signals::exit_now(i32::from(EXIT_FAILURE));
                         }
                     },
                 }

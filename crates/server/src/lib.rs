@@ -20,7 +20,8 @@
 //! - `signals`: stop and report requests from outside, per platform;
 //!   `control`: what the server does with them.
 #![warn(unreachable_pub)]
-// The one exception is `activation`, which takes the inherited sockets.
+// The exceptions: `activation`, which takes the inherited sockets, and
+// `signals/windows.rs`, which installs the console's control handler.
 #![deny(unsafe_code)]
 
 mod activation;
@@ -57,10 +58,11 @@ use crate::notify::Notifier;
 use crate::serving::{Service, Sockets};
 use crate::signals::Events;
 
-/// Runs the server until a stop signal (SIGINT, SIGTERM or SIGHUP; see
-/// `control` for a second and a third); `Ok` after the stop, `Err` when it
-/// cannot start (an address that cannot be bound, say) or a socket fails.
-/// SIGUSR1 logs the counters so far.
+/// Runs the server until a stop signal (SIGINT, SIGTERM or SIGHUP; on
+/// Windows Ctrl-C, Ctrl-Break or the console's close; see `control` for a
+/// second and a third); `Ok` after the stop, `Err` when it cannot start (an
+/// address that cannot be bound, say) or a socket fails. SIGUSR1 logs the
+/// counters so far.
 ///
 /// Started with sockets (`LISTEN_FDS`), it serves them instead of binding;
 /// with `NOTIFY_SOCKET`, it tells the supervisor when it is ready and when

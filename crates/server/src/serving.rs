@@ -13,6 +13,7 @@ use std::thread;
 
 use anyhow::Context;
 use tracing::info;
+use upcase_udp::Io;
 
 use crate::activation::Inherited;
 use crate::binding::{Bound, RECV_TIMEOUT};
@@ -160,15 +161,23 @@ impl Service {
             .map(|socket| {
                 let (publisher, stats) = live::block();
                 live.udp.push(stats);
-                Worker::new(socket, Arc::clone(&policy), config.udp.busy_poll, publisher)
+                let udp = &config.udp;
+                Worker::new(
+                    socket,
+                    Arc::clone(&policy),
+                    udp.busy_poll,
+                    udp.io,
+                    publisher,
+                )
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         if !udp_addrs.is_empty() {
             info!(
-                "receiving on {} with {} worker thread{}",
+                "receiving on {} with {} worker thread{}, {}",
                 listed(&udp_addrs),
                 workers.len(),
-                if workers.len() == 1 { "" } else { "s" }
+                if workers.len() == 1 { "" } else { "s" },
+                io_path(config.udp.io)
             );
         }
         if let Some(limits) = config.policy.describe() {
@@ -285,6 +294,15 @@ fn distinct(
         }
     }
     Ok(seen)
+}
+
+/// The UDP path in words, for the startup log.
+fn io_path(io: Io) -> String {
+    let how = match io {
+        Io::Batched => "many datagrams per system call, recvmmsg/sendmmsg",
+        Io::Portable => "one datagram per system call",
+    };
+    format!("{io} I/O ({how})")
 }
 
 /// `A`, or `A, B`, for the log.

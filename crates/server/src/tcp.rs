@@ -277,12 +277,23 @@ fn refuse(stream: &TcpStream, peer: SocketAddr) {
     debug!(%peer, "TCP connection refused: too many open");
 }
 
+/// Whether an accept failed for want of descriptors or memory, which a
+/// moment's pause may cure (where retrying at once would spin).
 fn is_resource_exhaustion(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    err.kind() == io::ErrorKind::OutOfMemory
+        || err
+            .raw_os_error()
+            .is_some_and(|code| OUT_OF_RESOURCES.contains(&code))
 }
+
+/// Per system: `raw_os_error` is a WinSock code on Windows, not libc's.
+#[cfg(unix)]
+const OUT_OF_RESOURCES: [i32; 4] = [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM];
+#[cfg(windows)]
+const OUT_OF_RESOURCES: [i32; 2] = [
+    windows_sys::Win32::Networking::WinSock::WSAEMFILE,
+    windows_sys::Win32::Networking::WinSock::WSAENOBUFS,
+];
 
 /// How a connection ended other than by its client's end of stream.
 enum Ended {

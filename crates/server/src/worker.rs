@@ -1,8 +1,10 @@
 //! The UDP worker: one thread's socket and buffers, and the path of every
 //! datagram through it, from the receive to the counter it lands in.
 //!
-//! Many datagrams come in per system call (`recvmmsg`) and their replies go
-//! out together (`sendmmsg`). For each received buffer, in this order:
+//! Datagrams come in a batch at a time and their replies go out together:
+//! many per system call on the batched path (`recvmmsg`, `sendmmsg`; Linux),
+//! one per call on the portable path (`--io`), the same steps either way.
+//! For each received buffer, in this order:
 //! 1. a buffer without a sender, or cut short, is not answered;
 //! 2. a buffer holding a GRO train of ASCII segments is answered whole, with
 //!    one GSO send of the train uppercased where it lies (under a rate limit
@@ -34,7 +36,9 @@ use upcase_proto::{
     DatagramReply, Family, Path, ReplyTooLarge, uppercase_ascii_prefix_in_place, uppercase_datagram,
 };
 use upcase_udp::opts::MAX_GSO_SEGMENTS;
-use upcase_udp::{DatagramMut, Queue, RecvBatch, SendBatch};
+use upcase_udp::{
+    DatagramMut, Io, Queue, RecvBatch, RecvErrorClass, SendBatch, classify_recv_error,
+};
 
 use crate::counters::{Counters, Fate, Outcome};
 use crate::live::Publisher;
@@ -112,12 +116,13 @@ enum Reply {
 
 impl Worker {
     /// A worker for `socket` (bound, with a receive timeout unless
-    /// `busy_poll`), applying `policy` like every other worker and
-    /// publishing its counts to `live`.
+    /// `busy_poll`) moving datagrams on the path `io`, applying `policy`
+    /// like every other worker and publishing its counts to `live`.
     pub(crate) fn new(
         socket: UdpSocket,
         policy: Arc<Policy>,
         busy_poll: bool,
+        io: Io,
         live: Publisher,
     ) -> anyhow::Result<Worker> {
         let local = socket
@@ -127,8 +132,8 @@ impl Worker {
             socket,
             local,
             // Slots of RECV_BUFFER_LEN: any datagram and any GRO train fit whole.
-            recv: RecvBatch::new(upcase_udp::DEFAULT_BATCH, upcase_proto::RECV_BUFFER_LEN),
-            send: SendBatch::default(),
+            recv: RecvBatch::with_io(upcase_udp::DEFAULT_BATCH, upcase_proto::RECV_BUFFER_LEN, io),
+            send: SendBatch::with_io(upcase_udp::DEFAULT_BATCH, io),
             state: State {
                 scratch: Vec::new(),
                 queued: Vec::with_capacity(upcase_udp::DEFAULT_BATCH),
@@ -208,9 +213,11 @@ impl Worker {
     }
 
     fn on_recv_error(&mut self, err: io::Error) -> anyhow::Result<()> {
+        // upcase-udp's rules, per system: WinSock's codes on Windows, where
+        // a reply to a closed port comes back as WSAECONNRESET here.
         match classify_recv_error(&err) {
-            RecvError::Idle => Ok(()),
-            RecvError::Transient => {
+            RecvErrorClass::Idle => Ok(()),
+            RecvErrorClass::Transient => {
                 self.state.counters.recv_errors += 1;
                 self.state.live.publish(&self.state.counters);
                 if let Some(suppressed) = self.state.warnings.allow(Instant::now()) {
@@ -222,7 +229,7 @@ impl Worker {
                 }
                 Ok(())
             }
-            RecvError::Fatal => {
+            RecvErrorClass::Fatal => {
                 Err(anyhow::Error::new(err).context(format!("cannot receive on {}", self.local)))
             }
         }
@@ -501,42 +508,6 @@ impl State {
 /// A peer as people write it: `127.0.0.1:5000`, not `[::ffff:127.0.0.1]:5000`.
 fn shown(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
-}
-
-/// What a receive error means for the loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RecvError {
-    /// The timeout, or a signal: nothing went wrong, look at the stop flag.
-    Idle,
-    /// Something passing or caused by one peer (an ICMP error reported on
-    /// the socket, a moment without buffers): count it and carry on.
-    Transient,
-    /// The socket itself is unusable: retrying would spin.
-    Fatal,
-}
-
-fn classify_recv_error(err: &io::Error) -> RecvError {
-    match err.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
-            return RecvError::Idle;
-        }
-        _ => {}
-    }
-    match err.raw_os_error() {
-        Some(
-            libc::ECONNREFUSED
-            | libc::ECONNRESET
-            | libc::EHOSTUNREACH
-            | libc::EHOSTDOWN
-            | libc::ENETUNREACH
-            | libc::ENETDOWN
-            | libc::ENOBUFS
-            | libc::ENOMEM
-            | libc::EMSGSIZE
-            | libc::EPROTO,
-        ) => RecvError::Transient,
-        _ => RecvError::Fatal,
-    }
 }
 
 #[cfg(test)]

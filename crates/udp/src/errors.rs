@@ -31,6 +31,22 @@ pub fn classify_recv_error(err: &io::Error) -> RecvErrorClass {
     classify(err, &THIS_SYSTEM)
 }
 
+/// Whether an error on a connected UDP socket says that no program has the
+/// peer's port (an ICMP port unreachable came back): `ECONNREFUSED` on Unix,
+/// `WSAECONNRESET` on Windows (which Unix never reports for UDP). A
+/// client's "no server there", not a failure of its own.
+pub fn is_port_unreachable(err: &io::Error) -> bool {
+    port_unreachable(err, cfg!(windows))
+}
+
+fn port_unreachable(err: &io::Error, windows: bool) -> bool {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => true,
+        io::ErrorKind::ConnectionReset => windows,
+        _ => false,
+    }
+}
+
 /// Whether a send error says the socket itself is unusable (not a socket,
 /// closed, a bad pointer), as opposed to one message or the network failing
 /// (refused, no buffers, too long, wrong family, ...).
@@ -223,6 +239,19 @@ mod tests {
             assert_eq!(kind(io::ErrorKind::InvalidInput), Fatal);
             assert_eq!(kind(io::ErrorKind::Other), Fatal);
         }
+    }
+
+    #[test]
+    fn a_closed_port_is_refused_on_unix_and_reset_on_windows() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        for windows in [false, true] {
+            assert!(port_unreachable(&refused, windows));
+            assert!(!port_unreachable(&io::ErrorKind::TimedOut.into(), windows));
+        }
+        assert!(!port_unreachable(&reset, false));
+        assert!(port_unreachable(&reset, true));
+        assert_eq!(is_port_unreachable(&reset), cfg!(windows));
     }
 
     #[cfg(unix)]

@@ -45,6 +45,23 @@ impl Io {
     }
 }
 
+impl Io {
+    /// A command line's `--io` value: [`Io::from_str`], refusing a path
+    /// this system does not have (rather than quietly taking the other),
+    /// for clap's `value_parser`.
+    pub fn parse_available(text: &str) -> Result<Io, String> {
+        let io: Io = text.parse()?;
+        if io.is_available() {
+            Ok(io)
+        } else {
+            Err(format!(
+                "the {io} path (recvmmsg/sendmmsg, GRO, GSO) is Linux's; \
+                 this system has the portable path only"
+            ))
+        }
+    }
+}
+
 impl Default for Io {
     /// The fastest path this system has: batched on Linux, else portable.
     fn default() -> Io {
@@ -90,6 +107,14 @@ mod tests {
                 .contains("batched or portable")
         );
         assert!(Io::default().is_available());
+        assert_eq!(Io::parse_available("portable"), Ok(Io::Portable));
+        assert!(Io::parse_available("fast").is_err());
+        let batched = Io::parse_available("batched");
+        if cfg!(target_os = "linux") {
+            assert_eq!(batched, Ok(Io::Batched));
+        } else {
+            assert!(batched.unwrap_err().contains("Linux's"));
+        }
         assert!(Io::Portable.is_available());
         assert_eq!(Io::Batched.is_available(), cfg!(target_os = "linux"));
     }

@@ -14,7 +14,8 @@
 //!   beyond `rmem_max` when allowed, balanced port sharing, Windows'
 //!   ICMP resets and exclusive binds), and [`gso_supported`], a probe.
 //! - [`classify_recv_error`]: what a receive error means, by each system's
-//!   codes (WinSock's on Windows).
+//!   codes (WinSock's on Windows); [`is_port_unreachable`]: a connected
+//!   socket's "nobody there", however the system says it.
 //! - [`Poller`]: waiting on several sockets at once.
 //!
 //! Every `unsafe` block of the project's socket code is in this crate, each
@@ -53,7 +54,7 @@ mod wait;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use errors::{RecvErrorClass, classify_recv_error};
+pub use errors::{RecvErrorClass, classify_recv_error, is_port_unreachable};
 pub use gso::gso_supported;
 pub use io::Io;
 pub use limits::{DEFAULT_BATCH, MAX_BATCH};

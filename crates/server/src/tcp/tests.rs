@@ -347,3 +347,17 @@ fn the_summary_fields_name_every_counter() {
         " tcp_accepted=1 tcp_refused=2 tcp_timed_out=3 tcp_bytes_in=4 tcp_bytes_out=5 tcp_errors=6 tcp_closed_at_stop=7"
     );
 }
+
+#[test]
+fn only_a_shortage_pauses_the_accept_loop() {
+    for code in OUT_OF_RESOURCES {
+        assert!(
+            is_resource_exhaustion(&io::Error::from_raw_os_error(code)),
+            "code {code}"
+        );
+    }
+    assert!(is_resource_exhaustion(&io::ErrorKind::OutOfMemory.into()));
+    assert!(!is_resource_exhaustion(
+        &io::ErrorKind::ConnectionAborted.into()
+    ));
+}
