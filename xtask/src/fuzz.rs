@@ -27,6 +27,7 @@ pub const TARGETS: &[&str] = &[
     "client_replies",
     "gro_control",
     "raw_addr",
+    "proxy_header",
 ];
 
 /// AddressSanitizer on, for every target: `gro_control` and `raw_addr` run

@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 mod ci;
+#[cfg(target_os = "linux")]
+mod cluster;
 mod cross;
 mod debian;
 mod demo;
@@ -52,6 +54,9 @@ enum Task {
     /// Write the man pages, shell completions and Debian package into
     /// target/dist/, and check each with the tool that reads it.
     Dist,
+    /// Run upcase behind nftables and nginx in network namespaces (root):
+    /// spread, rolling restart, kill and drain under load, rate limit.
+    Cluster,
 }
 
 /// How xtask was asked to run, as the user typed it (`cargo xtask ...`).
@@ -60,6 +65,17 @@ fn command_line() -> String {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The cluster runs in network namespaces, which only Linux has.
+#[cfg(target_os = "linux")]
+fn cluster_task() -> anyhow::Result<()> {
+    cluster::run()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cluster_task() -> anyhow::Result<()> {
+    anyhow::bail!("the cluster needs Linux's network namespaces, nftables and nginx")
 }
 
 fn main() -> ExitCode {
@@ -72,6 +88,7 @@ fn main() -> ExitCode {
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Soak(args) => soak::run(&args),
         Task::Bench(args) => upcase_bench::run(args, &command_line()),
+        Task::Cluster => cluster_task(),
         Task::Dist => {
             workspace::target_dir().and_then(|target| upcase_dist::run(&workspace::root(), &target))
         }

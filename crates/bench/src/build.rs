@@ -20,6 +20,15 @@ pub(crate) struct Tools {
     pub(crate) python: Option<PathBuf>,
     /// The textbook server, `seed_udp_server.py`.
     pub(crate) seed_server: Option<PathBuf>,
+    /// `--other-server` / `--other-args`.
+    pub(crate) other: Option<OtherServer>,
+}
+
+/// Another upcase-server to run beside ours: its program, and the words
+/// added after our server's usual ones.
+pub(crate) struct OtherServer {
+    pub(crate) program: PathBuf,
+    pub(crate) words: Vec<String>,
 }
 
 /// Cargo's target directory for this workspace (honours CARGO_TARGET_DIR).

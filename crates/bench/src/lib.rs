@@ -31,6 +31,7 @@ use anyhow::{Context, bail};
 
 use build::Tools;
 pub use json::{ClientRateSearch, ClientRun, ClientStep};
+use load::{Row, Server};
 use measure::{Bench, measure, plan};
 use procs::Pinning;
 use report::{Report, Settings};
@@ -51,6 +52,18 @@ pub struct BenchArgs {
     /// Directory for the reports, logs and C binaries [default: the target directory/bench].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only these rows, e.g. `tcp-ping,tcp-flood`; the transform timing is
+    /// then skipped [default: every row].
+    #[arg(long, value_delimiter = ',', value_enum)]
+    rows: Vec<load::Row>,
+    /// Another upcase-server program, run beside ours on every row ours
+    /// runs (e.g. a build of main, to compare before and after in one run).
+    #[arg(long, value_name = "PROGRAM")]
+    other_server: Option<PathBuf>,
+    /// Words added to the other server's command line, e.g. `--io uring`
+    /// (with no --other-server, the other server is our own build).
+    #[arg(long, value_name = "WORDS", allow_hyphen_values = true)]
+    other_args: Option<String>,
 }
 
 /// Seconds as `5`, `2.5`, `5s` or `500ms`, within what loadgen accepts.
@@ -97,20 +110,54 @@ pub fn run(args: BenchArgs, command: &str) -> anyhow::Result<()> {
     let mut notes = Vec::new();
     let mut errors = Vec::new();
 
-    let tools = find_tools(&cargo, &root, &bin, !args.quick, &mut notes)?;
-    let transform = match transform::run(
-        &cargo,
-        &root,
-        !args.quick,
-        &out.join("transform"),
-        transform_seconds,
-        tools.python.as_deref(),
-        &mut notes,
-    ) {
-        Ok(lines) => lines,
-        Err(err) => {
-            errors.push(format!("transform benchmark: {err:#}"));
-            Vec::new()
+    let mut tools = find_tools(&cargo, &root, &bin, !args.quick, &mut notes)?;
+    if args.other_server.is_some() || args.other_args.is_some() {
+        let program = args.other_server.unwrap_or_else(|| tools.server.clone());
+        let words: Vec<String> = args
+            .other_args
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        notes.push(format!(
+            "other upcase-server: `{} {} {}`",
+            program.display(),
+            Server::Other.command_line().replace("OTHER-SERVER ", ""),
+            words.join(" ")
+        ));
+        tools.other = Some(build::OtherServer { program, words });
+    }
+    let rows: &[Row] = if args.rows.is_empty() {
+        &Row::ALL
+    } else {
+        notes.push(format!(
+            "--rows: only {}; no transform timing",
+            args.rows
+                .iter()
+                .map(|r| r.title())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+        &args.rows
+    };
+    let transform = if !args.rows.is_empty() {
+        Vec::new()
+    } else {
+        match transform::run(
+            &cargo,
+            &root,
+            !args.quick,
+            &out.join("transform"),
+            transform_seconds,
+            tools.python.as_deref(),
+            &mut notes,
+        ) {
+            Ok(lines) => lines,
+            Err(err) => {
+                errors.push(format!("transform benchmark: {err:#}"));
+                Vec::new()
+            }
         }
     };
     let bench = Bench {
@@ -126,7 +173,7 @@ pub fn run(args: BenchArgs, command: &str) -> anyhow::Result<()> {
             bench.length.max_steps, bench.length.step_seconds
         ));
     }
-    let mut entries = plan(&bench.tools, &mut notes)?;
+    let mut entries = plan(&bench.tools, rows, &mut notes)?;
     let memory = measure(&bench, runs, &mut entries, &mut errors);
 
     let lines = report::lines(&entries);
@@ -198,6 +245,7 @@ fn find_tools(
         tcp_server: c.tcp_server,
         python,
         seed_server,
+        other: None,
     })
 }
 

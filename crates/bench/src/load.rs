@@ -6,8 +6,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::json::{ClientRateSearch, ClientRun};
 
-/// One line of the comparison: a load pattern.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// One line of the comparison: a load pattern. `--rows` names them in
+/// kebab case (`tcp-flood`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Row {
     Ping,
@@ -120,17 +133,23 @@ impl Row {
         ];
         match self {
             // --busy-poll is a latency mode: judged on the ping row only.
+            // With --io portable too, on this row and the next, to show
+            // what Linux's batched path buys on the same machine.
             Row::Ping => &[
                 Server::Upcase,
                 Server::UpcaseBusyPoll,
+                Server::UpcasePortable,
                 Server::CRecvmmsg,
                 Server::CPlain,
                 Server::Python,
             ],
-            // With --gro too, to show what GRO costs an ordinary sender.
+            // With --gro too, to show what GRO costs an ordinary sender,
+            // and with --metrics, to show that serving them costs nothing.
             Row::Flood64 => &[
                 Server::Upcase,
                 Server::UpcaseGro,
+                Server::UpcaseMetrics,
+                Server::UpcasePortable,
                 Server::CRecvmmsg,
                 Server::CPlain,
                 Server::Python,
@@ -204,19 +223,28 @@ pub(crate) enum Server {
     Upcase,
     UpcaseBusyPoll,
     UpcaseGro,
+    UpcaseMetrics,
+    UpcasePortable,
     CRecvmmsg,
     CPlain,
     Python,
     CGro,
     CTcp,
+    /// `--other-server` with `--other-args`: another build or option of
+    /// ours, on every row upcase-server runs, to compare in the same run.
+    Other,
 }
 
 impl Server {
     /// Start order within a run.
-    pub(crate) const ALL: [Server; 8] = [
+    pub(crate) const ALL: [Server; 11] = [
         Server::Upcase,
+        // Right after ours, so the two see the same moment of the machine.
+        Server::Other,
         Server::UpcaseBusyPoll,
         Server::UpcaseGro,
+        Server::UpcaseMetrics,
+        Server::UpcasePortable,
         Server::CRecvmmsg,
         Server::CPlain,
         Server::Python,
@@ -233,18 +261,26 @@ impl Server {
             Server::Upcase => "upcase-server",
             Server::UpcaseBusyPoll => "upcase-server --busy-poll",
             Server::UpcaseGro => "upcase-server --gro",
+            Server::UpcaseMetrics => "upcase-server --metrics",
+            Server::UpcasePortable => "upcase-server --io portable",
             Server::CRecvmmsg => "C recvmmsg",
             Server::CPlain => "C plain",
             Server::Python => "Python seed",
             Server::CGro => "C GRO/GSO",
             Server::CTcp => "C epoll",
+            Server::Other => "other upcase-server",
         }
     }
 
     /// The program, as the report names it.
     fn program(self) -> &'static str {
         match self {
-            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => "upcase-server",
+            Server::Upcase
+            | Server::UpcaseBusyPoll
+            | Server::UpcaseGro
+            | Server::UpcaseMetrics
+            | Server::UpcasePortable => "upcase-server",
+            Server::Other => "OTHER-SERVER",
             Server::CRecvmmsg | Server::CPlain | Server::CGro => "limit_server",
             Server::Python => "python3 seed_udp_server.py",
             Server::CTcp => "tcp_server",
@@ -257,11 +293,22 @@ impl Server {
     fn words(self) -> Vec<&'static str> {
         const UPCASE: [&str; 6] = ["--bind", "127.0.0.1", "--port", "0", "--threads", "1"];
         match self {
-            Server::Upcase => UPCASE.to_vec(),
+            // The other server's own words (`--other-args`) follow.
+            Server::Upcase | Server::Other => UPCASE.to_vec(),
             Server::UpcaseBusyPoll => {
                 [&UPCASE[..], &["--transport", "udp", "--busy-poll"]].concat()
             }
             Server::UpcaseGro => [&UPCASE[..], &["--transport", "udp", "--gro"]].concat(),
+            // Served but never scraped during the run: what it costs is
+            // the counters it keeps, not the scrapes.
+            Server::UpcaseMetrics => [
+                &UPCASE[..],
+                &["--transport", "udp", "--metrics", "127.0.0.1:0"],
+            ]
+            .concat(),
+            Server::UpcasePortable => {
+                [&UPCASE[..], &["--transport", "udp", "--io", "portable"]].concat()
+            }
             Server::CRecvmmsg => vec!["-a", "127.0.0.1", "-p", "PORT", "-r", "4194304"],
             Server::CPlain => vec!["-a", "127.0.0.1", "-p", "PORT", "-n"],
             Server::Python => vec!["PORT"],

@@ -25,15 +25,24 @@ pub(crate) struct Bench {
 
 fn available(tools: &Tools, server: Server) -> bool {
     match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => true,
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::UpcasePortable => true,
         Server::CRecvmmsg | Server::CPlain | Server::CGro => tools.limit_server.is_some(),
         Server::Python => tools.python.is_some() && tools.seed_server.is_some(),
         Server::CTcp => tools.tcp_server.is_some(),
+        Server::Other => tools.other.is_some(),
     }
 }
 
-/// The entries to fill, in display order.
-pub(crate) fn plan(tools: &Tools, notes: &mut Vec<String>) -> anyhow::Result<Vec<Entry>> {
+/// The entries to fill for `rows`, in display order.
+pub(crate) fn plan(
+    tools: &Tools,
+    rows: &[Row],
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<Entry>> {
     let primary = if tools.loadgen.is_some() {
         Load::Loadgen
     } else if tools.client.is_some() {
@@ -46,8 +55,13 @@ pub(crate) fn plan(tools: &Tools, notes: &mut Vec<String>) -> anyhow::Result<Vec
         );
     };
     let mut entries = Vec::new();
-    for row in Row::ALL {
-        for &server in row.servers() {
+    for row in Row::ALL.into_iter().filter(|row| rows.contains(row)) {
+        // The other server, where there is one, runs wherever ours does.
+        let servers = row.servers().iter().flat_map(|&server| {
+            let other = (server == Server::Upcase).then_some(Server::Other);
+            std::iter::once(server).chain(other)
+        });
+        for server in servers {
             if !available(tools, server) {
                 continue;
             }
@@ -201,13 +215,22 @@ fn start_server(
 ) -> anyhow::Result<(Process, SocketAddr)> {
     let tools = &bench.tools;
     let port = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro | Server::CTcp => 0,
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::Other
+        | Server::CTcp => 0,
         // Another process could take it before the server binds it; the
         // readiness probe then fails with a clear message.
         _ => upcase_e2e::free_udp_port().context("no free UDP port on loopback")?,
     };
     let (program, mut args): (&Path, Vec<OsString>) = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => (&tools.server, Vec::new()),
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::UpcasePortable => (&tools.server, Vec::new()),
         Server::CRecvmmsg | Server::CPlain | Server::CGro => (
             tools
                 .limit_server
@@ -230,8 +253,15 @@ fn start_server(
                 .context("tcp_server is not built")?,
             Vec::new(),
         ),
+        Server::Other => (
+            &tools.other.as_ref().context("no --other-server")?.program,
+            Vec::new(),
+        ),
     };
     args.extend(server.args(port).into_iter().map(OsString::from));
+    if let (Server::Other, Some(other)) = (server, &tools.other) {
+        args.extend(other.words.iter().map(OsString::from));
+    }
     let mut command = bench.pinning.command(Role::Server, program);
     command.args(args);
     let mut guard = Process::spawn(&mut command)
@@ -239,9 +269,12 @@ fn start_server(
         .logs_in(&bench.logs)
         .start()?;
     let addr = match server {
-        Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro => {
-            reachable(guard.wait_ready(STARTUP_LIMIT)?.first())
-        }
+        Server::Upcase
+        | Server::UpcaseBusyPoll
+        | Server::UpcaseGro
+        | Server::UpcaseMetrics
+        | Server::UpcasePortable
+        | Server::Other => reachable(guard.wait_ready(STARTUP_LIMIT)?.first()),
         Server::CTcp => {
             let port = guard
                 .wait_for_stdout(STARTUP_LIMIT, tcp_server_port)
@@ -328,27 +361,33 @@ mod tests {
             tcp_server: None,
             python: None,
             seed_server: None,
+            other: None,
         };
         let mut notes = Vec::new();
-        let entries = plan(&tools, &mut notes).unwrap();
+        let entries = plan(&tools, &Row::ALL, &mut notes).unwrap();
         assert!(entries.iter().all(|e| matches!(
             e.server,
-            Server::Upcase | Server::UpcaseBusyPoll | Server::UpcaseGro
+            Server::Upcase
+                | Server::UpcaseBusyPoll
+                | Server::UpcaseGro
+                | Server::UpcaseMetrics
+                | Server::UpcasePortable
         ) && e.load == Load::Client));
-        // Ping and flood W=64 twice (with --busy-poll, with --gro), two more
+        // Ping three times (with --busy-poll, with --io portable), flood
+        // W=64 four times (with --gro, --metrics, --io portable), two more
         // floods, GSO twice (with and without --gro), two TCP, the search.
-        assert_eq!(entries.len(), 11);
+        assert_eq!(entries.len(), 14);
         assert!(!notes.is_empty());
         let none = Tools {
             client: None,
             ..tools
         };
-        assert!(plan(&none, &mut notes).is_err());
+        assert!(plan(&none, &Row::ALL, &mut notes).is_err());
     }
 
-    #[test]
-    fn full_plan_compares_client_with_loadgen_on_the_reference() {
-        let tools = Tools {
+    /// Every tool found, and no other server.
+    fn every_tool() -> Tools {
+        Tools {
             server: PathBuf::from("s"),
             client: Some(PathBuf::from("c")),
             limit_server: Some(PathBuf::from("l")),
@@ -356,12 +395,19 @@ mod tests {
             tcp_server: Some(PathBuf::from("t")),
             python: Some(PathBuf::from("p")),
             seed_server: Some(PathBuf::from("seed.py")),
-        };
-        let entries = plan(&tools, &mut Vec::new()).unwrap();
+            other: None,
+        }
+    }
+
+    #[test]
+    fn full_plan_compares_client_with_loadgen_on_the_reference() {
+        let tools = every_tool();
+        let entries = plan(&tools, &Row::ALL, &mut Vec::new()).unwrap();
         // 4 classic rows x 4 servers, ping with --busy-poll, flood W=64 with
-        // --gro, GSO x 4 servers x 2 loads, client x 1, TCP x 2 x 2 servers,
-        // the search x 2 servers.
-        assert_eq!(entries.len(), 33);
+        // --gro, --metrics and --io portable, ping with --io portable, GSO x
+        // 4 servers x 2 loads, client x 1, TCP x 2 x 2 servers, the search x
+        // 2 servers.
+        assert_eq!(entries.len(), 36);
         let client: Vec<_> = entries.iter().filter(|e| e.load == Load::Client).collect();
         assert_eq!(client.len(), 11);
         let tcp: Vec<_> = entries
@@ -390,6 +436,46 @@ mod tests {
                 .any(|e| (e.row, e.server) == (Row::ClientVsLoadgen, Server::CRecvmmsg))
         );
         assert!(client.iter().filter(|e| e.row == Row::Gso).count() == 4);
+    }
+
+    #[test]
+    fn rows_filter_the_plan_and_the_other_server_runs_where_ours_does() {
+        let tools = Tools {
+            other: Some(crate::build::OtherServer {
+                program: PathBuf::from("o"),
+                words: vec!["--io".into(), "uring".into()],
+            }),
+            ..every_tool()
+        };
+        let entries = plan(&tools, &[Row::TcpFlood, Row::Flood64], &mut Vec::new()).unwrap();
+        let got: Vec<_> = entries.iter().map(|e| (e.row, e.server)).collect();
+        assert_eq!(
+            got,
+            [
+                (Row::Flood64, Server::Upcase),
+                (Row::Flood64, Server::Other),
+                (Row::Flood64, Server::UpcaseGro),
+                (Row::Flood64, Server::UpcaseMetrics),
+                (Row::Flood64, Server::UpcasePortable),
+                (Row::Flood64, Server::CRecvmmsg),
+                (Row::Flood64, Server::CPlain),
+                (Row::Flood64, Server::Python),
+                (Row::TcpFlood, Server::Upcase),
+                (Row::TcpFlood, Server::Other),
+                (Row::TcpFlood, Server::CTcp),
+            ]
+        );
+        let without = Tools {
+            other: None,
+            ..tools
+        };
+        let entries = plan(&without, &[Row::TcpPing], &mut Vec::new()).unwrap();
+        assert!(
+            entries
+                .iter()
+                .map(|e| e.server)
+                .eq([Server::Upcase, Server::CTcp])
+        );
     }
 
     #[test]

@@ -20,11 +20,14 @@ fn color(server: Server) -> &'static str {
         Server::Upcase => "#d9480f",
         Server::UpcaseBusyPoll => "#f08c00",
         Server::UpcaseGro => "#e8590c",
+        Server::UpcaseMetrics => "#f76707",
+        Server::UpcasePortable => "#a61e4d",
         Server::CRecvmmsg => "#1c7ed6",
         Server::CPlain => "#74c0fc",
         Server::Python => "#37b24d",
         Server::CGro => "#7048e8",
         Server::CTcp => "#1098ad",
+        Server::Other => "#a61e4d",
     }
 }
 

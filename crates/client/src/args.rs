@@ -18,7 +18,8 @@ const DEFAULT_RETRIES: u32 = 2;
 /// With MESSAGE words, sends them joined by spaces as one datagram and prints
 /// the reply. Without, sends each line of standard input as one datagram and
 /// prints each reply on its own line. A first word `bench` runs the
-/// benchmark instead: to send the word itself, write `-- bench`.
+/// benchmark instead, `health` the health probe: to send such a word
+/// itself, write `-- bench`.
 #[derive(Debug, Parser)]
 #[command(
     name = "upcase-client",
@@ -67,6 +68,19 @@ pub enum Command {
     ///
     /// --server, --port and --tcp may come before `bench` or after it.
     Bench(BenchArgs),
+    /// Probe a server once, for a load balancer, an orchestrator or a
+    /// monitor: exit status 0 if it is healthy, 1 if not, with one `error:`
+    /// line saying why (2: a command line that cannot run).
+    ///
+    /// Sends one probe message, unique to the run (mixed case, letters
+    /// outside ASCII), and the server is healthy only if the reply is
+    /// exactly its uppercase: a closed port, silence for every try, or any
+    /// other reply is not. Over UDP by default (--timeout for each try,
+    /// --retries more tries), over one connection with --tcp. The options
+    /// come before `health`: `upcase-client --server HOST:PORT --timeout
+    /// 200ms --retries 0 health`. Prints nothing on success unless -v is
+    /// given.
+    Health,
 }
 
 /// Where the server is and how long to wait for it: shared by every way of

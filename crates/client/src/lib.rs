@@ -10,8 +10,10 @@
 
 mod args;
 mod editor;
+mod health;
 mod input;
 mod link;
+mod output;
 mod pick;
 mod resolve;
 mod route;
@@ -27,6 +29,7 @@ use crate::input::Piped;
 
 pub use args::{Args, Command, Config, ConnectionArgs, FromEnv, UsageError, join_words};
 pub use editor::Interrupted;
+pub use health::{EXIT_UNHEALTHY, Healthy, Unhealthy, probe, probe_message};
 pub use input::{Line, PROMPT, read_line};
 pub use resolve::{Resolver, SystemResolver, server_addresses};
 pub use route::{Miss, NoReply, Route};
@@ -64,16 +67,23 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
         return upcase_load::run_cli(&bench?);
     }
     let config = Config::try_from(&args)?;
+    if matches!(args.command, Some(Command::Health)) {
+        let healthy = probe(&config, args.tcp, &SystemResolver)?;
+        if args.verbosity.verbose > 0 {
+            println!("{healthy}");
+        }
+        return Ok(());
+    }
     let stdin = std::io::stdin();
     let person = config.message.is_none() && stdin.is_terminal() && std::io::stdout().is_terminal();
     match (args.tcp, person) {
         (true, true) => {
-            return tcp_terminal::run(&config, &SystemResolver, Editor::new()?, std::io::stdout());
+            return tcp_terminal::run(&config, &SystemResolver, Editor::new()?, output::stdout());
         }
         (true, false) => return tcp::run_cli(&config),
         (false, true) => {
             let addrs = server_addresses(&config.server, config.port, &SystemResolver)?;
-            let output = std::io::stdout().lock();
+            let output = output::stdout();
             return session::Session::new(&config, addrs, output).run(&mut Editor::new()?, false);
         }
         (false, false) => {}
@@ -84,15 +94,18 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
         &SystemResolver,
         stdin.lock(),
         is_terminal,
-        std::io::stdout().lock(),
+        output::stdout(),
     )
 }
 
-/// The exit status for an error: [`EXIT_NO_REPLY`] when the server never
-/// replied, [`upcase_cli::EXIT_USAGE`] for options that contradict each
-/// other, [`upcase_cli::EXIT_FAILURE`] otherwise.
+/// The exit status for an error: [`EXIT_UNHEALTHY`] for a failed health
+/// probe, whatever failed; [`EXIT_NO_REPLY`] when the server never replied,
+/// [`upcase_cli::EXIT_USAGE`] for options that contradict each other,
+/// [`upcase_cli::EXIT_FAILURE`] otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<NoReply>().is_some() {
+    if err.downcast_ref::<Unhealthy>().is_some() {
+        EXIT_UNHEALTHY
+    } else if err.downcast_ref::<NoReply>().is_some() {
         EXIT_NO_REPLY
     } else if err.downcast_ref::<Interrupted>().is_some() {
         EXIT_INTERRUPTED

@@ -25,11 +25,20 @@ enum Printed {
 }
 
 /// Where the reply to a message is, once one came.
-enum Reply {
+pub(crate) enum Reply {
     /// The exact uppercase, this long, in the receive buffer.
     Exact(usize),
     /// Another reply, the best of the try, in the [`Pick`].
     Differing,
+}
+
+impl Reply {
+    fn bytes<'a>(&self, buf: &'a [u8], pick: &'a Pick) -> &'a [u8] {
+        match self {
+            Reply::Exact(len) => &buf[..*len],
+            Reply::Differing => pick.held().unwrap_or_default(),
+        }
+    }
 }
 
 pub(crate) struct Session<'c, W> {
@@ -99,6 +108,22 @@ impl<'c, W: Write> Session<'c, W> {
     /// Sends one message and prints its reply, moving on to the next server
     /// address while none has answered yet.
     fn exchange(&mut self, message: &[u8]) -> anyhow::Result<Printed> {
+        let (peer, reply) = self.ask(message)?;
+        if matches!(reply, Reply::Differing) {
+            warn!(
+                "the reply from {peer} is not the uppercase of the message as this client computes it"
+            );
+        }
+        let Session {
+            buf, pick, output, ..
+        } = self;
+        print_line(output, reply.bytes(buf, pick), true)
+    }
+
+    /// Sends one message until an address answers it, moving on to the next
+    /// server address while none has answered yet; which address answered,
+    /// and where its reply is. The health probe's exchange too.
+    pub(crate) fn ask(&mut self, message: &[u8]) -> anyhow::Result<(SocketAddr, Reply)> {
         self.matcher.start(message);
         loop {
             let peer = self.route.current().context("no server address to try")?;
@@ -112,19 +137,7 @@ impl<'c, W: Write> Session<'c, W> {
             match outcome {
                 Ok(reply) => {
                     self.route.answered();
-                    let Session {
-                        buf, pick, output, ..
-                    } = self;
-                    let bytes = match reply {
-                        Reply::Exact(len) => &buf[..len],
-                        Reply::Differing => {
-                            warn!(
-                                "the reply from {peer} is not the uppercase of the message as this client computes it"
-                            );
-                            pick.held().unwrap_or_default()
-                        }
-                    };
-                    return print_line(output, bytes, true);
+                    return Ok((peer, reply));
                 }
                 Err(miss) => {
                     let next = self
@@ -134,6 +147,11 @@ impl<'c, W: Write> Session<'c, W> {
                 }
             }
         }
+    }
+
+    /// The bytes of `reply`, as [`Session::ask`] left them.
+    pub(crate) fn reply_bytes(&self, reply: &Reply) -> &[u8] {
+        reply.bytes(&self.buf, &self.pick)
     }
 
     /// Sends `message` on `link` up to `tries` times; where its reply is, or

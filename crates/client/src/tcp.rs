@@ -71,7 +71,7 @@ pub fn run(
 /// The program's `--tcp`: standard input (or the MESSAGE words) and output,
 /// and the system resolver.
 pub fn run_cli(config: &Config) -> anyhow::Result<()> {
-    let stdout = io::stdout().lock();
+    let stdout = crate::output::stdout();
     match &config.message {
         Some(message) => {
             let mut line = message.clone();
@@ -240,6 +240,7 @@ impl Receive {
         let mut lines_received = 0u64;
         let mut last_received = progress.start;
         let mut last_printed = None;
+        let mut received_any = false;
         let mut output_open = true;
         loop {
             let owed = progress.input_done.load(Ordering::Relaxed)
@@ -259,6 +260,7 @@ impl Receive {
                 Ok(0) => break,
                 Ok(read) => {
                     let chunk = &buf[..read];
+                    received_any = true;
                     lines_received += newlines(chunk);
                     last_received = Instant::now();
                     if output_open {
@@ -287,7 +289,16 @@ impl Receive {
         if output_open && last_printed.is_some_and(|b| b != b'\n') {
             print(&mut output, b"\n")?;
         }
-        self.sending_ended(progress, sending)
+        self.sending_ended(progress, sending)?;
+        // Lines went out and not one byte came back: the server (or a proxy
+        // before it, such as nginx's stream module without
+        // `proxy_half_close on`) ended the stream instead of answering.
+        // Fewer newlines than lines is not enough to say so: the
+        // textbook's TCPServer.py answers a sentence without its newline.
+        if !received_any && progress.lines_sent.load(Ordering::Relaxed) > 0 {
+            bail!("{} ended the connection without a reply", self.peer);
+        }
+        Ok(())
     }
 
     /// After the server's end of stream: fine if all the input went out,

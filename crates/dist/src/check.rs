@@ -25,6 +25,10 @@ pub(crate) const PROMISED: &[(&str, &str)] = &[
         "-rw-r--r--",
     ),
     (
+        "./usr/share/man/man1/upcase-client-health.1.gz",
+        "-rw-r--r--",
+    ),
+    (
         "./usr/share/bash-completion/completions/upcase-server",
         "-rw-r--r--",
     ),

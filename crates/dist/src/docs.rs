@@ -164,7 +164,8 @@ mod tests {
             [
                 "upcase-server.1",
                 "upcase-client.1",
-                "upcase-client-bench.1"
+                "upcase-client-bench.1",
+                "upcase-client-health.1"
             ]
         );
         let server = fs::read_to_string(&pages[0].path).expect("server page");

@@ -35,10 +35,23 @@
 #![deny(unsafe_code)]
 
 mod capture;
+#[cfg(target_os = "linux")]
+pub mod cluster;
+#[cfg(target_os = "linux")]
+mod cluster_report;
 pub mod fake_server;
 #[cfg(unix)]
 mod held;
 mod memory;
+// Network namespaces, nftables and nginx: Linux's (issue 14's cluster).
+#[cfg(target_os = "linux")]
+pub mod netns;
+#[cfg(target_os = "linux")]
+pub mod network;
+#[cfg(target_os = "linux")]
+pub mod nft;
+#[cfg(target_os = "linux")]
+pub mod nginx;
 #[cfg(unix)]
 mod notify;
 mod probe;
@@ -70,7 +83,7 @@ pub use retrying::{LoadOutcome, RetryingLoad, RunningLoad};
 pub use scrape::{HttpResponse, Scrape, http_get, http_request};
 pub use server::ServerProcess;
 pub use signal::Signal;
-pub use summary::{Summary, TcpCounts, UdpCounts};
+pub use summary::{ProxyCounts, Summary, TcpCounts, UdpCounts};
 
 /// How long a test waits for a process to become ready or to exit before it
 /// fails; generous, because CI machines are small and busy.
@@ -114,13 +127,19 @@ pub fn python3() -> Command {
 /// fails with the Debian package to install rather than skip, because CI
 /// installs it.
 pub fn tool(program: &str, package: &str) -> Command {
+    find_tool(program, package).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`tool`] for xtask: the error names the Debian package to install.
+pub fn find_tool(program: &str, package: &str) -> anyhow::Result<Command> {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
-    assert!(
-        found,
-        "{program} is needed for this test: install the Debian package {package} (apt-get install {package})"
-    );
-    Command::new(program)
+    if !found {
+        anyhow::bail!(
+            "{program} is needed for this test: install the Debian package {package} (apt-get install {package})"
+        );
+    }
+    Ok(Command::new(program))
 }
 
 /// Runs `command` to completion with `stdin` as its input and returns what
@@ -152,12 +171,20 @@ pub fn assert_success(out: &Output, who: &str) {
 /// Polls `condition` until it holds; panics (for tests) naming `what` after
 /// [`PATIENCE`]. For state no line or socket announces, such as a counter
 /// read from another thread.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    try_wait_until(what, condition).unwrap_or_else(|err| panic!("{err}"));
+}
+
+/// [`wait_until`] for xtask: an error rather than a panic.
+pub fn try_wait_until(what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + PATIENCE;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out waiting until {what}");
+        }
         thread::sleep(Duration::from_millis(5));
     }
+    Ok(())
 }
 
 /// A UDP port on loopback that nothing is bound to just now: where a

@@ -4,6 +4,7 @@
 //! answered at the first try, after a retry, or not at all. Bounded: a
 //! fixed number of requests, each tried a fixed number of times.
 
+use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,16 @@ pub struct LoadOutcome {
     pub datagrams_sent: u64,
 }
 
+impl std::ops::AddAssign for LoadOutcome {
+    fn add_assign(&mut self, other: LoadOutcome) {
+        self.requests += other.requests;
+        self.answered_first_try += other.answered_first_try;
+        self.answered_after_retry += other.answered_after_retry;
+        self.unanswered += other.unanswered;
+        self.datagrams_sent += other.datagrams_sent;
+    }
+}
+
 /// A load under way.
 pub struct RunningLoad {
     answered: Arc<AtomicU64>,
@@ -45,25 +56,43 @@ pub struct RunningLoad {
 }
 
 impl RetryingLoad {
-    /// Starts the clients against `server`.
+    /// Starts the clients against `server`, each on a socket of its own on
+    /// loopback.
     pub fn start(self, server: SocketAddr) -> RunningLoad {
-        let answered = Arc::new(AtomicU64::new(0));
-        let threads = (0..self.clients)
-            .map(|client| {
-                let answered = Arc::clone(&answered);
-                thread::spawn(move || self.run_client(client, server, &answered))
-            })
-            .collect();
-        RunningLoad { answered, threads }
-    }
-
-    fn run_client(self, client: usize, server: SocketAddr, answered: &AtomicU64) -> LoadOutcome {
         let local = if server.is_ipv4() {
             "127.0.0.1:0"
         } else {
             "[::1]:0"
         };
-        let socket = UdpSocket::bind(local).expect("client socket");
+        let sockets = (0..self.clients)
+            .map(|_| UdpSocket::bind(local).expect("client socket"))
+            .collect();
+        self.start_on(server, sockets)
+    }
+
+    /// Starts one client on each of `sockets`, made elsewhere (inside a
+    /// network namespace, say, where they stay): as many clients as
+    /// sockets, whatever `clients` says.
+    pub fn start_on(self, server: SocketAddr, sockets: Vec<UdpSocket>) -> RunningLoad {
+        let answered = Arc::new(AtomicU64::new(0));
+        let threads = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(client, socket)| {
+                let answered = Arc::clone(&answered);
+                thread::spawn(move || self.run_client(client, socket, server, &answered))
+            })
+            .collect();
+        RunningLoad { answered, threads }
+    }
+
+    fn run_client(
+        self,
+        client: usize,
+        socket: UdpSocket,
+        server: SocketAddr,
+        answered: &AtomicU64,
+    ) -> LoadOutcome {
         socket.connect(server).expect("connect");
         let mut outcome = LoadOutcome::default();
         let mut buf = vec![0u8; 2048];
@@ -92,7 +121,19 @@ impl RetryingLoad {
                             break 'tries;
                         }
                         Ok(_) => {}
-                        Err(_) => break,
+                        Err(err)
+                            if matches!(
+                                err.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            break;
+                        }
+                        // A refusal (ICMP port unreachable: no server there
+                        // just now) ends nothing: a client waits out its
+                        // timeout before it tries again, so that tries
+                        // measure time, not how fast refusals come back.
+                        Err(_) => {}
                     }
                 }
             }
@@ -118,12 +159,7 @@ impl RunningLoad {
     pub fn finish(self) -> LoadOutcome {
         let mut total = LoadOutcome::default();
         for thread in self.threads {
-            let outcome = thread.join().expect("a load client panicked");
-            total.requests += outcome.requests;
-            total.answered_first_try += outcome.answered_first_try;
-            total.answered_after_retry += outcome.answered_after_retry;
-            total.unanswered += outcome.unanswered;
-            total.datagrams_sent += outcome.datagrams_sent;
+            total += thread.join().expect("a load client panicked");
         }
         total
     }

@@ -88,4 +88,19 @@ impl Scrape {
         self.value(series)
             .unwrap_or_else(|| panic!("no {series} in the scrape:\n{}", self.text))
     }
+    /// Fails the test unless `promtool check metrics` (Debian's
+    /// prometheus) accepts the scrape.
+    pub fn assert_promtool_accepts(&self) {
+        let mut promtool = crate::tool("promtool", "prometheus");
+        promtool.args(["check", "metrics"]);
+        let out = crate::run_with_input(&mut promtool, self.text.as_bytes());
+        assert!(
+            out.status.success(),
+            "promtool check metrics refused the scrape ({}): {}{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.text
+        );
+    }
 }

@@ -2,7 +2,11 @@
 //! replied=N bytes_in=N bytes_out=N invalid_utf8=N dropped_too_large=N
 //! send_errors=N dropped_rate_limited=N dropped_ratio=N`, then, when TCP is
 //! served, ` tcp_accepted=N tcp_refused=N tcp_timed_out=N tcp_bytes_in=N
-//! tcp_bytes_out=N tcp_errors=N tcp_closed_at_stop=N`. Keys it does not
+//! tcp_bytes_out=N tcp_errors=N tcp_closed_at_stop=N`. With
+//! `--proxy-protocol-from`, ` proxy_attributed=N proxy_unattributed=N
+//! proxy_header_only=N proxy_malformed=N proxy_sessions=N
+//! proxy_sessions_evicted=N` and, with TCP, ` tcp_proxy_attributed=N
+//! tcp_proxy_unattributed=N tcp_proxy_malformed=N`. Keys it does not
 //! know are passed over; a key it knows that is missing or not a count is
 //! an error.
 
@@ -19,6 +23,27 @@ pub struct Summary {
     pub udp: UdpCounts,
     /// `None` when the server served no TCP (the line has no `tcp_` keys).
     pub tcp: Option<TcpCounts>,
+    /// `None` without `--proxy-protocol-from` (no `proxy_` keys).
+    pub proxy: Option<ProxyCounts>,
+}
+
+/// The PROXY protocol's counters, `proxy_*` and `tcp_proxy_*` in the line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProxyCounts {
+    /// Datagrams from listed proxies counted as the client a header named.
+    pub attributed: u64,
+    /// Datagrams from listed proxies counted as the proxy's own.
+    pub unattributed: u64,
+    /// Datagrams that were a header alone (not answered).
+    pub header_only: u64,
+    /// Datagrams dropped for a malformed header.
+    pub malformed: u64,
+    /// Sessions remembered at the end.
+    pub sessions: u64,
+    /// Sessions replaced before their idle time.
+    pub sessions_evicted: u64,
+    /// `(attributed, unattributed, malformed)` TCP connections, when TCP was served.
+    pub tcp: Option<(u64, u64, u64)>,
 }
 
 /// The datagram counters.
@@ -131,7 +156,27 @@ impl Summary {
         } else {
             None
         };
-        Ok(Summary { udp, tcp })
+        let proxy = if values.contains_key("proxy_attributed") {
+            Some(ProxyCounts {
+                attributed: count("proxy_attributed")?,
+                unattributed: count("proxy_unattributed")?,
+                header_only: count("proxy_header_only")?,
+                malformed: count("proxy_malformed")?,
+                sessions: count("proxy_sessions")?,
+                sessions_evicted: count("proxy_sessions_evicted")?,
+                tcp: match tcp {
+                    Some(_) => Some((
+                        count("tcp_proxy_attributed")?,
+                        count("tcp_proxy_unattributed")?,
+                        count("tcp_proxy_malformed")?,
+                    )),
+                    None => None,
+                },
+            })
+        } else {
+            None
+        };
+        Ok(Summary { udp, tcp, proxy })
     }
 }
 
@@ -197,6 +242,38 @@ mod tests {
             UDP.replace("received=10", "received=1")
         );
         assert_eq!(Summary::from_log(&log).unwrap().udp.received, 10);
+    }
+
+    #[test]
+    fn the_proxy_counters_come_with_the_option() {
+        assert_eq!(
+            Summary::parse(&format!("summary: {UDP}{TCP}"))
+                .unwrap()
+                .proxy,
+            None
+        );
+        let proxy = " proxy_attributed=1 proxy_unattributed=2 proxy_header_only=3 \
+                     proxy_malformed=4 proxy_sessions=5 proxy_sessions_evicted=6";
+        let tcp_proxy = " tcp_proxy_attributed=7 tcp_proxy_unattributed=8 tcp_proxy_malformed=9";
+        let counts = Summary::parse(&format!("summary: {UDP}{proxy}{TCP}{tcp_proxy}"))
+            .unwrap()
+            .proxy
+            .unwrap();
+        assert_eq!(
+            counts,
+            ProxyCounts {
+                attributed: 1,
+                unattributed: 2,
+                header_only: 3,
+                malformed: 4,
+                sessions: 5,
+                sessions_evicted: 6,
+                tcp: Some((7, 8, 9)),
+            }
+        );
+        let udp_only = Summary::parse(&format!("summary: {UDP}{proxy}")).unwrap();
+        assert_eq!(udp_only.proxy.unwrap().tcp, None);
+        assert!(Summary::parse(&format!("summary: {UDP}{proxy}{TCP}")).is_err());
     }
 
     #[test]

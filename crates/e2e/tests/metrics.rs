@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use upcase_e2e::tcp::{connect, exchange};
 use upcase_e2e::udp::{ask, client};
 use upcase_e2e::{
-    PATIENCE, Process, Scrape, ServerProcess, Signal, http_get, http_request, tool, wait_until,
+    PATIENCE, Process, Scrape, ServerProcess, Signal, http_get, http_request, wait_until,
 };
 
 fn start(extra: &[&str]) -> ServerProcess {
@@ -25,20 +25,6 @@ fn metrics_of(server: &ServerProcess) -> SocketAddr {
         .ready
         .metrics()
         .unwrap_or_else(|| panic!("no metrics in {:?}", server.ready.line()))
-}
-
-/// `promtool check metrics` on `text`; fails the test with what it found.
-fn promtool_accepts(text: &str) {
-    let mut promtool = tool("promtool", "prometheus");
-    promtool.args(["check", "metrics"]);
-    let out = upcase_e2e::run_with_input(&mut promtool, text.as_bytes());
-    assert!(
-        out.status.success(),
-        "promtool check metrics refused the scrape ({}): {}{}\n{text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -101,7 +87,7 @@ fn scraped_values_match_the_traffic_and_the_summary_and_promtool_accepts_them() 
                 && scrape.get("upcase_tcp_sent_bytes_total") == 8
         },
     );
-    promtool_accepts(&scrape.text);
+    scrape.assert_promtool_accepts();
     let version = scrape
         .text
         .lines()

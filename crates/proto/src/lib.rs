@@ -6,10 +6,12 @@
 //! mapping, as Python 3's `str.upper()`), and every byte that is not part of
 //! valid UTF-8 copied unchanged. Nothing here opens a socket: the binaries own
 //! the I/O, this crate owns the rules, so every rule is tested without a
-//! network.
+//! network. The PROXY protocol's headers, which a proxy in front of the
+//! server puts before what it forwards, are read here too (`proxy`).
 #![deny(unsafe_code)]
 
 pub mod limits;
+pub mod proxy;
 pub mod ratelimit;
 pub mod reply;
 pub mod stream;

@@ -10,8 +10,9 @@ use upcase_proto::DEFAULT_PORT;
 use upcase_udp::Io;
 
 use crate::config::{
-    Bind, Config, DEFAULT_RATE_LIMIT_TABLE, DEFAULT_RECV_BUFFER, Given, MAX_RATE_LIMIT_TABLE,
-    PolicyConfig, RateLimit, ReplyRatio, TcpLimits, Transports, UdpTuning, default_threads,
+    Bind, Cidr, Config, DEFAULT_PROXY_SESSIONS, DEFAULT_RATE_LIMIT_TABLE, DEFAULT_RECV_BUFFER,
+    Given, MAX_PROXY_SESSIONS, MAX_RATE_LIMIT_TABLE, PolicyConfig, ProxyConfig, ProxySources,
+    RateLimit, ReplyRatio, TcpLimits, Transports, UdpTuning, default_threads,
 };
 
 /// `upcase-server [--bind ADDR] [--port PORT] [--threads N] [-v|-q] ...`
@@ -30,7 +31,8 @@ pub struct Args {
     /// Worker threads. On Linux and FreeBSD each has its own socket on the
     /// same port (SO_REUSEPORT, SO_REUSEPORT_LB) and the kernel spreads the
     /// datagrams; on macOS and Windows, and with inherited sockets, the
-    /// threads share the socket [default: one per core]
+    /// threads share the socket; TCP is served on as many threads
+    /// [default: one per core]
     #[arg(long, value_name = "N", env = "UPCASE_THREADS",
           value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
@@ -45,6 +47,8 @@ pub struct Args {
     transport: TransportArgs,
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
     #[command(flatten)]
     verbosity: Verbosity,
 }
@@ -70,6 +74,7 @@ impl Args {
             tcp: self.transport.into_limits(),
             policy: self.policy.into_config(),
             metrics: self.metrics,
+            proxy: self.proxy.into_config(),
             given,
         }
     }
@@ -204,6 +209,72 @@ impl PolicyArgs {
             max_reply_ratio: self.max_reply_ratio,
         }
     }
+}
+
+/// Peers that stand in front of the server (nginx's `stream` module, HAProxy)
+/// and say in a PROXY header whom they forward for.
+#[derive(Debug, Clone, clap::Args)]
+struct ProxyArgs {
+    /// Read a PROXY protocol header (v1 or v2, as nginx's `proxy_protocol
+    /// on` sends) from these peers: its client is the one the rate limit,
+    /// the logs and the metrics see; replies go to the proxy. UDP: a header
+    /// opens a session, so the proxy's later datagrams from the same port
+    /// count as the same client; other datagrams from the proxy are its
+    /// own. TCP: a connection from these peers must start with a header.
+    /// Other peers are never read for one [default: none]
+    #[arg(long, value_name = "CIDR[,CIDR...]", env = "UPCASE_PROXY_PROTOCOL_FROM",
+          value_parser = parse_proxy_sources)]
+    proxy_protocol_from: Option<ProxySources>,
+    /// How many UDP proxy sessions each socket remembers (one socket per
+    /// worker thread); when full, a new session replaces the least recently
+    /// seen of a few, so memory stays fixed whatever is sent
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PROXY_SESSIONS, env = "UPCASE_PROXY_SESSION_TABLE",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PROXY_SESSIONS)))]
+    proxy_session_table: u32,
+    /// Forget a UDP proxy session after this long without a datagram; at
+    /// least the proxy's own (nginx's `proxy_timeout`, 10m by default)
+    // The default is nginx's, so a session nginx still keeps is never
+    // forgotten here first.
+    #[arg(long, value_name = "DURATION", default_value = "10m", env = "UPCASE_PROXY_SESSION_IDLE",
+          value_parser = upcase_cli::parse::positive_duration)]
+    proxy_session_idle: Duration,
+}
+
+impl ProxyArgs {
+    fn into_config(self) -> Option<ProxyConfig> {
+        Some(ProxyConfig {
+            from: self.proxy_protocol_from?,
+            sessions: usize::try_from(self.proxy_session_table).unwrap_or(usize::MAX),
+            idle: self.proxy_session_idle,
+        })
+    }
+}
+
+/// `CIDR[,CIDR...]`, each `ADDRESS/BITS` or a bare address (one host).
+fn parse_proxy_sources(text: &str) -> Result<ProxySources, String> {
+    let blocks = text
+        .split(',')
+        .map(|block| parse_cidr(block.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    ProxySources::new(blocks).ok_or_else(|| "no address block given".to_string())
+}
+
+fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let network: IpAddr = address.parse().map_err(|_| {
+        format!("{text:?} is not an address block: expected ADDRESS/BITS (10.0.0.0/8, fd00::/8) or an address")
+    })?;
+    let prefix = match prefix {
+        Some(bits) => bits
+            .parse::<u8>()
+            .map_err(|_| format!("{bits:?} in {text:?} is not a prefix length in bits"))?,
+        None if network.is_ipv4() => 32,
+        None => 128,
+    };
+    Cidr::new(network, prefix)
 }
 
 fn parse_reply_ratio(text: &str) -> Result<ReplyRatio, String> {
@@ -432,5 +503,67 @@ mod tests {
             err,
             "the reply ratio must be a finite number of at least 1, not 0.9"
         );
+    }
+
+    #[test]
+    fn the_proxy_protocol_is_off_unless_sources_are_given() {
+        assert_eq!(parse(&[]).expect("defaults").proxy, None);
+        assert_eq!(
+            parse(&["--proxy-session-table", "8"]).expect("valid").proxy,
+            None,
+            "a table size alone turns nothing on"
+        );
+        let proxy = parse(&["--proxy-protocol-from", "10.0.0.0/8, ::1,192.0.2.7"])
+            .expect("valid")
+            .proxy
+            .expect("on");
+        assert_eq!(proxy.from.to_string(), "10.0.0.0/8, ::1/128, 192.0.2.7/32");
+        assert_eq!(proxy.sessions, DEFAULT_PROXY_SESSIONS as usize);
+        assert_eq!(
+            proxy.idle,
+            Duration::from_secs(600),
+            "nginx's proxy_timeout"
+        );
+        let proxy = parse(&[
+            "--proxy-protocol-from",
+            "::ffff:10.0.0.0/104",
+            "--proxy-session-table",
+            "64",
+            "--proxy-session-idle",
+            "30s",
+        ])
+        .expect("valid")
+        .proxy
+        .expect("on");
+        assert_eq!(proxy.from.to_string(), "10.0.0.0/8");
+        assert_eq!((proxy.sessions, proxy.idle), (64, Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn bad_proxy_sources_say_what_is_wrong() {
+        for (bad, why) in [
+            ("", "\"\" is not an address block"),
+            ("10.0.0.0/8,", "\"\" is not an address block"),
+            ("localhost", "\"localhost\" is not an address block"),
+            (
+                "10.0.0.0/x",
+                "\"x\" in \"10.0.0.0/x\" is not a prefix length",
+            ),
+            (
+                "10.0.0.0/33",
+                "a prefix of 33 bits is longer than an IPv4 address",
+            ),
+            ("10.0.0.1/8", "the block is 10.0.0.0/8"),
+        ] {
+            let err = parse_proxy_sources(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad:?}: {err}");
+            assert!(parse(&["--proxy-protocol-from", bad]).is_err(), "{bad:?}");
+        }
+        for bad in [
+            &["--proxy-protocol-from", "::1", "--proxy-session-table", "0"][..],
+            &["--proxy-protocol-from", "::1", "--proxy-session-idle", "0s"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

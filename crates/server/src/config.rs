@@ -1,17 +1,18 @@
 //! What the server is asked to do, as plain data: where it listens, with
 //! how many threads, which transports, how the UDP sockets are tuned, TCP's
-//! limits and the abuse limits. A leaf: it imports no other module of the
-//! server, and the command line (`cli`) is one way of filling it in.
+//! limits, the abuse limits and which peers are proxies. A leaf: it imports
+//! no other module of the server, and the command line (`cli`) is one way
+//! of filling it in.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use upcase_proto::DEFAULT_PORT;
 use upcase_udp::Io;
 
 /// Where the server listens and how many threads answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Config {
     pub(crate) bind: Bind,
     /// 0 lets the system choose.
@@ -28,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) policy: PolicyConfig,
     /// Where to serve the metrics, if anywhere.
     pub(crate) metrics: Option<SocketAddr>,
+    /// The peers whose PROXY headers name the client (`--proxy-protocol-from`).
+    pub(crate) proxy: Option<ProxyConfig>,
     /// Which of the address options were given rather than defaulted: with
     /// inherited sockets they do not apply.
     pub(crate) given: Given,
@@ -67,6 +70,7 @@ impl Default for Config {
             tcp: TcpLimits::default(),
             policy: PolicyConfig::default(),
             metrics: None,
+            proxy: None,
             given: Given::default(),
         }
     }
@@ -254,6 +258,145 @@ impl fmt::Display for ReplyRatio {
     }
 }
 
+/// How many proxy sessions each UDP socket remembers unless told
+/// otherwise: more than the sessions one nginx worker keeps open by default
+/// (`worker_connections 512`) many times over, in about 1.2 MiB.
+pub(crate) const DEFAULT_PROXY_SESSIONS: u32 = 16_384;
+
+/// The largest session table accepted, about 300 MiB per socket.
+pub(crate) const MAX_PROXY_SESSIONS: u32 = 1 << 22;
+
+/// `--proxy-protocol-from` and its session table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProxyConfig {
+    /// The peers that may put a PROXY header in front of what they send.
+    pub(crate) from: ProxySources,
+    /// Sessions remembered per UDP socket, at least 1.
+    pub(crate) sessions: usize,
+    /// A session without a datagram for this long is forgotten.
+    pub(crate) idle: Duration,
+}
+
+impl ProxyConfig {
+    /// What is accepted from whom, for the startup log.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "PROXY protocol headers accepted from {}; UDP sessions remembered: {} per socket, each until idle for {}",
+            self.from,
+            self.sessions,
+            humantime::format_duration(self.idle)
+        )
+    }
+}
+
+/// The address blocks of `--proxy-protocol-from`: at least one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProxySources(Vec<Cidr>);
+
+impl ProxySources {
+    /// `None` for an empty list: a list names at least one block.
+    pub(crate) fn new(blocks: Vec<Cidr>) -> Option<ProxySources> {
+        (!blocks.is_empty()).then_some(ProxySources(blocks))
+    }
+
+    /// Whether `ip` is in one of the blocks (an IPv4-mapped address as the
+    /// IPv4 address it is).
+    pub(crate) fn lists(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|block| block.contains(ip))
+    }
+}
+
+impl fmt::Display for ProxySources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, block) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{block}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An address block: every address whose first `prefix` bits are those of
+/// `network`, whose other bits are zero. IPv4 blocks hold IPv4 addresses
+/// only, IPv6 blocks IPv6 addresses only; an IPv4-mapped block
+/// (`::ffff:10.0.0.0/104`) is the IPv4 block it maps (`10.0.0.0/8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// The block `network/prefix`; `Err` says why it is none: a prefix
+    /// longer than the family's addresses, or bits set past the prefix.
+    pub(crate) fn new(network: IpAddr, prefix: u8) -> Result<Cidr, String> {
+        let (network, prefix) = match network {
+            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => {
+                (network.to_canonical(), prefix - 96)
+            }
+            _ => (network, prefix),
+        };
+        let bits = match network {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        if prefix > bits {
+            return Err(format!(
+                "a prefix of {prefix} bits is longer than an {} address",
+                if bits == 32 { "IPv4" } else { "IPv6" }
+            ));
+        }
+        let block = Cidr { network, prefix };
+        let kept = block.masked(network);
+        if kept != bits_of(network) {
+            let base = match network {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::try_from(kept).unwrap_or(0))),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(kept)),
+            };
+            return Err(format!(
+                "{network}/{prefix} has address bits set past its prefix: the block is {base}/{prefix}"
+            ));
+        }
+        Ok(block)
+    }
+
+    /// Whether `ip` (canonical: IPv4 as IPv4) is in the block.
+    fn contains(self, ip: IpAddr) -> bool {
+        let same_family = matches!(
+            (self.network, ip),
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_))
+        );
+        same_family && self.masked(ip) == self.masked(self.network)
+    }
+
+    /// The first `prefix` bits of `ip`, the others zero.
+    fn masked(self, ip: IpAddr) -> u128 {
+        let (bits, width) = match ip {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+            IpAddr::V6(v6) => (u128::from(v6), 128),
+        };
+        let host_bits = width - u32::from(self.prefix.min(width as u8));
+        bits & u128::MAX.checked_shl(host_bits).unwrap_or(0)
+    }
+}
+
+/// Every bit of `ip`.
+fn bits_of(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +450,94 @@ mod tests {
             Some(
                 "at most 50 replies per second per source, 128 sources remembered; no reply longer than 1.5 times its request"
             )
+        );
+    }
+
+    fn block(text: &str) -> Result<Cidr, String> {
+        let (ip, prefix) = text.split_once('/').expect("test block");
+        Cidr::new(ip.parse().expect("ip"), prefix.parse().expect("prefix"))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("test address")
+    }
+
+    #[test]
+    fn a_block_holds_the_addresses_of_its_prefix() {
+        let ten = block("10.0.0.0/8").expect("valid");
+        assert!(ten.contains(ip("10.255.1.2")));
+        assert!(!ten.contains(ip("11.0.0.0")));
+        let one = block("10.0.1.12/32").expect("valid");
+        assert!(one.contains(ip("10.0.1.12")) && !one.contains(ip("10.0.1.13")));
+        let all_v4 = block("0.0.0.0/0").expect("valid");
+        assert!(all_v4.contains(ip("255.255.255.255")));
+        assert!(!all_v4.contains(ip("::1")), "IPv4 blocks hold IPv4 only");
+        let doc = block("2001:db8::/32").expect("valid");
+        assert!(doc.contains(ip("2001:db8:ffff::1")));
+        assert!(!doc.contains(ip("2001:db9::1")));
+        assert!(block("::/0").expect("valid").contains(ip("::1")));
+        assert!(block("::1/128").expect("valid").contains(ip("::1")));
+    }
+
+    #[test]
+    fn mapped_addresses_and_blocks_are_ipv4() {
+        let sources = ProxySources::new(vec![block("10.0.0.0/8").expect("valid")]).expect("one");
+        assert!(
+            sources.lists(ip("::ffff:10.1.2.3")),
+            "a mapped peer on the dual-stack socket"
+        );
+        assert!(sources.lists(ip("10.1.2.3")));
+        assert!(!sources.lists(ip("::ffff:11.1.2.3")));
+        let mapped = block("::ffff:10.0.0.0/104").expect("valid");
+        assert_eq!(mapped, block("10.0.0.0/8").expect("valid"));
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!(
+            !block("::/0").expect("valid").contains(ip("10.0.0.1")),
+            "an IPv6 block holds IPv6 peers only"
+        );
+    }
+
+    #[test]
+    fn bad_blocks_say_why() {
+        assert_eq!(
+            block("10.0.0.0/33"),
+            Err("a prefix of 33 bits is longer than an IPv4 address".to_string())
+        );
+        assert_eq!(
+            block("::/129"),
+            Err("a prefix of 129 bits is longer than an IPv6 address".to_string())
+        );
+        assert_eq!(
+            block("10.0.0.1/8"),
+            Err(
+                "10.0.0.1/8 has address bits set past its prefix: the block is 10.0.0.0/8"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            block("2001:db8::1/64"),
+            Err(
+                "2001:db8::1/64 has address bits set past its prefix: the block is 2001:db8::/64"
+                    .to_string()
+            )
+        );
+        assert_eq!(ProxySources::new(Vec::new()), None);
+    }
+
+    #[test]
+    fn the_proxy_options_are_described_for_the_log() {
+        let config = ProxyConfig {
+            from: ProxySources::new(vec![
+                block("10.0.0.0/8").expect("valid"),
+                block("::1/128").expect("valid"),
+            ])
+            .expect("two"),
+            sessions: 16_384,
+            idle: Duration::from_secs(600),
+        };
+        assert_eq!(
+            config.describe(),
+            "PROXY protocol headers accepted from 10.0.0.0/8, ::1/128; UDP sessions remembered: 16384 per socket, each until idle for 10m"
         );
     }
 }

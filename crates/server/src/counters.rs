@@ -3,10 +3,13 @@
 //! an outcome becomes counts.
 //!
 //! The invariant: every datagram received lands in exactly one of
-//! `replied`, `dropped_too_large`, `dropped_rate_limited`, `dropped_ratio`
-//! and `send_errors`, so those five add up to `received`. A buffer that
-//! holds no datagram one can answer (no sender, cut short) is a receive
-//! error, counted in `recv_errors` and not received.
+//! `replied`, `dropped_too_large`, `dropped_rate_limited`, `dropped_ratio`,
+//! `send_errors`, `proxy_header_only` and `proxy_malformed`, so those seven
+//! add up to `received`. A buffer that holds no datagram one can answer (no
+//! sender, cut short) is a receive error, counted in `recv_errors` and not
+//! received. With `--proxy-protocol-from`, every datagram from a listed
+//! proxy is also exactly one of `proxy_attributed`, `proxy_unattributed`
+//! and `proxy_malformed`.
 
 use std::fmt;
 use std::ops::AddAssign;
@@ -28,6 +31,21 @@ pub(crate) struct Outcome {
     pub(crate) fate: Fate,
 }
 
+/// Whom a datagram counted as: for the rate limit, the logs and the
+/// metrics. Counted apart from its outcome ([`Counters::record_origin`]),
+/// as it arrives, so that without `--proxy-protocol-from` nothing is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Its sender, as always (and a listed proxy's malformed header).
+    Peer,
+    /// The client a listed proxy's PROXY header named, in this datagram or
+    /// the first of its session.
+    Proxied,
+    /// A listed proxy's own: no header and no session, or a header that
+    /// names no one.
+    ProxyOwn,
+}
+
 /// Sent, or why not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fate {
@@ -45,6 +63,10 @@ pub(crate) enum Fate {
     NoPeer,
     /// The buffer was cut by the receive slot (which holds any datagram).
     Truncated,
+    /// A PROXY header with nothing after it: a session opened, no reply due.
+    ProxyHeaderOnly,
+    /// A listed proxy's datagram that starts like a PROXY header and is none.
+    ProxyMalformed,
 }
 
 impl Outcome {
@@ -83,6 +105,14 @@ pub(crate) struct Counters {
     pub(crate) dropped_rate_limited: u64,
     /// Replies not sent because they were over `--max-reply-ratio`.
     pub(crate) dropped_ratio: u64,
+    /// Datagrams that were a PROXY header alone (not answered: nothing to).
+    pub(crate) proxy_header_only: u64,
+    /// Datagrams not answered: a listed proxy's malformed PROXY header.
+    pub(crate) proxy_malformed: u64,
+    /// Datagrams from listed proxies counted as the client a header named.
+    pub(crate) proxy_attributed: u64,
+    /// Datagrams from listed proxies counted as the proxy's own.
+    pub(crate) proxy_unattributed: u64,
     /// Datagrams per receive batch (for the metrics; not in the summary).
     pub(crate) batches: BatchSizes,
 }
@@ -105,6 +135,8 @@ impl Counters {
             Fate::RateLimited => &mut self.dropped_rate_limited,
             Fate::RatioExceeded { .. } => &mut self.dropped_ratio,
             Fate::TooLarge(_) => &mut self.dropped_too_large,
+            Fate::ProxyHeaderOnly => &mut self.proxy_header_only,
+            Fate::ProxyMalformed => &mut self.proxy_malformed,
         };
         *counter += datagrams;
         self.received += datagrams;
@@ -112,6 +144,29 @@ impl Counters {
         if outcome.path == Some(Path::InvalidUtf8) {
             self.invalid_utf8 += datagrams;
         }
+    }
+
+    /// Counts whom a datagram from a listed proxy counted as, once, when it
+    /// arrives (a malformed header counts as `proxy_malformed` instead).
+    pub(crate) fn record_origin(&mut self, origin: Origin) {
+        match origin {
+            Origin::Peer => {}
+            Origin::Proxied => self.proxy_attributed += 1,
+            Origin::ProxyOwn => self.proxy_unattributed += 1,
+        }
+    }
+
+    /// The fields the server adds to the UDP part of its summary line with
+    /// `--proxy-protocol-from`, each after a space: ` proxy_attributed=N
+    /// proxy_unattributed=N proxy_header_only=N proxy_malformed=N`.
+    pub(crate) fn proxy_fields(&self) -> String {
+        format!(
+            " proxy_attributed={} proxy_unattributed={} proxy_header_only={} proxy_malformed={}",
+            self.proxy_attributed,
+            self.proxy_unattributed,
+            self.proxy_header_only,
+            self.proxy_malformed
+        )
     }
 
     /// The counters every datagram received lands in, added up: equal to
@@ -123,6 +178,8 @@ impl Counters {
             + self.dropped_rate_limited
             + self.dropped_ratio
             + self.send_errors
+            + self.proxy_header_only
+            + self.proxy_malformed
     }
 }
 
@@ -138,6 +195,10 @@ impl AddAssign for Counters {
         self.recv_errors += other.recv_errors;
         self.dropped_rate_limited += other.dropped_rate_limited;
         self.dropped_ratio += other.dropped_ratio;
+        self.proxy_header_only += other.proxy_header_only;
+        self.proxy_malformed += other.proxy_malformed;
+        self.proxy_attributed += other.proxy_attributed;
+        self.proxy_unattributed += other.proxy_unattributed;
         self.batches += other.batches;
     }
 }
@@ -192,6 +253,10 @@ mod tests {
             recv_errors: 4,
             dropped_rate_limited: 2,
             dropped_ratio: 1,
+            proxy_header_only: 1,
+            proxy_malformed: 2,
+            proxy_attributed: 3,
+            proxy_unattributed: 4,
             ..Counters::default()
         };
         let b = Counters {
@@ -216,13 +281,17 @@ mod tests {
                 recv_errors: 4,
                 dropped_rate_limited: 2,
                 dropped_ratio: 1,
+                proxy_header_only: 1,
+                proxy_malformed: 2,
+                proxy_attributed: 3,
+                proxy_unattributed: 4,
                 ..Counters::default()
             }
         );
     }
 
     /// Every fate there is, each with its own numbers.
-    fn every_fate() -> [Fate; 7] {
+    fn every_fate() -> [Fate; 9] {
         [
             Fate::Sent { bytes_out: 9 },
             Fate::SendFailed,
@@ -235,12 +304,16 @@ mod tests {
             }),
             Fate::NoPeer,
             Fate::Truncated,
+            Fate::ProxyHeaderOnly,
+            Fate::ProxyMalformed,
         ]
     }
 
     /// The counters an outcome may land in, by name.
-    fn landing_counters(c: &Counters) -> [(&'static str, u64); 6] {
+    fn landing_counters(c: &Counters) -> [(&'static str, u64); 8] {
         [
+            ("proxy_header_only", c.proxy_header_only),
+            ("proxy_malformed", c.proxy_malformed),
             ("replied", c.replied),
             ("send_errors", c.send_errors),
             ("dropped_rate_limited", c.dropped_rate_limited),
@@ -342,5 +415,36 @@ mod tests {
             c.to_string(),
             "received=1 replied=2 bytes_in=3 bytes_out=4 invalid_utf8=5 dropped_too_large=6 send_errors=7 dropped_rate_limited=9 dropped_ratio=10"
         );
+        let proxied = Counters {
+            proxy_attributed: 11,
+            proxy_unattributed: 12,
+            proxy_header_only: 13,
+            proxy_malformed: 14,
+            ..c
+        };
+        assert_eq!(proxied.to_string(), c.to_string(), "the proxy's apart");
+        assert_eq!(
+            proxied.proxy_fields(),
+            " proxy_attributed=11 proxy_unattributed=12 proxy_header_only=13 proxy_malformed=14"
+        );
+    }
+
+    #[test]
+    fn origins_are_counted_apart_from_fates() {
+        let mut c = Counters::default();
+        for origin in [
+            Origin::Proxied,
+            Origin::Proxied,
+            Origin::ProxyOwn,
+            Origin::Peer,
+        ] {
+            c.record_origin(origin);
+        }
+        assert_eq!((c.proxy_attributed, c.proxy_unattributed), (2, 1));
+        assert_eq!(c.received, 0, "an origin is no datagram of its own");
+        c.record(&Outcome::unanswerable(Fate::ProxyMalformed));
+        c.record(&Outcome::unanswerable(Fate::ProxyHeaderOnly));
+        assert_eq!((c.proxy_header_only, c.proxy_malformed), (1, 1));
+        assert_eq!(c.settled(), c.received);
     }
 }

@@ -11,6 +11,7 @@ use std::fmt::Write;
 use crate::batch_sizes::BatchSizes;
 use crate::counters::Counters;
 use crate::serving::Totals;
+use crate::sessions::SessionStats;
 use crate::tcp::TcpCounters;
 
 /// The `Content-Type` of the text format.
@@ -28,9 +29,15 @@ pub(crate) fn render(totals: &Totals, udp: bool, version: &str) -> String {
     out.sample("upcase_build_info", &[("version", version)], 1);
     if udp {
         out.udp(&totals.udp);
+        if let Some(sessions) = &totals.sessions {
+            out.udp_proxy(&totals.udp, sessions);
+        }
     }
     if let Some(tcp) = &totals.tcp {
         out.tcp(tcp);
+        if totals.sessions.is_some() {
+            out.tcp_proxy(tcp);
+        }
     }
     out.0
 }
@@ -57,6 +64,14 @@ impl Exposition {
             self.0.push('}');
         }
         let _ = writeln!(self.0, " {value}");
+    }
+
+    /// A counter family of one sample per value of `label`.
+    fn by_label(&mut self, name: &str, help: &str, label: &str, samples: &[(&str, u64)]) {
+        self.family(name, "counter", help);
+        for &(value, count) in samples {
+            self.sample(name, &[(label, value)], count);
+        }
     }
 
     /// A family of one unlabelled sample.
@@ -91,19 +106,17 @@ impl Exposition {
             "Payload bytes of the UDP replies sent.",
             c.bytes_out,
         );
-        let dropped = "upcase_udp_dropped_total";
-        self.family(
-            dropped,
-            counter,
-            "UDP datagrams not answered, by reason: too_large (the reply would not fit one datagram), rate_limited (--rate-limit), ratio (--max-reply-ratio).",
+        self.by_label(
+            "upcase_udp_dropped_total",
+            "UDP datagrams not answered, by reason: too_large (the reply would not fit one datagram), rate_limited (--rate-limit), ratio (--max-reply-ratio), proxy_malformed (a listed proxy's malformed PROXY header).",
+            "reason",
+            &[
+                ("too_large", c.dropped_too_large),
+                ("rate_limited", c.dropped_rate_limited),
+                ("ratio", c.dropped_ratio),
+                ("proxy_malformed", c.proxy_malformed),
+            ],
         );
-        for (reason, value) in [
-            ("too_large", c.dropped_too_large),
-            ("rate_limited", c.dropped_rate_limited),
-            ("ratio", c.dropped_ratio),
-        ] {
-            self.sample(dropped, &[("reason", reason)], value);
-        }
         self.one(
             "upcase_udp_send_errors_total",
             counter,
@@ -126,6 +139,58 @@ impl Exposition {
             "upcase_udp_batch_datagrams",
             "Datagrams per receive batch (one system call): ones mean the workers wait for each datagram, full batches that they are behind.",
             &c.batches,
+        );
+    }
+
+    /// The `--proxy-protocol-from` families of UDP.
+    fn udp_proxy(&mut self, c: &Counters, sessions: &SessionStats) {
+        self.by_label(
+            "upcase_udp_proxy_datagrams_total",
+            "UDP datagrams from listed proxies, by whom they counted as: attributed (the client a PROXY header or its session named), unattributed (the proxy's own: no header and no session), malformed (dropped).",
+            "origin",
+            &[
+                ("attributed", c.proxy_attributed),
+                ("unattributed", c.proxy_unattributed),
+                ("malformed", c.proxy_malformed),
+            ],
+        );
+        self.one(
+            "upcase_udp_proxy_header_only_total",
+            "counter",
+            "UDP datagrams that were a PROXY header alone: a session opened, nothing to answer.",
+            c.proxy_header_only,
+        );
+        self.one(
+            "upcase_udp_proxy_sessions",
+            "gauge",
+            "UDP proxy sessions remembered (slots in use, some perhaps past their idle time).",
+            sessions.remembered,
+        );
+        self.one(
+            "upcase_udp_proxy_session_slots",
+            "gauge",
+            "UDP proxy sessions there is room for, over every socket (--proxy-session-table each).",
+            sessions.capacity,
+        );
+        self.one(
+            "upcase_udp_proxy_sessions_evicted_total",
+            "counter",
+            "UDP proxy sessions replaced before their idle time to make room: the table is too small, or someone floods it.",
+            sessions.evicted,
+        );
+    }
+
+    /// The `--proxy-protocol-from` family of TCP.
+    fn tcp_proxy(&mut self, t: &TcpCounters) {
+        self.by_label(
+            "upcase_tcp_proxy_connections_total",
+            "TCP connections from listed proxies, by their PROXY header: attributed (it named a client), unattributed (it named no one), malformed (none or a bad one: closed unanswered).",
+            "origin",
+            &[
+                ("attributed", t.proxy_attributed),
+                ("unattributed", t.proxy_unattributed),
+                ("malformed", t.proxy_malformed),
+            ],
         );
     }
 
@@ -230,6 +295,7 @@ mod tests {
         Totals {
             udp,
             tcp: Some(tcp),
+            sessions: None,
         }
     }
 
@@ -313,6 +379,52 @@ mod tests {
         let tcp_only = render(&totals(), false, "v");
         assert!(!tcp_only.contains("upcase_udp_"), "{tcp_only}");
         assert!(tcp_only.contains("upcase_tcp_"), "{tcp_only}");
+    }
+
+    #[test]
+    fn the_proxy_families_come_with_the_option() {
+        let plain = render(&totals(), true, "v");
+        assert!(!plain.contains("proxy_datagrams"), "{plain}");
+        assert_eq!(
+            value(
+                &plain,
+                "upcase_udp_dropped_total{reason=\"proxy_malformed\"}"
+            ),
+            Some(0)
+        );
+        let mut proxied = totals();
+        proxied.udp.proxy_attributed = 3;
+        proxied.udp.proxy_malformed = 2;
+        proxied.udp.proxy_header_only = 1;
+        proxied.tcp = proxied.tcp.map(|tcp| TcpCounters {
+            proxy_unattributed: 4,
+            ..tcp
+        });
+        proxied.sessions = Some(SessionStats {
+            remembered: 5,
+            capacity: 16,
+            evicted: 6,
+        });
+        let text = render(&proxied, true, "v");
+        for (series, expected) in [
+            ("upcase_udp_dropped_total{reason=\"proxy_malformed\"}", 2),
+            ("upcase_udp_proxy_datagrams_total{origin=\"attributed\"}", 3),
+            (
+                "upcase_udp_proxy_datagrams_total{origin=\"unattributed\"}",
+                0,
+            ),
+            ("upcase_udp_proxy_datagrams_total{origin=\"malformed\"}", 2),
+            ("upcase_udp_proxy_header_only_total", 1),
+            ("upcase_udp_proxy_sessions", 5),
+            ("upcase_udp_proxy_session_slots", 16),
+            ("upcase_udp_proxy_sessions_evicted_total", 6),
+            (
+                "upcase_tcp_proxy_connections_total{origin=\"unattributed\"}",
+                4,
+            ),
+        ] {
+            assert_eq!(value(&text, series), Some(expected), "{series} in\n{text}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   `cli`: the command line that fills it in;
 //! - `batch_sizes`, `counters`, `live`, `warn_limit`: what a worker counts, where others
 //!   read it, how often it warns;
-//! - `policy`: the abuse limits in force;
+//! - `policy`: the abuse limits in force; `sessions`, `proxy`: the UDP
+//!   proxy sessions and the rule that reads a listed proxy's PROXY header
+//!   (`--proxy-protocol-from`; the parsing is proto's);
 //! - `tuning`, `binding`: the sockets, bound and tuned, before serving;
 //!   `activation`: or inherited from a supervisor (systemd's LISTEN_FDS);
 //! - `worker`: the UDP worker and each datagram's path through it;
@@ -36,9 +38,11 @@ mod live;
 mod metrics;
 mod notify;
 mod policy;
+mod proxy;
 mod ready;
 mod report;
 mod serving;
+mod sessions;
 mod signals;
 mod tcp;
 mod tuning;

@@ -27,6 +27,10 @@ pub(crate) struct LiveStats {
     recv_errors: AtomicU64,
     dropped_rate_limited: AtomicU64,
     dropped_ratio: AtomicU64,
+    proxy_header_only: AtomicU64,
+    proxy_malformed: AtomicU64,
+    proxy_attributed: AtomicU64,
+    proxy_unattributed: AtomicU64,
     batch_counts: [AtomicU64; BOUNDS.len()],
     batch_over: AtomicU64,
     batch_sum: AtomicU64,
@@ -57,6 +61,10 @@ impl Publisher {
         set(&stats.recv_errors, counters.recv_errors);
         set(&stats.dropped_rate_limited, counters.dropped_rate_limited);
         set(&stats.dropped_ratio, counters.dropped_ratio);
+        set(&stats.proxy_header_only, counters.proxy_header_only);
+        set(&stats.proxy_malformed, counters.proxy_malformed);
+        set(&stats.proxy_attributed, counters.proxy_attributed);
+        set(&stats.proxy_unattributed, counters.proxy_unattributed);
         for (field, &count) in stats.batch_counts.iter().zip(&counters.batches.counts) {
             set(field, count);
         }
@@ -86,6 +94,10 @@ impl LiveStats {
             recv_errors: get(&self.recv_errors),
             dropped_rate_limited: get(&self.dropped_rate_limited),
             dropped_ratio: get(&self.dropped_ratio),
+            proxy_header_only: get(&self.proxy_header_only),
+            proxy_malformed: get(&self.proxy_malformed),
+            proxy_attributed: get(&self.proxy_attributed),
+            proxy_unattributed: get(&self.proxy_unattributed),
             batches: BatchSizes {
                 counts: self.batch_counts.each_ref().map(get),
                 over: get(&self.batch_over),
@@ -116,6 +128,10 @@ mod tests {
             recv_errors: n + 7,
             dropped_rate_limited: n + 8,
             dropped_ratio: n + 9,
+            proxy_header_only: n + 13,
+            proxy_malformed: n + 14,
+            proxy_attributed: n + 15,
+            proxy_unattributed: n + 16,
             batches: BatchSizes {
                 counts: [n + 10; BOUNDS.len()],
                 over: n + 11,

@@ -11,6 +11,8 @@ use crate::serving::Totals;
 /// Logs `totals` after `label` (`summary:`, `counters so far:`).
 pub(crate) fn log_totals(label: &str, totals: &Totals) {
     let (udp, tcp) = (&totals.udp, totals.tcp.as_ref());
+    let proxy = totals.sessions.as_ref();
+    let tcp_proxy = tcp.filter(|_| proxy.is_some());
     info!(
         received = udp.received,
         replied = udp.replied,
@@ -21,6 +23,13 @@ pub(crate) fn log_totals(label: &str, totals: &Totals) {
         send_errors = udp.send_errors,
         dropped_rate_limited = udp.dropped_rate_limited,
         dropped_ratio = udp.dropped_ratio,
+        // With --proxy-protocol-from only.
+        proxy_attributed = proxy.map(|_| udp.proxy_attributed),
+        proxy_unattributed = proxy.map(|_| udp.proxy_unattributed),
+        proxy_header_only = proxy.map(|_| udp.proxy_header_only),
+        proxy_malformed = proxy.map(|_| udp.proxy_malformed),
+        proxy_sessions = proxy.map(|s| s.remembered),
+        proxy_sessions_evicted = proxy.map(|s| s.evicted),
         // Fields of `None` are left out: no `tcp_` field without TCP.
         tcp_accepted = tcp.map(|t| t.accepted),
         tcp_refused = tcp.map(|t| t.refused_over_limit),
@@ -29,6 +38,9 @@ pub(crate) fn log_totals(label: &str, totals: &Totals) {
         tcp_bytes_out = tcp.map(|t| t.bytes_out),
         tcp_errors = tcp.map(|t| t.errors),
         tcp_closed_at_stop = tcp.map(|t| t.closed_at_stop),
+        tcp_proxy_attributed = tcp_proxy.map(|t| t.proxy_attributed),
+        tcp_proxy_unattributed = tcp_proxy.map(|t| t.proxy_unattributed),
+        tcp_proxy_malformed = tcp_proxy.map(|t| t.proxy_malformed),
         "{label}"
     );
 }
@@ -82,11 +94,35 @@ mod tests {
             bytes_out: 4,
             ..TcpCounters::default()
         };
+        let sessions = Some(crate::sessions::SessionStats {
+            remembered: 5,
+            capacity: 8,
+            evicted: 6,
+        });
+        let proxied = Counters {
+            proxy_attributed: 1,
+            proxy_malformed: 2,
+            ..udp
+        };
         for totals in [
-            Totals { udp, tcp: None },
+            Totals {
+                udp,
+                ..Totals::default()
+            },
             Totals {
                 udp,
                 tcp: Some(tcp),
+                sessions: None,
+            },
+            Totals {
+                udp: proxied,
+                tcp: None,
+                sessions,
+            },
+            Totals {
+                udp: proxied,
+                tcp: Some(tcp),
+                sessions,
             },
         ] {
             let text = logged_text(|| log_totals("summary:", &totals));

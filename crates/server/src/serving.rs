@@ -7,13 +7,14 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use anyhow::Context;
 use tracing::info;
-use upcase_udp::Io;
+use upcase_udp::{Io, opts};
 
 use crate::activation::Inherited;
 use crate::binding::{Bound, RECV_TIMEOUT};
@@ -21,7 +22,9 @@ use crate::config::{Config, TcpLimits};
 use crate::counters::Counters;
 use crate::live::{self, LiveStats};
 use crate::policy::Policy;
-use crate::tcp::{TcpCounters, TcpLive, serve_tcp};
+use crate::proxy::{Proxies, SharedSessions, session_stats};
+use crate::sessions::{SessionStats, SessionTable};
+use crate::tcp::{TcpCounters, TcpLive, TcpProxies, serve_tcp};
 use crate::worker::Worker;
 
 /// Every bound socket with what serves it, ready to serve.
@@ -29,7 +32,10 @@ pub(crate) struct Service {
     workers: Vec<Worker>,
     tcp: Vec<TcpListener>,
     limits: TcpLimits,
+    /// `--threads`: the TCP runtime's too.
+    threads: usize,
     policy: Arc<Policy>,
+    tcp_proxies: Option<Arc<TcpProxies>>,
     live: Live,
     udp_addrs: Vec<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
@@ -41,12 +47,24 @@ pub(crate) struct Service {
 #[derive(Debug)]
 pub(crate) struct Sockets {
     udp: Vec<UdpSocket>,
+    /// For each of `udp`, which socket it is: workers of the same socket
+    /// share its proxy sessions, since any of them may receive a proxy's
+    /// next datagram.
+    socket_of: Vec<usize>,
     tcp: Vec<TcpListener>,
 }
 
 impl From<Bound> for Sockets {
     fn from(bound: Bound) -> Sockets {
+        let workers = bound.udp.len();
         Sockets {
+            // Where the system cannot balance a port over sockets, binding
+            // gave every worker a handle of one socket.
+            socket_of: if opts::BALANCED_REUSE_PORT {
+                (0..workers).collect()
+            } else {
+                vec![0; workers]
+            },
             udp: bound.udp,
             tcp: bound.tcp.into_iter().collect(),
         }
@@ -81,14 +99,18 @@ impl Sockets {
         } else {
             threads.max(udp.len())
         };
-        let udp = (0..workers)
-            .map(|worker| {
-                // A duplicate descriptor for each worker: the same socket.
-                udp[worker % udp.len()].try_clone()
-            })
+        let socket_of: Vec<usize> = (0..workers).map(|worker| worker % udp.len()).collect();
+        let udp = socket_of
+            .iter()
+            // A duplicate descriptor for each worker: the same socket.
+            .map(|&socket| udp[socket].try_clone())
             .collect::<std::io::Result<Vec<_>>>()
             .context("cannot share an inherited UDP socket between workers")?;
-        Ok(Sockets { udp, tcp })
+        Ok(Sockets {
+            udp,
+            socket_of,
+            tcp,
+        })
     }
 }
 
@@ -97,6 +119,8 @@ impl Sockets {
 pub(crate) struct Live {
     udp: Vec<Arc<LiveStats>>,
     tcp: Option<Arc<TcpLive>>,
+    /// Each UDP socket's proxy sessions, with `--proxy-protocol-from`.
+    sessions: Option<Vec<SharedSessions>>,
 }
 
 impl Live {
@@ -110,6 +134,7 @@ impl Live {
         Totals {
             udp: live::total(&self.udp),
             tcp: self.tcp.as_ref().map(|tcp| tcp.snapshot()),
+            sessions: self.sessions.as_deref().map(session_stats),
         }
     }
 }
@@ -125,21 +150,36 @@ impl fmt::Debug for Service {
 }
 
 /// What the server counted: the body of the summary line,
-/// `received=N ... dropped_ratio=N`, then the ` tcp_...=N` fields when TCP
-/// was served.
+/// `received=N ... dropped_ratio=N`, then the ` proxy_...=N` fields with
+/// `--proxy-protocol-from`, then the ` tcp_...=N` fields when TCP was
+/// served (and ` tcp_proxy_...=N` with `--proxy-protocol-from`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
     pub(crate) udp: Counters,
     pub(crate) tcp: Option<TcpCounters>,
+    /// The proxy sessions, with `--proxy-protocol-from` (`None`: off).
+    pub(crate) sessions: Option<SessionStats>,
 }
 
 impl fmt::Display for Totals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.udp)?;
-        match &self.tcp {
-            Some(tcp) => f.write_str(&tcp.summary_fields()),
-            None => Ok(()),
+        if let Some(sessions) = &self.sessions {
+            write!(
+                f,
+                "{} proxy_sessions={} proxy_sessions_evicted={}",
+                self.udp.proxy_fields(),
+                sessions.remembered,
+                sessions.evicted
+            )?;
         }
+        if let Some(tcp) = &self.tcp {
+            f.write_str(&tcp.summary_fields())?;
+            if self.sessions.is_some() {
+                f.write_str(&tcp.proxy_fields())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -154,23 +194,45 @@ impl Service {
         let mut live = Live {
             udp: Vec::with_capacity(sockets.udp.len()),
             tcp: (!sockets.tcp.is_empty()).then(Arc::default),
+            sessions: None,
         };
+        let proxies = config.proxy.as_ref().map(|proxy| {
+            let sources = Arc::new(proxy.from.clone());
+            // One table per socket, all allocated now.
+            let sockets = sockets.socket_of.iter().max().map_or(0, |&last| last + 1);
+            let tables: Vec<SharedSessions> = (0..sockets)
+                .map(|_| Arc::new(Mutex::new(SessionTable::new(proxy.sessions, proxy.idle))))
+                .collect();
+            live.sessions = Some(tables.clone());
+            (sources, tables)
+        });
+        let epoch = Instant::now();
         let workers = sockets
             .udp
             .into_iter()
-            .map(|socket| {
+            .zip(&sockets.socket_of)
+            .map(|(socket, &index)| {
                 let (publisher, stats) = live::block();
                 live.udp.push(stats);
                 let udp = &config.udp;
-                Worker::new(
+                let worker = Worker::new(
                     socket,
                     Arc::clone(&policy),
                     udp.busy_poll,
                     udp.io,
                     publisher,
-                )
+                )?;
+                Ok(match &proxies {
+                    Some((sources, tables)) => worker.with_proxies(Proxies::new(
+                        Arc::clone(sources),
+                        Arc::clone(&tables[index]),
+                        epoch,
+                    )),
+                    None => worker,
+                })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let tcp_proxies = proxies.map(|(sources, _)| Arc::new(TcpProxies::new(sources)));
         if !udp_addrs.is_empty() {
             info!(
                 "receiving on {} with {} worker thread{}, {}",
@@ -182,6 +244,9 @@ impl Service {
         }
         if let Some(limits) = config.policy.describe() {
             info!("abuse limits: {limits}");
+        }
+        if let Some(proxy) = &config.proxy {
+            info!("{}", proxy.describe());
         }
         if !tcp_addrs.is_empty() {
             info!(
@@ -195,7 +260,9 @@ impl Service {
             workers,
             tcp: sockets.tcp,
             limits: config.tcp,
+            threads: config.threads,
             policy,
+            tcp_proxies,
             live,
             udp_addrs,
             tcp_addrs,
@@ -238,7 +305,9 @@ impl Service {
             workers,
             tcp,
             limits,
+            threads,
             policy,
+            tcp_proxies,
             live,
             ..
         } = self;
@@ -249,7 +318,8 @@ impl Service {
                     thread::Builder::new()
                         .name("tcp".to_string())
                         .spawn_scoped(scope, || {
-                            let served = serve_tcp(listeners, limits, stop, &tcp_live);
+                            let served =
+                                serve_tcp(listeners, limits, threads, tcp_proxies, stop, &tcp_live);
                             if served.is_err() {
                                 stop.store(true, Ordering::Relaxed);
                             }
@@ -273,7 +343,8 @@ impl Service {
             });
             let udp = udp?;
             let tcp = tcp.transpose()?.map(|()| tcp_live.snapshot());
-            Ok(Totals { udp, tcp })
+            let sessions = live.sessions.as_deref().map(session_stats);
+            Ok(Totals { udp, tcp, sessions })
         });
         if let Some(table) = policy.table_summary() {
             info!("{table}");
@@ -490,16 +561,44 @@ mod tests {
             ..TcpCounters::default()
         };
         assert_eq!(
-            Totals { udp, tcp: None }.to_string(),
+            Totals {
+                udp,
+                ..Totals::default()
+            }
+            .to_string(),
             "received=2 replied=1 bytes_in=0 bytes_out=0 invalid_utf8=0 dropped_too_large=0 send_errors=0 dropped_rate_limited=0 dropped_ratio=1"
         );
         assert_eq!(
             Totals {
                 udp,
-                tcp: Some(tcp)
+                tcp: Some(tcp),
+                sessions: None,
             }
             .to_string(),
             "received=2 replied=1 bytes_in=0 bytes_out=0 invalid_utf8=0 dropped_too_large=0 send_errors=0 dropped_rate_limited=0 dropped_ratio=1 tcp_accepted=3 tcp_refused=0 tcp_timed_out=0 tcp_bytes_in=0 tcp_bytes_out=0 tcp_errors=0 tcp_closed_at_stop=0"
+        );
+        let proxied = Totals {
+            udp: Counters {
+                proxy_attributed: 1,
+                proxy_unattributed: 2,
+                proxy_header_only: 3,
+                proxy_malformed: 4,
+                ..udp
+            },
+            tcp: Some(TcpCounters {
+                proxy_attributed: 5,
+                proxy_malformed: 6,
+                ..tcp
+            }),
+            sessions: Some(SessionStats {
+                remembered: 7,
+                capacity: 16,
+                evicted: 8,
+            }),
+        };
+        assert_eq!(
+            proxied.to_string(),
+            "received=2 replied=1 bytes_in=0 bytes_out=0 invalid_utf8=0 dropped_too_large=0 send_errors=0 dropped_rate_limited=0 dropped_ratio=1 proxy_attributed=1 proxy_unattributed=2 proxy_header_only=3 proxy_malformed=4 proxy_sessions=7 proxy_sessions_evicted=8 tcp_accepted=3 tcp_refused=0 tcp_timed_out=0 tcp_bytes_in=0 tcp_bytes_out=0 tcp_errors=0 tcp_closed_at_stop=0 tcp_proxy_attributed=5 tcp_proxy_unattributed=0 tcp_proxy_malformed=6"
         );
     }
 }

@@ -9,21 +9,26 @@
 //! 2. a buffer holding a GRO train of ASCII segments is answered whole, with
 //!    one GSO send of the train uppercased where it lies (under a rate limit
 //!    each segment is decided alone first, and the train still goes out
-//!    whole if none was refused); any other train is split into its
-//!    datagrams, each taking the steps below;
-//! 3. a datagram whose source is over the rate limit is not answered
+//!    whole if none was refused); any other train, and any train from a
+//!    listed proxy, is split into its datagrams, each taking the steps below;
+//! 3. with `--proxy-protocol-from`, a datagram from a listed proxy loses its
+//!    PROXY header, if it has one, and counts as the client the header or
+//!    its session names (`proxy`'s rule); a header alone or a malformed one
+//!    leaves nothing to answer; the reply still goes to the proxy;
+//! 4. a datagram whose client is over the rate limit is not answered
 //!    (checked first, so a flood costs no transform);
-//! 4. proto uppercases it: in place when it is ASCII, else into the scratch
+//! 5. proto uppercases it: in place when it is ASCII, else into the scratch
 //!    vector, or refuses a reply too large for the peer's address family;
-//! 5. a reply over the reply ratio is not sent;
-//! 6. the reply is queued: by reference to the receive slot when it was
+//! 6. a reply over the reply ratio is not sent;
+//! 7. the reply is queued: by reference to the receive slot when it was
 //!    built in place (no copy, no allocation), else as a copy of the
 //!    scratch into the send batch's arena, which keeps its capacity;
-//! 7. after the flush, each queued reply was sent or failed.
+//! 8. after the flush, each queued reply was sent or failed.
 //!
 //! Every step that ends a datagram's path gives an [`Outcome`], and
 //! [`Counters::record`] is the one place outcomes are counted.
 
+use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -40,9 +45,10 @@ use upcase_udp::{
     DatagramMut, Io, Queue, RecvBatch, RecvErrorClass, SendBatch, classify_recv_error,
 };
 
-use crate::counters::{Counters, Fate, Outcome};
+use crate::counters::{Counters, Fate, Origin, Outcome};
 use crate::live::Publisher;
 use crate::policy::Policy;
+use crate::proxy::{Arrival, Proxies};
 use crate::warn_limit::{WarnLimiter, suppressed_note};
 
 /// Most batches answered after the stop: 64 x 64 datagrams, a few
@@ -75,6 +81,41 @@ struct State {
     live: Publisher,
     warnings: WarnLimiter,
     policy: Arc<Policy>,
+    /// The listed proxies and this socket's sessions, with
+    /// `--proxy-protocol-from`.
+    proxies: Option<Proxies>,
+}
+
+/// Whom one datagram is answered for (its reply goes to its peer).
+#[derive(Clone, Copy, Debug)]
+struct Client {
+    /// The peer itself, or the client a PROXY header named.
+    addr: SocketAddr,
+    origin: Origin,
+}
+
+impl Client {
+    /// The peer, as always.
+    fn peer(peer: SocketAddr) -> Client {
+        Client {
+            addr: peer,
+            origin: Origin::Peer,
+        }
+    }
+}
+
+/// A datagram's sender as the logs name it: the peer, or the client and
+/// the proxy it came through.
+struct Named(SocketAddr, Client);
+
+impl fmt::Display for Named {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Named(peer, client) = *self;
+        match client.origin {
+            Origin::Proxied => write!(f, "{} via {}", shown(client.addr), shown(peer)),
+            Origin::Peer | Origin::ProxyOwn => write!(f, "{}", shown(peer)),
+        }
+    }
 }
 
 /// A reply queued and not yet flushed: one datagram's, or a GSO train's.
@@ -142,9 +183,17 @@ impl Worker {
                 live,
                 warnings: WarnLimiter::default(),
                 policy,
+                proxies: None,
             },
             busy_poll,
         })
+    }
+
+    /// Reads the PROXY headers of `proxies`' listed peers
+    /// (`--proxy-protocol-from`), keeping their sessions in its table.
+    pub(crate) fn with_proxies(mut self, proxies: Proxies) -> Worker {
+        self.state.proxies = Some(proxies);
+        self
     }
 
     /// Answers datagrams until `stop` is set, then answers what is already
@@ -237,7 +286,7 @@ impl Worker {
 }
 
 impl State {
-    /// Step 1 and 2: queues the replies to one received buffer, a datagram or
+    /// Steps 1 and 2: queues the replies to one received buffer, a datagram or
     /// a GRO train.
     fn answer_buffer<'d>(
         &mut self,
@@ -265,10 +314,24 @@ impl State {
         }
         match datagram.meta.segment_size {
             Some(size) if size > 0 && datagram.bytes.len() > usize::from(size) => {
+                if self.is_proxy(peer) {
+                    // Each segment may carry a header of its own.
+                    for segment in datagram.bytes.chunks_mut(usize::from(size)) {
+                        self.answer_one(segment, peer, queue)?;
+                    }
+                    return Ok(());
+                }
                 self.answer_train(datagram.bytes, size, peer, queue)
             }
             _ => self.answer_one(datagram.bytes, peer, queue),
         }
+    }
+
+    /// Whether `peer` is a listed proxy (never, without the option).
+    fn is_proxy(&self, peer: SocketAddr) -> bool {
+        self.proxies
+            .as_ref()
+            .is_some_and(|proxies| proxies.lists(peer))
     }
 
     /// Queues the replies to a GRO train of `size`-byte segments: one GSO
@@ -324,7 +387,8 @@ impl State {
         self.segments.clear();
         for datagram in train.chunks_mut(segment) {
             let request_len = datagram.len();
-            let in_place = match self.reply_to(datagram, peer) {
+            let client = Client::peer(peer);
+            let in_place = match self.reply_to(datagram, peer, client) {
                 Some(reply @ Reply::InPlace { .. }) => {
                     Some(self.to_queued(reply, request_len, peer))
                 }
@@ -369,27 +433,92 @@ impl State {
         Ok(())
     }
 
-    /// Step 6 for one datagram: queues its reply, the datagram itself when
-    /// it was answered in place, else a copy of the scratch.
+    /// Steps 3 to 7 for one datagram: queues its reply, the datagram itself
+    /// (after its PROXY header, if any) when it was answered in place, else
+    /// a copy of the scratch.
     fn answer_one<'d>(
         &mut self,
         datagram: &'d mut [u8],
         peer: SocketAddr,
         queue: &mut Queue<'_, 'd, UdpSocket>,
     ) -> io::Result<()> {
-        let request_len = datagram.len();
-        let Some(reply) = self.reply_to(datagram, peer) else {
+        let Some((request, client)) = self.take_proxy_header(datagram, peer) else {
+            return Ok(());
+        };
+        let request_len = request.len();
+        let Some(reply) = self.reply_to(request, peer, client) else {
             return Ok(());
         };
         match reply {
             Reply::InPlace { len } => {
-                let datagram: &'d [u8] = datagram;
-                queue.push(Some(peer), datagram.get(..len).unwrap_or(datagram), None)?;
+                let request: &'d [u8] = request;
+                queue.push(Some(peer), request.get(..len).unwrap_or(request), None)?;
             }
             Reply::InScratch { .. } => queue.push_copy(Some(peer), &self.scratch, None)?,
         }
         self.queued.push(self.to_queued(reply, request_len, peer));
         Ok(())
+    }
+
+    /// Step 3: the request in `datagram` and whom it is for: all of it, for
+    /// its peer, unless the peer is a listed proxy; then what follows its
+    /// PROXY header, for the client the header or its session names.
+    /// `None` when nothing is left to answer (a header alone, a malformed
+    /// one), which is counted here.
+    fn take_proxy_header<'d>(
+        &mut self,
+        datagram: &'d mut [u8],
+        peer: SocketAddr,
+    ) -> Option<(&'d mut [u8], Client)> {
+        let Some(proxies) = self.proxies.as_ref().filter(|proxies| proxies.lists(peer)) else {
+            return Some((datagram, Client::peer(peer)));
+        };
+        let (payload_at, client) = match proxies.arrival(datagram, peer, Instant::now()) {
+            Arrival::Client { client, payload_at } => (
+                payload_at,
+                Client {
+                    addr: client,
+                    origin: Origin::Proxied,
+                },
+            ),
+            Arrival::ProxyOwn { payload_at } => (
+                payload_at,
+                Client {
+                    addr: peer,
+                    origin: Origin::ProxyOwn,
+                },
+            ),
+            Arrival::HeaderOnly { client } => {
+                let origin = client.map_or(Origin::ProxyOwn, |_| Origin::Proxied);
+                self.counters.record_origin(origin);
+                self.counters
+                    .record(&Outcome::unanswerable(Fate::ProxyHeaderOnly));
+                debug!(
+                    "{}: a PROXY header alone, for {}",
+                    shown(peer),
+                    client.map_or_else(|| "the proxy itself".to_string(), |c| shown(c).to_string())
+                );
+                return None;
+            }
+            Arrival::Malformed(why) => {
+                self.counters.record(&Outcome {
+                    bytes_in: datagram.len() as u64,
+                    ..Outcome::unanswerable(Fate::ProxyMalformed)
+                });
+                if let Some(suppressed) = self.warnings.allow(Instant::now()) {
+                    warn!(
+                        "a datagram from the proxy {} is not answered: it starts with {why}{}",
+                        shown(peer),
+                        suppressed_note(suppressed)
+                    );
+                }
+                return None;
+            }
+        };
+        self.counters.record_origin(client.origin);
+        // The header is never longer than the datagram: proto says so.
+        let (_, request) = datagram.split_at_mut(payload_at.min(datagram.len()));
+        Some((request, client))
     }
 
     /// The queue's record of `reply`, to a request of `request_len` bytes.
@@ -407,13 +536,13 @@ impl State {
         }
     }
 
-    /// Steps 3 to 5 for one datagram from `peer`: where its reply is, or
-    /// `None` when it gets none (that outcome is then counted, and warned
-    /// about within the warnings' limit).
-    fn reply_to(&mut self, datagram: &mut [u8], peer: SocketAddr) -> Option<Reply> {
+    /// Steps 4 to 6 for one request from `peer`, for `client`: where its
+    /// reply is, or `None` when it gets none (that outcome is then counted,
+    /// and warned about within the warnings' limit).
+    fn reply_to(&mut self, datagram: &mut [u8], peer: SocketAddr, client: Client) -> Option<Reply> {
         let request_len = datagram.len();
-        if !self.policy.admits(peer.ip()) {
-            self.refuse(peer, request_len, None, Fate::RateLimited);
+        if !self.policy.admits(client.addr.ip()) {
+            self.refuse(peer, client, request_len, None, Fate::RateLimited);
             return None;
         }
         let family = Family::of(peer);
@@ -423,13 +552,14 @@ impl State {
                 DatagramReply::InScratch { len, path } => (Reply::InScratch { path }, len, path),
                 DatagramReply::TooLarge(too_large) => {
                     let fate = Fate::TooLarge(too_large);
-                    self.refuse(peer, request_len, Some(too_large.path), fate);
+                    self.refuse(peer, client, request_len, Some(too_large.path), fate);
                     return None;
                 }
             };
         if !self.policy.reply_allowed(request_len, reply_len) {
             self.refuse(
                 peer,
+                client,
                 request_len,
                 Some(path),
                 Fate::RatioExceeded { reply_len },
@@ -438,13 +568,20 @@ impl State {
         }
         debug!(
             "{}: {request_len} bytes in, {reply_len} out ({path:?})",
-            shown(peer)
+            Named(peer, client)
         );
         Some(reply)
     }
 
     /// Counts a datagram that gets no reply, and says why.
-    fn refuse(&mut self, peer: SocketAddr, request_len: usize, path: Option<Path>, fate: Fate) {
+    fn refuse(
+        &mut self,
+        peer: SocketAddr,
+        client: Client,
+        request_len: usize,
+        path: Option<Path>,
+        fate: Fate,
+    ) {
         self.counters.record(&Outcome {
             datagrams: 1,
             bytes_in: request_len as u64,
@@ -455,7 +592,7 @@ impl State {
             return;
         };
         let family = Family::of(peer);
-        let (peer, suppressed) = (shown(peer), suppressed_note(suppressed));
+        let (peer, suppressed) = (Named(peer, client), suppressed_note(suppressed));
         match fate {
             Fate::RateLimited => warn!(
                 "reply to {peer} not sent: its address is over the rate limit of {} replies per second{suppressed}",
@@ -471,11 +608,16 @@ impl State {
                 "reply to {peer} not sent: {reply_len} bytes (request {request_len} bytes) is over the {} limit of {limit} bytes{suppressed}",
                 family.name(),
             ),
-            Fate::Sent { .. } | Fate::SendFailed | Fate::NoPeer | Fate::Truncated => {}
+            Fate::Sent { .. }
+            | Fate::SendFailed
+            | Fate::NoPeer
+            | Fate::Truncated
+            | Fate::ProxyHeaderOnly
+            | Fate::ProxyMalformed => {}
         }
     }
 
-    /// Step 7: counts every message queued since the last flush as sent or
+    /// Step 8: counts every message queued since the last flush as sent or
     /// failed; `failed` are the positions of the messages the system
     /// refused, in the order they were queued.
     fn settle_sent(&mut self, failed: &[usize], error: Option<&io::Error>) {

@@ -285,3 +285,27 @@ fn at_a_terminal_a_silent_server_is_an_error_after_the_timeout() {
     drop(release);
     server.finish();
 }
+
+/// nginx's stream module without `proxy_half_close on` closes the whole
+/// connection when the client ends its sending side, before any reply.
+#[test]
+fn a_server_that_closes_without_a_byte_of_reply_is_an_error() {
+    let server = FakeTcpServer::start(|mut stream| {
+        let mut buf = [0u8; 1024];
+        while stream.read(&mut buf).is_ok_and(|read| read > 0) {}
+    });
+    let port = server.port();
+    let (result, output) = run_with(&config_for(port, Some(b"anyone?")), b"");
+    let err = result.expect_err("no reply");
+    assert_eq!(
+        err.to_string(),
+        format!("127.0.0.1:{port} ended the connection without a reply")
+    );
+    assert!(output.is_empty());
+    server.finish();
+    // Empty input owes nothing: still fine.
+    let server = FakeTcpServer::start(|_| {});
+    let (result, _) = run_with(&config_for(server.port(), None), b"");
+    result.expect("nothing sent, nothing owed");
+    server.finish();
+}

@@ -24,18 +24,20 @@ struct Service {
 }
 
 impl Service {
+    /// On one thread: the current-thread runtime (the e2e tests run the
+    /// server's default, a multi-thread one per core).
     fn start(limits: TcpLimits) -> Service {
-        Self::start_on("127.0.0.1:0".parse().expect("addr"), limits)
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), limits, 1)
     }
 
-    fn start_on(addr: SocketAddr, limits: TcpLimits) -> Service {
+    fn start_on(addr: SocketAddr, limits: TcpLimits, threads: usize) -> Service {
         let listener = listen_tcp(addr).expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let stop = Arc::new(AtomicBool::new(false));
         let live = Arc::new(TcpLive::default());
         let thread = {
             let (stop, live) = (Arc::clone(&stop), Arc::clone(&live));
-            thread::spawn(move || serve_tcp(vec![listener], limits, &stop, &live))
+            thread::spawn(move || serve_tcp(vec![listener], limits, threads, None, &stop, &live))
         };
         Service {
             addr,
@@ -150,8 +152,19 @@ fn stream_of(client: usize) -> Vec<u8> {
 
 #[test]
 fn two_hundred_connections_at_once_each_get_their_own_stream() {
+    // On one thread and on a work-stealing pool alike.
+    for threads in [1, 2] {
+        two_hundred_connections_on(threads);
+    }
+}
+
+fn two_hundred_connections_on(threads: usize) {
     const CLIENTS: usize = 200;
-    let service = Service::start(TcpLimits::default());
+    let service = Service::start_on(
+        "127.0.0.1:0".parse().expect("addr"),
+        TcpLimits::default(),
+        threads,
+    );
     let all_connected = Barrier::new(CLIENTS);
     thread::scope(|scope| {
         for i in 0..CLIENTS {
@@ -319,6 +332,7 @@ fn a_dual_stack_listener_takes_ipv4_and_ipv6() {
     let service = Service::start_on(
         format!("[::]:{port}").parse().expect("addr"),
         TcpLimits::default(),
+        1,
     );
     for host in ["127.0.0.1", "[::1]"] {
         let mut stream = TcpStream::connect(format!("{host}:{port}")).expect("connect");
@@ -341,6 +355,7 @@ fn the_summary_fields_name_every_counter() {
         errors: 6,
         closed_at_stop: 7,
         open: 8,
+        ..TcpCounters::default()
     };
     assert_eq!(
         counters.summary_fields(),

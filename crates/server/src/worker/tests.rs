@@ -330,6 +330,7 @@ fn state(policy: Policy) -> State {
         live: crate::live::block().0,
         warnings: WarnLimiter::default(),
         policy: Arc::new(policy),
+        proxies: None,
     }
 }
 
@@ -337,7 +338,7 @@ fn state(policy: Policy) -> State {
 /// bytes, or `None` when it gets none.
 fn run(input: &[u8], peer: SocketAddr, state: &mut State) -> Option<Vec<u8>> {
     let mut buf = input.to_vec();
-    let reply = state.reply_to(&mut buf, peer)?;
+    let reply = state.reply_to(&mut buf, peer, Client::peer(peer))?;
     let bytes = match reply {
         Reply::InPlace { len } => buf[..len].to_vec(),
         Reply::InScratch { .. } => state.scratch.clone(),
@@ -453,7 +454,8 @@ fn replies_the_system_refuses_are_counted_as_send_errors() {
         (b"3", v4_peer()),
     ] {
         let mut buf = request.to_vec();
-        let reply = state.reply_to(&mut buf, peer).expect("a reply");
+        let client = Client::peer(peer);
+        let reply = state.reply_to(&mut buf, peer, client).expect("a reply");
         state
             .queued
             .push(state.to_queued(reply, request.len(), peer));
