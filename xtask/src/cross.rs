@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::{debian, windows, workspace};
+use crate::{debian, windows, wine, workspace};
 
 /// The targets checked unless `--target` names some.
 pub const TARGETS: &[&str] = &[
@@ -51,10 +51,6 @@ pub struct CrossArgs {
     #[arg(long)]
     pub wine: bool,
 }
-
-/// The program `--wine` builds for Windows and runs (upcase-udp's, with its
-/// feature `smoke`).
-const SMOKE: &str = "upcase-udp-smoke";
 
 /// One cargo run for one target, and how it went.
 struct Outcome {
@@ -181,38 +177,12 @@ fn run_step(
 }
 
 /// Builds the portable path's smoke test for Windows and runs it under
-/// Wine: it passes when it says all its checks passed.
+/// Wine (`cargo xtask wine` runs it too, with the end-to-end test).
 fn wine_smoke() -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let args = [
-        "--package",
-        "upcase-udp",
-        "--features",
-        "smoke",
-        "--bin",
-        SMOKE,
-    ];
-    let dir = windows::build(&args)?;
-    let exe = dir.join(format!("{SMOKE}.exe"));
-    let wine = windows::Wine::start()?;
-    println!("==> wine {}", exe.display());
-    // Into a file, not a pipe: a process Wine starts on the side could
-    // hold a pipe open after the program exits.
-    let log = dir.join(format!("{SMOKE}.log"));
-    let file = std::fs::File::create(&log).context("cannot create the smoke test's log")?;
-    let status = wine
-        .command(&exe)?
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().context("cannot share the log")?)
-        .stderr(file)
-        .status()
-        .context("cannot run wine64")?;
-    let output = std::fs::read_to_string(&log).context("cannot read the smoke test's log")?;
-    print!("{output}");
-    let passed = status.success()
-        && output
-            .lines()
-            .any(|l| l.starts_with("portable path: all ") && l.ends_with(" checks passed"));
+    // The programs too, as `cargo xtask wine` builds them: one build for both.
+    let dir = windows::build(&wine::windows_build())?;
+    let passed = wine::smoke(&windows::Wine::start()?, &dir)?;
     Ok(Outcome {
         target: windows::TARGET.to_string(),
         step: "wine",

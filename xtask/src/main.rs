@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod ci;
+#[cfg(target_os = "linux")]
 mod cluster;
 mod cross;
 mod debian;
@@ -16,6 +17,7 @@ mod fuzz;
 mod soak;
 mod tidy;
 mod windows;
+mod wine;
 mod workspace;
 
 use std::process::ExitCode;
@@ -38,6 +40,9 @@ enum Task {
     Ci,
     /// Type-check for macOS, FreeBSD and Windows with Debian's Rust and -Zbuild-std.
     Cross(cross::CrossArgs),
+    /// Build the Windows programs and run their end-to-end test under Wine
+    /// against Linux-native peers on loopback.
+    Wine,
     /// Run every cargo-fuzz target (nightly) for N seconds each; fail on a crash.
     Fuzz(fuzz::FuzzArgs),
     /// Flood the release server on loopback and check that nothing is lost,
@@ -62,16 +67,28 @@ fn command_line() -> String {
         .join(" ")
 }
 
+/// The cluster runs in network namespaces, which only Linux has.
+#[cfg(target_os = "linux")]
+fn cluster_task() -> anyhow::Result<()> {
+    cluster::run()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cluster_task() -> anyhow::Result<()> {
+    anyhow::bail!("the cluster needs Linux's network namespaces, nftables and nginx")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
         Task::Cross(args) => cross::run(&args),
+        Task::Wine => wine::run(),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Soak(args) => soak::run(&args),
         Task::Bench(args) => upcase_bench::run(args, &command_line()),
-        Task::Cluster => cluster::run(),
+        Task::Cluster => cluster_task(),
         Task::Dist => {
             workspace::target_dir().and_then(|target| upcase_dist::run(&workspace::root(), &target))
         }

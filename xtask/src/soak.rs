@@ -260,7 +260,17 @@ fn is_passing(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionRefused | io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-    ) || e.raw_os_error() == Some(libc::ENOBUFS)
+    ) || is_no_buffer_space(e)
+}
+
+/// ENOBUFS (WSAENOBUFS on Windows): the system's send queue was full for a
+/// moment, which a flood must expect.
+fn is_no_buffer_space(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    const NO_BUFFER_SPACE: i32 = libc::ENOBUFS;
+    #[cfg(windows)]
+    const NO_BUFFER_SPACE: i32 = 10055;
+    e.raw_os_error() == Some(NO_BUFFER_SPACE)
 }
 
 /// Starts the server on an ephemeral loopback port, its output in `logs`;
@@ -376,7 +386,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         let sampler = s.spawn(|| {
             let mut samples = Vec::new();
             while !stop_sampler.load(Ordering::Relaxed) {
-                if let Ok(memory) = Memory::of(pid) {
+                if let Ok(Some(memory)) = Memory::of(pid) {
                     samples.push((started.elapsed(), memory.vm_rss_kib));
                 }
                 if let Some(drops) = kernel_drops(pid, addr.port()) {
@@ -465,13 +475,19 @@ fn report_and_check(
         "kernel drops (receive buffer full)", kernel_drops
     );
     println!("  {:<36} {:>14}", "warning lines logged", warnings);
-    println!(
-        "  {:<36} {:>10.1} MiB (first half {:.1}, second half {:.1}; bound {RSS_BOUND_MIB} MiB)",
-        "peak RSS",
-        peak as f64 / 1024.0,
-        first_half as f64 / 1024.0,
-        second_half as f64 / 1024.0
-    );
+    // Memory is read from /proc: Linux's (see upcase_e2e::Memory).
+    let memory_measured = cfg!(target_os = "linux");
+    if memory_measured {
+        println!(
+            "  {:<36} {:>10.1} MiB (first half {:.1}, second half {:.1}; bound {RSS_BOUND_MIB} MiB)",
+            "peak RSS",
+            peak as f64 / 1024.0,
+            first_half as f64 / 1024.0,
+            second_half as f64 / 1024.0
+        );
+    } else {
+        println!("  {:<36} {:>14}", "peak RSS", "not measured");
+    }
     println!(
         "  {:<36} {:>10.3} s",
         "stop after SIGTERM during the flood",
@@ -495,15 +511,17 @@ fn report_and_check(
         received > 0 && replied > 0,
         "the server answered nothing: {udp:?}"
     );
-    ensure!(samples.0.len() >= 2, "too few memory samples");
-    ensure!(
-        peak < RSS_BOUND_MIB * 1024,
-        "peak RSS {peak} KiB is over {RSS_BOUND_MIB} MiB"
-    );
-    ensure!(
-        second_half <= first_half + RSS_SLACK_KIB,
-        "RSS grew: first-half peak {first_half} KiB, second-half peak {second_half} KiB"
-    );
+    if memory_measured {
+        ensure!(samples.0.len() >= 2, "too few memory samples");
+        ensure!(
+            peak < RSS_BOUND_MIB * 1024,
+            "peak RSS {peak} KiB is over {RSS_BOUND_MIB} MiB"
+        );
+        ensure!(
+            second_half <= first_half + RSS_SLACK_KIB,
+            "RSS grew: first-half peak {first_half} KiB, second-half peak {second_half} KiB"
+        );
+    }
     ensure!(
         stop_time <= STOP_BOUND,
         "SIGTERM took {:.3} s to stop the server",

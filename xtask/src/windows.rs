@@ -30,7 +30,8 @@ use crate::{debian, workspace};
 /// The Windows target built here (MSVC's linker and SDK cannot be had).
 pub const TARGET: &str = "x86_64-pc-windows-gnu";
 const LINKER: &str = "x86_64-w64-mingw32-gcc";
-const WINE: &str = "/usr/lib/wine/wine64";
+/// The Wine loader for 64-bit programs.
+pub const WINE: &str = "/usr/lib/wine/wine64";
 const WINESERVER: &str = "/usr/lib/wine/wineserver64";
 const TOOL_PACKAGES: &[&str] = &["gcc-mingw-w64-x86-64", "wine64"];
 /// The DLL std wants, which Wine 8 lacks, and its source.
@@ -183,23 +184,31 @@ impl Wine {
 
     /// A command running `exe` under Wine, with the shim DLL beside it.
     pub fn command(&self, exe: &Path) -> anyhow::Result<Command> {
+        self.place_shim(exe)?;
+        let mut command = self.wine();
+        command.arg(exe);
+        Ok(command)
+    }
+
+    /// Puts the shim DLL beside `exe`, where Windows looks for DLLs first,
+    /// so that `exe` can be run by [`WINE`] with [`Wine::env`]'s variables.
+    pub fn place_shim(&self, exe: &Path) -> anyhow::Result<()> {
         let dir = exe
             .parent()
             .with_context(|| format!("{} is in no directory", exe.display()))?;
         let beside = dir.join(SHIM_DLL);
         std::fs::copy(&self.shim, &beside)
             .with_context(|| format!("cannot copy {SHIM_DLL} to {}", dir.display()))?;
-        let mut command = self.wine();
-        command.arg(exe);
-        Ok(command)
+        Ok(())
     }
 
     fn wine(&self) -> Command {
         self.env(Command::new(WINE))
     }
 
-    /// Our prefix, no debug chatter, no Mono or Gecko to offer.
-    fn env(&self, mut command: Command) -> Command {
+    /// Our prefix, no debug chatter, no Mono or Gecko to offer: what every
+    /// process that starts [`WINE`] needs, or passes on to one that does.
+    pub fn env(&self, mut command: Command) -> Command {
         command
             .env("WINEPREFIX", &self.prefix)
             .env("WINEDEBUG", "-all")

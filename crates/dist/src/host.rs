@@ -4,7 +4,6 @@
 
 use std::env;
 use std::ffi::OsStr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -26,11 +25,32 @@ pub(crate) fn find(command: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
     env::split_paths(&path)
         .map(|dir| dir.join(command))
-        .find(|candidate| {
-            candidate
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|candidate| candidate.metadata().is_ok_and(|m| is_executable(&m)))
+}
+
+#[cfg(unix)]
+fn is_executable(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.is_file() && metadata.permissions().mode() & 0o111 != 0
+}
+
+/// Elsewhere (dist is Debian's, but xtask, which calls it, builds
+/// everywhere) a file is as executable as its name says.
+#[cfg(not(unix))]
+fn is_executable(metadata: &std::fs::Metadata) -> bool {
+    metadata.is_file()
+}
+
+/// Whether apt-get may be run: as root.
+#[cfg(unix)]
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// No root, and no apt-get, off Unix.
+#[cfg(not(unix))]
+fn is_root() -> bool {
+    false
 }
 
 /// The Debian packages whose commands are missing, each once.
@@ -52,7 +72,7 @@ pub(crate) fn ensure_tools() -> anyhow::Result<()> {
         return Ok(());
     }
     let list = missing.join(" ");
-    if !nix::unistd::geteuid().is_root() || find("apt-get").is_none() {
+    if !is_root() || find("apt-get").is_none() {
         bail!("dist needs these Debian packages: apt-get install {list}");
     }
     println!("==> installing what dist needs: apt-get install {list}");

@@ -7,14 +7,16 @@
 //!   test and ready.
 //! - [`ReadyLine`] and [`Summary`]: the server's ready line and its
 //!   `summary:` line, read into types.
-//! - [`Memory`]: VmRSS and VmHWM from `/proc/PID/status`.
+//! - [`Memory`]: VmRSS and VmHWM from `/proc/PID/status` (Linux; not
+//!   measured elsewhere); [`Signal`]: what a test sends a child.
 //! - [`fake_server`]: UDP and TCP servers in a thread that answer as a test
 //!   says; [`tcp`] and [`udp`]: bounded blocking clients.
 //! - [`HeldSockets`]: sockets held outside the server and passed to each
 //!   one started from them (socket activation), for restarts that lose
-//!   nothing; [`RetryingLoad`]: a paced load of retrying clients to show it.
+//!   nothing (Unix); [`RetryingLoad`]: a paced load of retrying clients to
+//!   show it.
 //! - [`Scrape`]: the metrics endpoint read as Prometheus does;
-//!   [`NotifySocket`]: systemd's side of `sd_notify`.
+//!   [`NotifySocket`]: systemd's side of `sd_notify` (Unix).
 //!
 //! Functions that return `anyhow::Result` are for xtask, where a failure is
 //! an error to report; those that panic are for tests, where a panic is the
@@ -25,19 +27,32 @@
 //! each child's life to its parent's, one (in `held.rs`) puts the held
 //! sockets at descriptors 3 and 4 of a child; signals go through `nix`'s
 //! safe `kill`.
+//!
+//! The kit compiles for every system upcase is checked for (`cargo xtask
+//! cross`), so that the tests type-check there too; what is Unix's (held
+//! sockets, the notify socket) exists on Unix only.
 
 #![deny(unsafe_code)]
 
 mod capture;
+#[cfg(target_os = "linux")]
 pub mod cluster;
+#[cfg(target_os = "linux")]
 mod cluster_report;
 pub mod fake_server;
+#[cfg(unix)]
 mod held;
 mod memory;
+// Network namespaces, nftables and nginx: Linux's (issue 14's cluster).
+#[cfg(target_os = "linux")]
 pub mod netns;
+#[cfg(target_os = "linux")]
 pub mod network;
+#[cfg(target_os = "linux")]
 pub mod nft;
+#[cfg(target_os = "linux")]
 pub mod nginx;
+#[cfg(unix)]
 mod notify;
 mod probe;
 mod process;
@@ -45,6 +60,7 @@ mod ready;
 mod retrying;
 mod scrape;
 mod server;
+mod signal;
 mod summary;
 pub mod tcp;
 pub mod udp;
@@ -56,15 +72,17 @@ use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 pub use held::HeldSockets;
 pub use memory::Memory;
-pub use nix::sys::signal::Signal;
+#[cfg(unix)]
 pub use notify::NotifySocket;
 pub use process::{Process, Spawn, Stopped};
 pub use ready::{ReadyLine, Transport, reachable};
 pub use retrying::{LoadOutcome, RetryingLoad, RunningLoad};
 pub use scrape::{HttpResponse, Scrape, http_get, http_request};
 pub use server::ServerProcess;
+pub use signal::Signal;
 pub use summary::{ProxyCounts, Summary, TcpCounts, UdpCounts};
 
 /// How long a test waits for a process to become ready or to exit before it

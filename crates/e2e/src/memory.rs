@@ -1,4 +1,7 @@
-//! A process's memory and threads, from `/proc/PID/status`.
+//! A process's memory and threads, from `/proc/PID/status`: Linux's, so
+//! elsewhere they are not measured (`None`), which callers report as such
+//! (macOS and FreeBSD have no such file; their `ps` would need a parser of
+//! its own for figures nothing here checks off Linux).
 
 use anyhow::Context;
 
@@ -13,12 +16,17 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// The memory of process `pid` now.
-    pub fn of(pid: u32) -> anyhow::Result<Memory> {
+    /// The memory of process `pid` now; `None` off Linux (not measured).
+    pub fn of(pid: u32) -> anyhow::Result<Option<Memory>> {
+        if !cfg!(target_os = "linux") {
+            return Ok(None);
+        }
         let path = format!("/proc/{pid}/status");
         let status =
             std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        Memory::parse(&status).with_context(|| format!("{path} has no VmHWM, VmRSS or Threads"))
+        Memory::parse(&status)
+            .map(Some)
+            .with_context(|| format!("{path} has no VmHWM, VmRSS or Threads"))
     }
 
     /// Reads the text of a `/proc/PID/status` file.
@@ -56,9 +64,16 @@ mod tests {
         assert_eq!(Memory::parse("VmHWM: 1 kB\n"), None);
     }
 
+    #[cfg(not(target_os = "linux"))]
+    #[test]
+    fn memory_is_not_measured_off_linux() {
+        assert_eq!(Memory::of(std::process::id()).unwrap(), None);
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
     fn this_process_has_memory() {
-        let memory = Memory::of(std::process::id()).unwrap();
+        let memory = Memory::of(std::process::id()).unwrap().unwrap();
         assert!(memory.vm_rss_kib > 0 && memory.vm_hwm_kib >= memory.vm_rss_kib);
         assert!(memory.threads >= 1);
     }

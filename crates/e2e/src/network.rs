@@ -19,8 +19,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::signal::Signal;
 use anyhow::{Context, bail};
-use nix::sys::signal::Signal;
 
 use crate::held::HeldSockets;
 use crate::netns::{Netns, next_network, run, sweep_stale};

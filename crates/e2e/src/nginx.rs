@@ -150,7 +150,7 @@ impl Drop for NginxBalancer {
     fn drop(&mut self) {
         // SIGTERM is nginx's fast shutdown, workers included; the process
         // itself is killed by its own drop if it lingers.
-        let _ = self.process.signal(nix::sys::signal::Signal::SIGTERM);
+        let _ = self.process.signal(crate::signal::Signal::SIGTERM);
         let _ = self.process.wait_within(Duration::from_secs(3));
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -1,25 +1,24 @@
 //! Child processes that cannot outlive what started them: killed when
 //! dropped, and by the kernel when the thread that started them dies (a CI
-//! timeout, ^C, a test that panicked).
+//! timeout, ^C, a test that panicked) on Linux, or the process on FreeBSD;
+//! on macOS and Windows, which have no such call, only the drop kills them.
 //! Their stdout and stderr are read by a thread each as they come, so no
 //! pipe can fill up and block them, and kept in memory (and in log files
 //! when asked) for the caller to read, during the run and after it.
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Pid, getpid, getppid};
 
 use crate::capture::Capture;
 use crate::memory::Memory;
 use crate::ready::ReadyLine;
+use crate::signal::Signal;
 
 /// How long a process asked to stop by [`Process::stop`] may take before
 /// it is killed, and how long its output may take to end after its exit.
@@ -155,24 +154,67 @@ impl<'a> Spawn<'a> {
 }
 
 /// Has the kernel kill the child when its parent dies. The parent is the
-/// thread that spawns it: spawn from a thread that outlives the child (a
-/// test's own thread, xtask's main thread).
+/// thread that spawns it on Linux (spawn from a thread that outlives the
+/// child: a test's own thread, xtask's main thread), the process on FreeBSD.
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
 #[allow(unsafe_code)] // The kit's one unsafe block: see lib.rs.
 fn die_with_parent(command: &mut Command) {
+    use nix::unistd::{getpid, getppid};
+    use std::os::unix::process::CommandExt;
+
     let parent = getpid();
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe calls are allowed: it makes two system calls
-    // (prctl, getppid) and allocates nothing (an `Errno` becomes an
-    // `io::Error` without allocating).
+    // (prctl or procctl, getppid) and allocates nothing (an `Errno` becomes
+    // an `io::Error` without allocating).
     unsafe {
         command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            #[cfg(target_os = "linux")]
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            #[cfg(target_os = "freebsd")]
+            {
+                let mut signal = libc::SIGKILL;
+                // P_PID with id 0: this process. The pointer is to a live
+                // local for the duration of the call.
+                let data = (&raw mut signal).cast();
+                if libc::procctl(libc::P_PID, 0, libc::PROC_PDEATHSIG_CTL, data) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             // A parent that died before the call above never sends it.
             if getppid() != parent {
                 return Err(nix::errno::Errno::ESRCH.into());
             }
             Ok(())
         });
+    }
+}
+
+/// macOS and Windows have no call that ties a child's life to its parent's:
+/// the child is killed when its [`Process`] is dropped, not when the parent
+/// dies without dropping it.
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+fn die_with_parent(_command: &mut Command) {}
+
+/// Sends `signal` to a child not reaped yet.
+#[cfg(unix)]
+fn send_signal(child: &mut Child, signal: Signal) -> anyhow::Result<()> {
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+
+    let pid = i32::try_from(child.id()).context("pid out of range")?;
+    kill(Pid::from_raw(pid), nix::sys::signal::Signal::from(signal)).map_err(anyhow::Error::from)
+}
+
+/// Windows has no signals: SIGKILL is `TerminateProcess` (what
+/// `Child::kill` does); the others would be console events, which a
+/// program can send only to a process group sharing its console, and no
+/// caller needs one there yet: they fail, and say so.
+#[cfg(windows)]
+fn send_signal(child: &mut Child, signal: Signal) -> anyhow::Result<()> {
+    match signal {
+        Signal::SIGKILL => child.kill().map_err(anyhow::Error::from),
+        other => bail!("Windows has no {other}: only SIGKILL (TerminateProcess) can be sent"),
     }
 }
 
@@ -293,8 +335,7 @@ impl Process {
         }
         // Not reaped yet (only `exited`, `wait_within` and the drop reap it,
         // and it was running just now), so the pid is still our child's.
-        let pid = i32::try_from(self.child.id()).context("pid out of range")?;
-        kill(Pid::from_raw(pid), signal)
+        send_signal(&mut self.child, signal)
             .with_context(|| format!("cannot send {signal} to {}", self.label))
     }
 
@@ -389,8 +430,8 @@ impl Process {
         .context("waiting for the ready line")
     }
 
-    /// The child's memory now.
-    pub fn memory(&self) -> anyhow::Result<Memory> {
+    /// The child's memory now; `None` off Linux (not measured).
+    pub fn memory(&self) -> anyhow::Result<Option<Memory>> {
         Memory::of(self.pid())
     }
 
@@ -422,7 +463,8 @@ impl Drop for Process {
     }
 }
 
-#[cfg(test)]
+// The children are Unix tools (sh, sleep, cat, yes).
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

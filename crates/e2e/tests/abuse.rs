@@ -61,6 +61,8 @@ fn warning_lines(stopped: &Stopped) -> Vec<&str> {
         .collect()
 }
 
+// Its memory bound is read from /proc: Linux only.
+#[cfg(target_os = "linux")]
 #[test]
 fn many_sources_reuse_a_fixed_table_and_are_all_answered() {
     let server = start(&["--rate-limit", "100", "--rate-limit-table", "16"]);

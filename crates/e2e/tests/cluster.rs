@@ -4,6 +4,10 @@
 //! own address through nftables and through nginx's PROXY protocol, and why the controller deletes conntrack
 //! entries. The checks live in the kit (`upcase_e2e::cluster`), shared with
 //! `cargo xtask cluster`, which prints the same reports.
+//!
+//! Network namespaces are Linux's: elsewhere these tests are not built.
+
+#![cfg(target_os = "linux")]
 
 use std::fmt::Display;
 

@@ -5,7 +5,6 @@
 //! answered without ever disturbing the UDP and TCP service, and without
 //! `--metrics` nothing else listens.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 
@@ -211,9 +210,10 @@ fn silent_and_garbage_connections_never_disturb_udp_or_tcp() {
 }
 
 /// The TCP sockets of process `pid` that listen, by local port, read from
-/// its descriptors and the kernel's socket tables.
+/// its descriptors and the kernel's socket tables (Linux's /proc).
+#[cfg(target_os = "linux")]
 fn listening_ports(pid: u32) -> Vec<u16> {
-    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the server's descriptors")
         .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
         .filter_map(|target| {
@@ -245,6 +245,8 @@ fn listening_ports(pid: u32) -> Vec<u16> {
     ports
 }
 
+// Reads the server's sockets from /proc: Linux only.
+#[cfg(target_os = "linux")]
 #[test]
 fn without_metrics_nothing_but_the_service_listens() {
     let plain = start(&[]);

@@ -258,8 +258,11 @@ fn the_default_bind_answers_ipv4_and_ipv6_clients() {
 }
 
 /// The receive slots of one worker: 64 of 64 KiB.
+#[cfg(target_os = "linux")]
 const SLOTS_KIB_PER_THREAD: u64 = 64 * 64;
 
+// Memory is read from /proc: Linux only.
+#[cfg(target_os = "linux")]
 #[test]
 fn memory_is_claimed_before_the_ready_line() {
     // Eight workers' slots, 32 MiB, are far more than the rest of the
@@ -715,7 +718,11 @@ fn gso_trains_get_every_reply(options: &[&str]) {
         "the train's replies differ"
     );
     let sizes: Vec<Option<u16>> = got.iter().map(|(_, size)| *size).collect();
-    let one_send = if gro { Some(100) } else { None };
+    // The portable path (the suite run with UPCASE_IO=portable, which the
+    // server reads) never turns GRO on: it cannot see a train's segment
+    // size, so it receives a train as single datagrams and answers each.
+    let portable = std::env::var("UPCASE_IO").as_deref() == Ok("portable");
+    let one_send = if gro && !portable { Some(100) } else { None };
     assert!(sizes.iter().all(|&s| s == one_send), "{sizes:?}");
     count(&mut tally, &segments);
 

@@ -3,6 +3,10 @@
 //! and the kit's [`HeldSockets`]), readiness and the watchdog (`sd_notify`,
 //! with the test playing systemd's side), and a restart under load that
 //! loses nothing because the sockets outlive the process.
+//!
+//! systemd is Linux's: elsewhere these tests are not built.
+
+#![cfg(target_os = "linux")]
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};

@@ -9,9 +9,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use upcase_e2e::tcp::{
-    Written, closed_by_server, connect, exchange, read_exactly, read_to_end, write_until_stalled,
-};
+use upcase_e2e::tcp::{closed_by_server, connect, exchange, read_exactly, read_to_end};
 use upcase_e2e::{
     PATIENCE, Process, ServerProcess, Signal, Stopped, assert_success, binary, client, crate_file,
     free_tcp_port, python3, run_with_input,
@@ -245,10 +243,15 @@ fn two_hundred_connections_at_once_each_get_exactly_their_own_stream() {
 /// server holds at most one 16 KiB read and its uppercase per connection,
 /// so 8 MiB leaves room for allocator noise and none for buffering the
 /// stream.
+#[cfg(target_os = "linux")]
 const RSS_GROWTH_BOUND_KIB: u64 = 8 * 1024;
 
+// Memory is read from /proc: Linux only.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_client_that_never_reads_cannot_grow_server_memory() {
+    use upcase_e2e::tcp::{Written, write_until_stalled};
+
     const CAP: usize = 64 << 20;
     let (server, addr) = start("127.0.0.1", &["--transport", "tcp"]);
     // One exchange first, so the server's lazily set up parts are counted
