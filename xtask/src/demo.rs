@@ -2,7 +2,8 @@
 //! release binaries, starts the server on an ephemeral loopback port (UDP
 //! and TCP on the same port), sends it the same lines with the client over
 //! each transport, shows the replies side by side and checks every one
-//! against the expected uppercase, and stops the server with SIGINT to show
+//! against the expected uppercase, and stops the server with SIGINT
+//! (Ctrl-Break on Windows, where the kit sends that for SIGINT) to show
 //! its summary.
 
 use std::fmt::Write as _;
@@ -15,6 +16,10 @@ use anyhow::{Context, bail};
 use upcase_e2e::{Process, ReadyLine, Signal, Summary};
 
 use crate::workspace;
+
+/// How the demo stops the server, as this system calls it: the kit sends
+/// Ctrl-Break for SIGINT on Windows.
+const STOP: &str = if cfg!(windows) { "Ctrl-Break" } else { "SIGINT" };
 
 /// One datagram per line over UDP, one line of the stream over TCP: plain ASCII, a character whose uppercase is
 /// longer (ß -> SS), a script without case, an emoji next to a ligature
@@ -85,7 +90,7 @@ pub fn run() -> anyhow::Result<()> {
     let message = WORDS.join(" ");
     mismatches += show_exchanges(&[message.as_bytes()], &over_udp, &over_tcp);
 
-    heading("Stop: SIGINT to the server");
+    heading(&format!("Stop: {STOP} to the server"));
     let summary = server.interrupt()?;
     println!("   {summary}");
 
@@ -282,7 +287,7 @@ impl Server {
         let log = stopped.stderr.trim_end();
         if !stopped.status.success() {
             bail!(
-                "the server exited with {} after SIGINT; its stderr:\n{log}",
+                "the server exited with {} after {STOP}; its stderr:\n{log}",
                 stopped.status
             );
         }

@@ -26,7 +26,8 @@
 //! `unsafe` here is two `pre_exec` closures: one (in `process.rs`) ties
 //! each child's life to its parent's, one (in `held.rs`) puts the held
 //! sockets at descriptors 3 and 4 of a child; signals go through `nix`'s
-//! safe `kill`.
+//! safe `kill`, and on Windows a stop is one `GenerateConsoleCtrlEvent`
+//! (Ctrl-Break, in `process.rs`).
 //!
 //! The kit compiles for every system upcase is checked for (`cargo xtask
 //! cross`), so that the tests type-check there too; what is Unix's (held

@@ -190,11 +190,23 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
-/// macOS and Windows have no call that ties a child's life to its parent's:
-/// the child is killed when its [`Process`] is dropped, not when the parent
-/// dies without dropping it.
-#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+/// macOS has no call that ties a child's life to its parent's: the child
+/// is killed when its [`Process`] is dropped, not when the parent dies
+/// without dropping it.
+#[cfg(not(any(target_os = "linux", target_os = "freebsd", windows)))]
 fn die_with_parent(_command: &mut Command) {}
+
+/// Windows: no tie to the parent either (a Job object would be one), but
+/// the child starts a console process group of its own, sharing this
+/// console, so that [`send_signal`] can send it Ctrl-Break, the one console
+/// event a program can aim at one group.
+#[cfg(windows)]
+fn die_with_parent(command: &mut Command) {
+    use std::os::windows::process::CommandExt;
+    use windows_sys::Win32::System::Threading::CREATE_NEW_PROCESS_GROUP;
+
+    command.creation_flags(CREATE_NEW_PROCESS_GROUP);
+}
 
 /// Sends `signal` to a child not reaped yet.
 #[cfg(unix)]
@@ -206,15 +218,31 @@ fn send_signal(child: &mut Child, signal: Signal) -> anyhow::Result<()> {
     kill(Pid::from_raw(pid), nix::sys::signal::Signal::from(signal)).map_err(anyhow::Error::from)
 }
 
-/// Windows has no signals: SIGKILL is `TerminateProcess` (what
-/// `Child::kill` does); the others would be console events, which a
-/// program can send only to a process group sharing its console, and no
-/// caller needs one there yet: they fail, and say so.
+/// Windows has no signals. SIGKILL is `TerminateProcess` (what
+/// `Child::kill` does); a stop (SIGINT, SIGTERM, SIGHUP) is Ctrl-Break to
+/// the child's own process group (see [`die_with_parent`]), which
+/// upcase-server takes as the same clean stop. (Ctrl-C cannot be aimed at
+/// one group: Windows delivers it to the whole console.) The rest fail, and
+/// say so. Written for a real Windows console: Wine cannot deliver console
+/// events, so nothing here runs it.
 #[cfg(windows)]
+#[allow(unsafe_code)] // GenerateConsoleCtrlEvent: see ARCHITECTURE.md.
 fn send_signal(child: &mut Child, signal: Signal) -> anyhow::Result<()> {
+    use windows_sys::Win32::System::Console::{CTRL_BREAK_EVENT, GenerateConsoleCtrlEvent};
+
     match signal {
         Signal::SIGKILL => child.kill().map_err(anyhow::Error::from),
-        other => bail!("Windows has no {other}: only SIGKILL (TerminateProcess) can be sent"),
+        Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP => {
+            // SAFETY: two integers by value, no pointers: any values are
+            // sound (a group that does not exist is an error return).
+            let sent = unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, child.id()) };
+            if sent == 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("cannot send Ctrl-Break to the child's process group");
+            }
+            Ok(())
+        }
+        other => bail!("Windows has no {other}: only a stop (Ctrl-Break) or SIGKILL can be sent"),
     }
 }
 
