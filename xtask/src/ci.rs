@@ -70,7 +70,7 @@ const STEPS: &[Step] = &[
     Step::cargo(&["xtask", "wine"]),
 ];
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let total = STEPS.len();
     let mut times = Vec::new();

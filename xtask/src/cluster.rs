@@ -15,7 +15,7 @@ use upcase_e2e::network::Binaries;
 
 use crate::workspace;
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     if let Some(why) = netns::unavailable() {
         bail!("{why}");
     }

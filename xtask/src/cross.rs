@@ -24,7 +24,7 @@ use anyhow::{Context, bail};
 use crate::{debian, windows, wine, workspace};
 
 /// The targets checked unless `--target` names some.
-pub const TARGETS: &[&str] = &[
+pub(crate) const TARGETS: &[&str] = &[
     "x86_64-apple-darwin",
     "aarch64-apple-darwin",
     "x86_64-unknown-freebsd",
@@ -32,7 +32,7 @@ pub const TARGETS: &[&str] = &[
 ];
 
 #[derive(Debug, clap::Args)]
-pub struct CrossArgs {
+pub(crate) struct CrossArgs {
     /// Check only this target (repeatable) [default: all four]
     #[arg(long = "target", value_name = "TRIPLE",
           value_parser = clap::builder::PossibleValuesParser::new(TARGETS))]
@@ -61,7 +61,7 @@ struct Outcome {
     seconds: f64,
 }
 
-pub fn run(args: &CrossArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &CrossArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let version = debian::ensure_rust(args.clippy)?;
     println!("==> Debian's {version}");

@@ -23,15 +23,15 @@ const CLIPPY_PACKAGE: &str = "rust-web-clippy";
 
 /// Where Debian installs them.
 const CARGO: &str = "/usr/bin/cargo";
-pub const RUSTC: &str = "/usr/bin/rustc";
+pub(crate) const RUSTC: &str = "/usr/bin/rustc";
 const RUSTDOC: &str = "/usr/bin/rustdoc";
 const CARGO_CLIPPY: &str = "/usr/bin/cargo-clippy";
 /// The std source, where `-Zbuild-std` looks for it (sysroot `/usr`).
-pub const STD_SOURCE: &str = "/usr/lib/rustlib/src/rust/library";
+pub(crate) const STD_SOURCE: &str = "/usr/lib/rustlib/src/rust/library";
 
 /// Where the builds with Debian's Rust go: `$CARGO_TARGET_DIR/cross`, or
 /// the workspace's `target/cross`.
-pub fn target_base() -> PathBuf {
+pub(crate) fn target_base() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace::root().join("target"))
@@ -40,7 +40,7 @@ pub fn target_base() -> PathBuf {
 
 /// Debian's cargo with Debian's rustc, from the workspace root, building
 /// into `target_dir`, nightly features allowed (`-Zbuild-std`).
-pub fn cargo(target_dir: &Path) -> Command {
+pub(crate) fn cargo(target_dir: &Path) -> Command {
     let mut path = OsString::from("/usr/bin");
     if let Some(rest) = std::env::var_os("PATH") {
         path.push(":");
@@ -68,7 +68,7 @@ pub fn cargo(target_dir: &Path) -> Command {
 /// Makes sure Debian's Rust (at least the workspace's `rust-version`, with
 /// its std source, and clippy when asked) is installed, installing it as
 /// root when not; returns `rustc --version`.
-pub fn ensure_rust(clippy: bool) -> anyhow::Result<String> {
+pub(crate) fn ensure_rust(clippy: bool) -> anyhow::Result<String> {
     let manifest = std::fs::read_to_string(workspace::root().join("Cargo.toml"))
         .context("cannot read the workspace's Cargo.toml")?;
     let needed = manifest_value(&manifest, "rust-version")
@@ -101,7 +101,7 @@ pub fn ensure_rust(clippy: bool) -> anyhow::Result<String> {
 
 /// Installs `packages` (described as `what`) with apt-get, without their
 /// recommendations; as root only, else an error that says the command.
-pub fn apt_install(what: &str, packages: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn apt_install(what: &str, packages: &[&str]) -> anyhow::Result<()> {
     let list = packages.join(" ");
     if !is_root() {
         bail!(
@@ -152,7 +152,7 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 }
 
 /// The first `key = "value"` line of a manifest.
-pub fn manifest_value(manifest: &str, key: &str) -> Option<String> {
+pub(crate) fn manifest_value(manifest: &str, key: &str) -> Option<String> {
     manifest.lines().find_map(|line| {
         let (k, v) = line.split_once('=')?;
         (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())

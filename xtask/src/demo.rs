@@ -19,7 +19,11 @@ use crate::workspace;
 
 /// How the demo stops the server, as this system calls it: the kit sends
 /// Ctrl-Break for SIGINT on Windows.
-const STOP: &str = if cfg!(windows) { "Ctrl-Break" } else { "SIGINT" };
+const STOP: &str = if cfg!(windows) {
+    "Ctrl-Break"
+} else {
+    "SIGINT"
+};
 
 /// One datagram per line over UDP, one line of the stream over TCP: plain ASCII, a character whose uppercase is
 /// longer (ß -> SS), a script without case, an emoji next to a ligature
@@ -41,7 +45,7 @@ const WORDS: [&str; 5] = ["hello", "from", "the", "command", "line"];
 /// because a busy two-core machine can be slow to start a process.
 const PATIENCE: Duration = Duration::from_secs(15);
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     let target = workspace::root().join("target");
     heading("Build: cargo build --release -p upcase-server -p upcase-client");
     build(&target)?;

@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 use crate::workspace;
 
 /// Every target in `fuzz/Cargo.toml`, in the order they run.
-pub const TARGETS: &[&str] = &[
+pub(crate) const TARGETS: &[&str] = &[
     "transform",
     "reply_len",
     "stream",
@@ -36,7 +36,7 @@ pub const TARGETS: &[&str] = &[
 const BUILD_FLAGS: &[&str] = &["--sanitizer", "address", "--debug-assertions"];
 
 #[derive(Debug, clap::Args)]
-pub struct FuzzArgs {
+pub(crate) struct FuzzArgs {
     /// How long each target runs
     #[arg(long, value_name = "N", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -54,7 +54,7 @@ struct Outcome {
     corpus: usize,
 }
 
-pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
     let fuzz_dir = workspace::root().join("fuzz");
     ensure_cargo_fuzz()?;
     println!("==> building the fuzz targets (nightly)");

@@ -33,7 +33,7 @@ use crate::workspace;
 /// The bound on the server's resident memory, whatever the run's length:
 /// its buffers are fixed (64 KiB per thread plus a reply scratch vector),
 /// so a few MiB are expected and anything near this is a leak.
-pub const RSS_BOUND_MIB: u64 = 64;
+pub(crate) const RSS_BOUND_MIB: u64 = 64;
 
 /// How much higher the second half's peak may be than the first half's:
 /// allocator noise, not growth.
@@ -54,7 +54,7 @@ const STOP_BOUND: Duration = Duration::from_secs(1);
 const PATIENCE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, clap::Args)]
-pub struct SoakArgs {
+pub(crate) struct SoakArgs {
     /// How long the flood lasts
     #[arg(long, value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(2..=86_400))]
@@ -352,7 +352,7 @@ impl Samples {
     }
 }
 
-pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<()> {
     let target = workspace::target_dir()?;
     println!("==> building the release server");
     let status = workspace::cargo()

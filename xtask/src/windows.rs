@@ -28,10 +28,10 @@ use anyhow::{Context, bail};
 use crate::{debian, workspace};
 
 /// The Windows target built here (MSVC's linker and SDK cannot be had).
-pub const TARGET: &str = "x86_64-pc-windows-gnu";
+pub(crate) const TARGET: &str = "x86_64-pc-windows-gnu";
 const LINKER: &str = "x86_64-w64-mingw32-gcc";
 /// The Wine loader for 64-bit programs.
-pub const WINE: &str = "/usr/lib/wine/wine64";
+pub(crate) const WINE: &str = "/usr/lib/wine/wine64";
 const WINESERVER: &str = "/usr/lib/wine/wineserver64";
 const TOOL_PACKAGES: &[&str] = &["gcc-mingw-w64-x86-64", "wine64"];
 /// The DLL std wants, which Wine 8 lacks, and its source.
@@ -46,7 +46,7 @@ fn target_dir() -> PathBuf {
 /// Builds `cargo_args` (`-p upcase-server`, `--example x`, ...) for
 /// Windows, debug profile; returns the directory the programs are in
 /// (examples in its `examples/`, tests in its `deps/`).
-pub fn build(cargo_args: &[&str]) -> anyhow::Result<PathBuf> {
+pub(crate) fn build(cargo_args: &[&str]) -> anyhow::Result<PathBuf> {
     debian::ensure_rust(false)?;
     ensure_tools()?;
     let target_dir = target_dir();
@@ -133,7 +133,7 @@ fn make_shim(target_dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// A Wine prefix with a running wineserver, for running Windows programs
 /// built by [`build`]; the wineserver stops on drop.
-pub struct Wine {
+pub(crate) struct Wine {
     prefix: PathBuf,
     shim: PathBuf,
 }
@@ -141,7 +141,7 @@ pub struct Wine {
 impl Wine {
     /// Makes the prefix (once: about 700 MB, a few seconds) and starts a
     /// persistent wineserver in it.
-    pub fn start() -> anyhow::Result<Wine> {
+    pub(crate) fn start() -> anyhow::Result<Wine> {
         ensure_tools()?;
         let target_dir = target_dir();
         let shim = make_shim(&target_dir)?;
@@ -183,7 +183,7 @@ impl Wine {
     }
 
     /// A command running `exe` under Wine, with the shim DLL beside it.
-    pub fn command(&self, exe: &Path) -> anyhow::Result<Command> {
+    pub(crate) fn command(&self, exe: &Path) -> anyhow::Result<Command> {
         self.place_shim(exe)?;
         let mut command = self.wine();
         command.arg(exe);
@@ -192,7 +192,7 @@ impl Wine {
 
     /// Puts the shim DLL beside `exe`, where Windows looks for DLLs first,
     /// so that `exe` can be run by [`WINE`] with [`Wine::env`]'s variables.
-    pub fn place_shim(&self, exe: &Path) -> anyhow::Result<()> {
+    pub(crate) fn place_shim(&self, exe: &Path) -> anyhow::Result<()> {
         let dir = exe
             .parent()
             .with_context(|| format!("{} is in no directory", exe.display()))?;
@@ -208,7 +208,7 @@ impl Wine {
 
     /// Our prefix, no debug chatter, no Mono or Gecko to offer: what every
     /// process that starts [`WINE`] needs, or passes on to one that does.
-    pub fn env(&self, mut command: Command) -> Command {
+    pub(crate) fn env(&self, mut command: Command) -> Command {
         command
             .env("WINEPREFIX", &self.prefix)
             .env("WINEDEBUG", "-all")

@@ -20,7 +20,7 @@ use crate::workspace;
 /// The program upcase-udp's feature `smoke` adds.
 const SMOKE: &str = "upcase-udp-smoke";
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut times = Vec::new();
     let mut timed = |what: &'static str, since: Instant| {
@@ -75,7 +75,7 @@ pub fn run() -> anyhow::Result<()> {
 /// client and the smoke program, in one run. One feature set for
 /// upcase-udp (`smoke` only adds the program), so that building one after
 /// the other does not rebuild upcase-udp and all that depends on it.
-pub fn windows_build() -> [&'static str; 9] {
+pub(crate) fn windows_build() -> [&'static str; 9] {
     [
         "--package",
         "upcase-server",
@@ -91,7 +91,7 @@ pub fn windows_build() -> [&'static str; 9] {
 
 /// Runs the portable path's smoke program, built in `dir`, under `wine`:
 /// it passes when it says all its checks passed.
-pub fn smoke(wine: &Wine, dir: &Path) -> anyhow::Result<bool> {
+pub(crate) fn smoke(wine: &Wine, dir: &Path) -> anyhow::Result<bool> {
     let exe = dir.join(format!("{SMOKE}.exe"));
     println!("==> wine {}", exe.display());
     // Into a file, not a pipe: a process Wine starts on the side could

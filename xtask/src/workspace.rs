@@ -7,14 +7,14 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, ensure};
 
 /// The workspace root: xtask's own manifest directory is one level below it.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
 /// A command running the same cargo (and so the same toolchain) that started
 /// xtask, from the workspace root.
-pub fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let program = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(program);
     command.current_dir(root());
@@ -24,7 +24,7 @@ pub fn cargo() -> Command {
 /// Cargo's target directory for this workspace, as `cargo metadata` reports
 /// it: `CARGO_TARGET_DIR` and cargo's configuration honoured, so every task
 /// builds where the others did and nothing is built twice.
-pub fn target_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     let out = cargo()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .stderr(Stdio::inherit())

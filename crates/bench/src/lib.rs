@@ -12,7 +12,6 @@
 //! one reader of `upcase-client bench --json`.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
 
 mod build;
 mod json;

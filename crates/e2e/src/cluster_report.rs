@@ -390,7 +390,7 @@ impl fmt::Display for RateLimitReport {
 }
 
 /// The addresses of backends nginx's log says it disabled.
-pub fn disabled_by_nginx(log: &str) -> Vec<SocketAddr> {
+pub(crate) fn disabled_by_nginx(log: &str) -> Vec<SocketAddr> {
     log.lines()
         .filter(|line| line.contains("upstream server temporarily disabled"))
         .filter_map(|line| {

@@ -240,7 +240,7 @@ pub(crate) struct SearchPlan {
 pub(crate) const FIRST_SEARCH_RATE: u64 = 1_000;
 
 impl Plan {
-    pub fn new(args: &BenchArgs) -> anyhow::Result<Plan> {
+    pub(crate) fn new(args: &BenchArgs) -> anyhow::Result<Plan> {
         let named = args.server.clone().unwrap_or_else(HostPort::localhost);
         let port = named
             .port_or(args.port, upcase_proto::DEFAULT_PORT)
@@ -319,7 +319,7 @@ impl Plan {
     }
 
     /// Requests in flight allowed on socket `i`: the window shared out.
-    pub fn window_of(&self, i: usize) -> usize {
+    pub(crate) fn window_of(&self, i: usize) -> usize {
         self.window / self.sockets + usize::from(i < self.window % self.sockets)
     }
 }

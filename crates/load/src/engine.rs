@@ -208,7 +208,7 @@ pub(crate) struct Schedule {
 
 impl Schedule {
     /// Starts the clock: make it just before the loop.
-    pub fn new(plan: &Plan) -> Schedule {
+    pub(crate) fn new(plan: &Plan) -> Schedule {
         let measure_start = nanos(plan.warmup) + 1;
         Schedule {
             start: Instant::now(),
@@ -232,7 +232,7 @@ impl Schedule {
     /// counted from: its place on the schedule (`--latency-from intended`,
     /// the default under `--rate`), so that what held it back counts;
     /// otherwise the send itself.
-    pub fn origin(&self, index: u64, sent_at: u64) -> u64 {
+    pub(crate) fn origin(&self, index: u64, sent_at: u64) -> u64 {
         match (self.latency_from, self.due(index)) {
             (LatencyFrom::Intended, Some(due)) => due.min(sent_at),
             _ => sent_at,
@@ -240,12 +240,12 @@ impl Schedule {
     }
 
     /// Whether requests go out on a `--rate` schedule.
-    pub fn paced(&self) -> bool {
+    pub(crate) fn paced(&self) -> bool {
         self.pacer.is_some()
     }
 
     /// How late request `index` went out at `sent_at`, under `--rate`.
-    pub fn lateness(&self, index: u64, sent_at: u64) -> Option<u64> {
+    pub(crate) fn lateness(&self, index: u64, sent_at: u64) -> Option<u64> {
         self.due(index).map(|due| sent_at.saturating_sub(due))
     }
 
@@ -253,7 +253,7 @@ impl Schedule {
     /// that time: until its end, or, once `--count` was reached (`sent`
     /// requests sent since the warm-up, the last at `last_send`), until the
     /// last went; for a run that ended at `end`.
-    pub fn sending(&self, sent: u64, last_send: u64, end: u64) -> Sending {
+    pub(crate) fn sending(&self, sent: u64, last_send: u64, end: u64) -> Sending {
         // Sending stops before `stop`: the last request of a count, or the
         // first moment past the measurement.
         let stop = if self.count.is_some_and(|c| sent >= c) {
@@ -274,21 +274,21 @@ impl Schedule {
 
     /// Nanoseconds since the run began, plus one (0 means "no time" to
     /// [`Inflight`]).
-    pub fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
 
     /// Whether requests still go out at `now`, `measured` of them sent since
     /// the warm-up: `--count` counts those only, so a warm-up never uses
     /// up the requests to measure.
-    pub fn sends(&self, now: u64, measured: u64) -> bool {
+    pub(crate) fn sends(&self, now: u64, measured: u64) -> bool {
         now < self.measure_end && self.count.is_none_or(|c| measured < c)
     }
 
     /// How many more requests may go at `now`, `sent` of them so far and
     /// `measured` since the warm-up, and, when pacing allows none, the clock
     /// time the next one is due.
-    pub fn budget(&self, now: u64, sent: u64, measured: u64) -> (u64, Option<u64>) {
+    pub(crate) fn budget(&self, now: u64, sent: u64, measured: u64) -> (u64, Option<u64>) {
         let mut budget = self.count.map_or(u64::MAX, |c| c.saturating_sub(measured));
         if let Some(pacer) = &self.pacer {
             budget = budget.min(pacer.allowed(now).saturating_sub(sent));
@@ -300,7 +300,7 @@ impl Schedule {
     }
 
     /// When the run counts, cut into intervals of `every`.
-    pub fn span(&self, every: Duration) -> Span {
+    pub(crate) fn span(&self, every: Duration) -> Span {
         Span {
             start: self.measure_start,
             end: self.measure_end,
@@ -309,7 +309,7 @@ impl Schedule {
     }
 
     /// How long the measurement lasted for a run that ended at `end`.
-    pub fn measured(&self, end: u64) -> Duration {
+    pub(crate) fn measured(&self, end: u64) -> Duration {
         Duration::from_nanos(end.min(self.measure_end).saturating_sub(self.measure_start))
     }
 }

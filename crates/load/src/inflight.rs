@@ -15,7 +15,7 @@ const EXPIRED: u64 = u64::MAX;
 
 /// What a reply's sequence number says about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// The first reply to a request still waited for, whose round trip is
     /// counted from this time.
     OnTime(u64),
@@ -28,7 +28,7 @@ pub enum Answer {
 }
 
 #[derive(Debug)]
-pub struct Inflight {
+pub(crate) struct Inflight {
     /// Send time of each request (`ANSWERED` and `EXPIRED` aside): times are
     /// nanoseconds since the run began plus one, so never `ANSWERED`.
     sent_at: Vec<u64>,
@@ -44,7 +44,7 @@ pub struct Inflight {
 impl Inflight {
     /// Tracks up to `capacity` requests between the oldest waited for and
     /// the newest (rounded up to a power of two).
-    pub fn new(capacity: usize) -> Inflight {
+    pub(crate) fn new(capacity: usize) -> Inflight {
         let slots = capacity.max(1).next_power_of_two();
         Inflight {
             sent_at: vec![ANSWERED; slots],
@@ -60,25 +60,25 @@ impl Inflight {
     }
 
     /// The sequence number of the next request.
-    pub fn next_seq(&self) -> u32 {
+    pub(crate) fn next_seq(&self) -> u32 {
         self.next as u32
     }
 
     /// How many requests may be sent before the ring would overwrite one
     /// still waited for.
-    pub fn room(&self) -> usize {
+    pub(crate) fn room(&self) -> usize {
         self.sent_at.len() - (self.next - self.oldest) as usize
     }
 
     /// Requests waiting for a reply.
-    pub fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.outstanding
     }
 
     /// Records that the next `count` requests were sent at `now`, the
     /// `j`th of them timed from `origin(j)`; `count` must not exceed
     /// [`Inflight::room`].
-    pub fn sent(&mut self, count: usize, now: u64, origin: impl Fn(usize) -> u64) {
+    pub(crate) fn sent(&mut self, count: usize, now: u64, origin: impl Fn(usize) -> u64) {
         debug_assert!(count <= self.room());
         for j in 0..count {
             let slot = self.slot(self.next + j as u64);
@@ -91,7 +91,7 @@ impl Inflight {
 
     /// Forgets the `index`th of the last `count` requests recorded by
     /// [`Inflight::sent`]: it never left (the kernel refused to send it).
-    pub fn unsend(&mut self, count: usize, index: usize) {
+    pub(crate) fn unsend(&mut self, count: usize, index: usize) {
         let seq = self.next - count as u64 + index as u64;
         let slot = self.slot(seq);
         if self.sent_at[slot] != ANSWERED && self.sent_at[slot] != EXPIRED {
@@ -102,7 +102,7 @@ impl Inflight {
 
     /// Classifies a reply carrying `seq`, and takes an on-time one off the
     /// outstanding list.
-    pub fn answer(&mut self, seq: u32) -> Answer {
+    pub(crate) fn answer(&mut self, seq: u32) -> Answer {
         let age = u64::from((self.next as u32).wrapping_sub(seq));
         if age == 0 || age > self.next || age > self.sent_at.len() as u64 {
             return Answer::Unknown;
@@ -121,7 +121,7 @@ impl Inflight {
 
     /// The oldest request still waited for, if any; moves past the answered
     /// ones before it, which makes room as [`Inflight::expire`] does.
-    pub fn oldest_waiting(&mut self) -> Option<u32> {
+    pub(crate) fn oldest_waiting(&mut self) -> Option<u32> {
         while self.oldest < self.next
             && matches!(self.sent_at[self.slot(self.oldest)], ANSWERED | EXPIRED)
         {
@@ -132,7 +132,7 @@ impl Inflight {
 
     /// Declares lost every request sent at or before `now - timeout`; returns
     /// how many, and when the oldest one still waited for will time out.
-    pub fn expire(&mut self, now: u64, timeout: u64) -> (usize, Option<u64>) {
+    pub(crate) fn expire(&mut self, now: u64, timeout: u64) -> (usize, Option<u64>) {
         let mut expired = 0;
         while self.oldest < self.next {
             let slot = self.slot(self.oldest);
@@ -152,7 +152,7 @@ impl Inflight {
     }
 
     /// Declares lost every request still waited for; returns how many.
-    pub fn expire_all(&mut self) -> usize {
+    pub(crate) fn expire_all(&mut self) -> usize {
         self.expire(u64::MAX, 0).0
     }
 }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// batch, far more often than a person can read.
 const EVERY_NS: u64 = 100_000_000;
 
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     next_ns: u64,
     last: (u64, u64),
@@ -17,7 +17,7 @@ pub struct Progress {
 
 impl Progress {
     /// A bar over `total` of run time when `show`.
-    pub fn new(show: bool, total: Duration) -> Progress {
+    pub(crate) fn new(show: bool, total: Duration) -> Progress {
         let bar = show.then(|| {
             let millis = u64::try_from(total.as_millis()).unwrap_or(u64::MAX);
             let bar = ProgressBar::with_draw_target(Some(millis), ProgressDrawTarget::stderr());
@@ -35,7 +35,7 @@ impl Progress {
     }
 
     /// Shows the time `now_ns` into the run and the correct replies so far.
-    pub fn update(&mut self, now_ns: u64, correct: u64) {
+    pub(crate) fn update(&mut self, now_ns: u64, correct: u64) {
         let Some(bar) = &self.bar else { return };
         if now_ns < self.next_ns {
             return;
@@ -48,7 +48,7 @@ impl Progress {
         bar.set_message(format!("{correct} correct replies, {rate:.0}/s"));
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

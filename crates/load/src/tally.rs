@@ -8,7 +8,7 @@ use crate::payload::{Check, Payload};
 
 /// What one received datagram turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The uppercase of a request still waited for, after this many ns.
     Correct { rtt_ns: u64 },
     /// Not the uppercase of the request it names, or naming none.
@@ -22,7 +22,7 @@ pub enum Outcome {
 
 /// Classifies `reply` (the kernel cut it if `cut`), received at `now`, and
 /// takes the request it answers off `inflight`.
-pub fn classify(
+pub(crate) fn classify(
     payload: &Payload,
     inflight: &mut Inflight,
     reply: &[u8],
@@ -49,7 +49,7 @@ pub fn classify(
 /// the order of their requests, so it answers the oldest request still
 /// waited for, whatever it says. A garbled reply thus frees its place in the
 /// window as a right one does; one with no request left to answer is wrong.
-pub fn classify_in_order(
+pub(crate) fn classify_in_order(
     payload: &Payload,
     inflight: &mut Inflight,
     reply: &[u8],
@@ -73,7 +73,7 @@ const MAX_RTT_NS: u64 = 3_600 * 1_000_000_000;
 /// the warm-up) to `end` (the end of `--duration`), cut into intervals of
 /// `every` for the per-interval results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Span {
+pub(crate) struct Span {
     pub start: u64,
     pub end: u64,
     pub every: u64,
@@ -119,7 +119,7 @@ impl Counts {
 
 /// One interval of the measurement, closed.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Slice {
+pub(crate) struct Slice {
     /// Clock times it covers.
     pub start: u64,
     pub end: u64,
@@ -130,7 +130,7 @@ pub struct Slice {
 /// Counts of one run, totals and per interval; only events inside the
 /// measurement are counted, and only those up to its end go in intervals.
 #[derive(Debug)]
-pub struct Tally {
+pub(crate) struct Tally {
     pub totals: Counts,
     /// Requests the kernel refused to send.
     pub send_errors: u64,
@@ -158,7 +158,7 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
 }
 
 impl Tally {
-    pub fn new(span: Span) -> anyhow::Result<Tally> {
+    pub(crate) fn new(span: Span) -> anyhow::Result<Tally> {
         Ok(Tally {
             totals: Counts::default(),
             send_errors: 0,
@@ -176,12 +176,12 @@ impl Tally {
     }
 
     /// When the run counts.
-    pub fn span(&self) -> Span {
+    pub(crate) fn span(&self) -> Span {
         self.span
     }
 
     /// Whether what happens at `now` is counted: after the warm-up.
-    pub fn counting(&self, now: u64) -> bool {
+    pub(crate) fn counting(&self, now: u64) -> bool {
         now >= self.span.start
     }
 
@@ -225,7 +225,7 @@ impl Tally {
     }
 
     /// Counts `sent` requests sent at `now`.
-    pub fn sent(&mut self, sent: u64, now: u64) {
+    pub(crate) fn sent(&mut self, sent: u64, now: u64) {
         if sent > 0 && self.counting(now) {
             self.last_send = now;
         }
@@ -234,7 +234,7 @@ impl Tally {
 
     /// Records how late (`Some`, under `--rate`) a request sent at `now`
     /// went out.
-    pub fn behind(&mut self, lateness_ns: Option<u64>, now: u64) {
+    pub(crate) fn behind(&mut self, lateness_ns: Option<u64>, now: u64) {
         if let Some(ns) = lateness_ns
             && self.counting(now)
         {
@@ -245,24 +245,24 @@ impl Tally {
 
     /// When the last request of the measurement went out (its start if
     /// none did).
-    pub fn last_send(&self) -> u64 {
+    pub(crate) fn last_send(&self) -> u64 {
         self.last_send
     }
 
     /// How late paced requests went out; `None` unpaced or without any.
-    pub fn lateness(&self) -> Option<Latency> {
+    pub(crate) fn lateness(&self) -> Option<Latency> {
         Latency::of(&self.lateness)
     }
 
     /// Counts `lost` requests declared lost at `now`.
-    pub fn lost(&mut self, lost: u64, now: u64) {
+    pub(crate) fn lost(&mut self, lost: u64, now: u64) {
         self.count(now, |c| c.lost += lost);
     }
 
     /// Counts `outcome`, a reply received at `now`. A correct reply to a
     /// request sent during the warm-up is not: its request was not counted
     /// as sent, and `correct` must never exceed `sent`.
-    pub fn record(&mut self, outcome: Outcome, now: u64) {
+    pub(crate) fn record(&mut self, outcome: Outcome, now: u64) {
         if let Outcome::Correct { rtt_ns } = outcome
             && now.saturating_sub(rtt_ns) < self.span.start
         {
@@ -284,7 +284,7 @@ impl Tally {
     /// Ends the intervals: the run stopped at `now` (at the end of the
     /// measurement if later). What is counted after this is in the totals
     /// only.
-    pub fn finish(&mut self, now: u64) {
+    pub(crate) fn finish(&mut self, now: u64) {
         if self.finished {
             return;
         }
@@ -298,19 +298,19 @@ impl Tally {
     }
 
     /// The closed intervals, in order.
-    pub fn intervals(&self) -> &[Slice] {
+    pub(crate) fn intervals(&self) -> &[Slice] {
         &self.closed
     }
 
     /// Round-trip figures of the correct replies; `None` without any.
-    pub fn latency(&self) -> Option<Latency> {
+    pub(crate) fn latency(&self) -> Option<Latency> {
         Latency::of(&self.rtt)
     }
 }
 
 /// Round-trip times in microseconds, and how many were measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Latency {
+pub(crate) struct Latency {
     pub samples: u64,
     pub min_us: f64,
     pub mean_us: f64,

@@ -21,7 +21,6 @@
 //!   the watchdog for systemd;
 //! - `signals`: stop and report requests from outside, per platform;
 //!   `control`: what the server does with them.
-#![warn(unreachable_pub)]
 // The exceptions: `activation`, which takes the inherited sockets, and
 // `signals/windows.rs`, which installs the console's control handler.
 #![deny(unsafe_code)]

@@ -30,7 +30,6 @@
 //! choose between `mmsg` and `single`; `gso` probes with `send`. With the
 //! `fuzzing` feature (Linux), `fuzzing` opens the two decoders of what the
 //! kernel writes (`addr`, `cmsg`) to the targets in `fuzz/`.
-#![warn(unreachable_pub)]
 
 #[cfg(target_os = "linux")]
 mod addr;
