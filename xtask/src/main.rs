@@ -1,28 +1,25 @@
 //! `cargo xtask <task>`: the project's chores in plain Rust, so they run
 //! anywhere cargo does, with nothing else to install.
 //!
-//! Each task lives in its own module with a `run` function (the bench and
-//! dist in their own crates, `upcase-bench` and `upcase-dist`); adding one
-//! is a variant in [`Task`] and a line in `main`.
+//! Each task lives in its own module with a `run` function (the bench,
+//! dist, cross and wine in their own crates, `upcase-bench`, `upcase-dist`
+//! and `upcase-cross`); adding one is a variant in [`Task`] and a line in
+//! `main`.
 
 #![forbid(unsafe_code)]
 
 mod ci;
 #[cfg(target_os = "linux")]
 mod cluster;
-mod cross;
-mod debian;
 mod demo;
 mod fuzz;
 mod soak;
 mod tidy;
-mod windows;
-mod wine;
-mod workspace;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use upcase_e2e::workspace;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "The upcase project's tasks")]
@@ -39,7 +36,7 @@ enum Task {
     /// Run every check CI runs, in order, stopping at the first failure.
     Ci,
     /// Type-check for macOS, FreeBSD and Windows with Debian's Rust and -Zbuild-std.
-    Cross(cross::CrossArgs),
+    Cross(upcase_cross::CrossArgs),
     /// Build the Windows programs and run their end-to-end test under Wine
     /// against Linux-native peers on loopback.
     Wine,
@@ -83,8 +80,8 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Demo => demo::run(),
         Task::Ci => ci::run(),
-        Task::Cross(args) => cross::run(&args),
-        Task::Wine => wine::run(),
+        Task::Cross(args) => upcase_cross::cross(&args),
+        Task::Wine => upcase_cross::wine(),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Soak(args) => soak::run(&args),
         Task::Bench(args) => upcase_bench::run(args, &command_line()),

@@ -65,6 +65,7 @@ mod signal;
 mod summary;
 pub mod tcp;
 pub mod udp;
+pub mod workspace;
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};

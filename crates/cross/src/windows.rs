@@ -7,7 +7,7 @@
 //!   windows-gnu link (`rsbegin.o`, `rsend.o`: one `rustc --emit=obj` of
 //!   std's `rtstartup` sources each, found through `-L native=`), and Wine 8
 //!   has no `bcryptprimitives.dll`, whose `ProcessPrng` std imports: a
-//!   small DLL built from `xtask/wine/processprng.c` stands in, placed
+//!   small DLL built from `crates/cross/wine/processprng.c` stands in, placed
 //!   beside each program run ([`Wine::command`]).
 //! - [`Wine`]: a prefix of our own (created once, reused), a persistent
 //!   wineserver (so that each start takes a fraction of a second after the
@@ -36,7 +36,7 @@ const WINESERVER: &str = "/usr/lib/wine/wineserver64";
 const TOOL_PACKAGES: &[&str] = &["gcc-mingw-w64-x86-64", "wine64"];
 /// The DLL std wants, which Wine 8 lacks, and its source.
 const SHIM_DLL: &str = "bcryptprimitives.dll";
-const SHIM_SOURCE: &str = "xtask/wine/processprng.c";
+const SHIM_SOURCE: &str = "crates/cross/wine/processprng.c";
 
 /// Where the Windows build goes.
 fn target_dir() -> PathBuf {

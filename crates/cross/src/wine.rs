@@ -20,7 +20,7 @@ use crate::workspace;
 /// The program upcase-udp's feature `smoke` adds.
 const SMOKE: &str = "upcase-udp-smoke";
 
-pub(crate) fn run() -> anyhow::Result<()> {
+pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut times = Vec::new();
     let mut timed = |what: &'static str, since: Instant| {

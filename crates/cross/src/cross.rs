@@ -32,7 +32,7 @@ pub(crate) const TARGETS: &[&str] = &[
 ];
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct CrossArgs {
+pub struct CrossArgs {
     /// Check only this target (repeatable) [default: all four]
     #[arg(long = "target", value_name = "TRIPLE",
           value_parser = clap::builder::PossibleValuesParser::new(TARGETS))]
@@ -61,7 +61,7 @@ struct Outcome {
     seconds: f64,
 }
 
-pub(crate) fn run(args: &CrossArgs) -> anyhow::Result<()> {
+pub fn run(args: &CrossArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let version = debian::ensure_rust(args.clippy)?;
     println!("==> Debian's {version}");
