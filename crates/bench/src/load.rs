@@ -457,6 +457,14 @@ pub(crate) struct Sample {
     pub(crate) p99_us: Option<f64>,
     /// Replies that were not the uppercase of their request.
     pub(crate) mismatches: u64,
+    /// Replies counted during the measurement (correct ones, for the
+    /// client); 0 for a search.
+    #[serde(default)]
+    pub(crate) replies: u64,
+    /// The CPU time the server's threads used while the load ran, in
+    /// seconds; `None` where it is not measured (off Linux, a search).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) server_cpu_s: Option<f64>,
     /// Which run of the bench it was (from 1), to pair it with the
     /// reference's sample of the same run.
     #[serde(default)]
@@ -465,6 +473,15 @@ pub(crate) struct Sample {
     /// passed, as `replies_per_s`, with that step's figures).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) curve: Vec<CurvePoint>,
+}
+
+impl Sample {
+    /// The server's CPU time per reply, in µs: what a reply costs the
+    /// server, whichever side limited the rate.
+    pub(crate) fn server_cpu_us_per_reply(&self) -> Option<f64> {
+        let cpu = self.server_cpu_s?;
+        (self.replies > 0).then(|| cpu * 1e6 / self.replies as f64)
+    }
 }
 
 /// Reads loadgen's `RESULT key=value ...` line.
@@ -497,6 +514,8 @@ pub(crate) fn parse_loadgen(stdout: &str) -> anyhow::Result<Sample> {
         p50_us: Some(number("p50_us")?).filter(|v| *v >= 0.0),
         p99_us: Some(number("p99_us")?).filter(|v| *v >= 0.0),
         mismatches: count("mismatches").unwrap_or(0),
+        replies: count("replies")?,
+        server_cpu_s: None,
         run: 0,
         curve: Vec::new(),
     })
@@ -511,6 +530,8 @@ pub(crate) fn parse_client_json(stdout: &str) -> anyhow::Result<Sample> {
         p50_us: run.p50_us.filter(|v| *v >= 0.0),
         p99_us: run.p99_us.filter(|v| *v >= 0.0),
         mismatches: run.wrong,
+        replies: run.correct,
+        server_cpu_s: None,
         run: 0,
         curve: Vec::new(),
     })
@@ -534,6 +555,8 @@ pub(crate) fn parse_client_search(stdout: &str) -> anyhow::Result<Sample> {
         p50_us: best.p50_us,
         p99_us: best.p99_us,
         mismatches: search.steps.iter().map(|s| s.wrong).sum(),
+        replies: 0,
+        server_cpu_s: None,
         run: 0,
         curve: search
             .steps
@@ -574,6 +597,8 @@ mod tests {
                 p50_us: Some(201.5),
                 p99_us: Some(390.25),
                 mismatches: 0,
+                replies: 1500000,
+                server_cpu_s: None,
                 run: 0,
                 curve: Vec::new(),
             }
@@ -591,9 +616,11 @@ mod tests {
 
     #[test]
     fn loadgen_keys_are_matched_whole() {
-        // `p999_us` must not be taken for `p99_us`, wherever it stands.
-        let line = "RESULT p999_us=7 replies_per_s=1 lost=0 p50_us=2 p99_us=3";
-        assert_eq!(parse_loadgen(line).unwrap().p99_us, Some(3.0));
+        // `p999_us` must not be taken for `p99_us`, nor `replies_per_s`
+        // for `replies`, wherever they stand.
+        let line = "RESULT p999_us=7 replies_per_s=1 lost=0 p50_us=2 p99_us=3 replies=5";
+        let sample = parse_loadgen(line).unwrap();
+        assert_eq!((sample.p99_us, sample.replies), (Some(3.0), 5));
     }
 
     #[test]

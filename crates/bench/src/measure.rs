@@ -155,6 +155,7 @@ pub(crate) fn measure(
                     entry.row.title()
                 );
                 let load_label = format!("{label}-{:?}-{:?}", entry.row, entry.load).to_lowercase();
+                let cpu_before = guard.cpu_time();
                 let result =
                     run_load(bench, entry.load, entry.row, addr, &load_label).and_then(|sample| {
                         match guard.exited() {
@@ -163,7 +164,10 @@ pub(crate) fn measure(
                                 server.name(),
                                 guard.stderr_tail()
                             ),
-                            None => Ok(sample),
+                            None => Ok(Sample {
+                                server_cpu_s: cpu_used(cpu_before, guard.cpu_time(), entry.row),
+                                ..sample
+                            }),
                         }
                     });
                 match result {
@@ -191,9 +195,24 @@ pub(crate) fn measure(
     memory
 }
 
+/// The server's CPU seconds between two readings, where both were taken
+/// (on Linux) and the row is a plain load: a search's steps pause between
+/// rates, so its time is not one load's.
+fn cpu_used(
+    before: anyhow::Result<Option<Duration>>,
+    after: anyhow::Result<Option<Duration>>,
+    row: Row,
+) -> Option<f64> {
+    let (before, after) = (before.ok()??, after.ok()??);
+    (!row.spec().find_rate).then(|| after.saturating_sub(before).as_secs_f64())
+}
+
 fn describe(sample: &Sample) -> String {
+    let cpu = sample
+        .server_cpu_us_per_reply()
+        .map_or_else(String::new, |us| format!(", server CPU {us:.2} µs/reply"));
     format!(
-        "{} replies/s, p50 {} µs, p99 {} µs, lost {}{}",
+        "{} replies/s, p50 {} µs, p99 {} µs, lost {}{cpu}{}",
         fmt_count(Some(sample.replies_per_s)),
         fmt_us(sample.p50_us),
         fmt_us(sample.p99_us),

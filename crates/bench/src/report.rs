@@ -36,6 +36,9 @@ pub(crate) struct Line {
     pub(crate) p50_us: Option<f64>,
     pub(crate) p99_us: Option<f64>,
     pub(crate) lost: Option<u64>,
+    /// The server's CPU time per reply, µs (Linux only).
+    #[serde(default)]
+    pub(crate) server_cpu_us_per_reply: Option<f64>,
     pub(crate) mismatches: u64,
     pub(crate) samples: Vec<Sample>,
     pub(crate) errors: Vec<String>,
@@ -117,6 +120,7 @@ fn summarize(row: Row, entry: &Entry) -> Line {
         p50_us: of(|s| s.p50_us),
         p99_us: of(|s| s.p99_us),
         lost: of(|s| Some(s.lost as f64)).map(|v| v.round() as u64),
+        server_cpu_us_per_reply: of(Sample::server_cpu_us_per_reply),
         mismatches: entry.samples.iter().map(|s| s.mismatches).sum(),
         samples: entry.samples.clone(),
         errors: entry.errors.clone(),
@@ -333,8 +337,35 @@ fn server_targets(lines: &[Line]) -> Vec<Target> {
         find(Row::Flood64, Server::UpcasePortable, Load::Loadgen).and_then(rate),
     );
     let lost_256 = find(Row::Flood256, Server::Upcase, Load::Loadgen).and_then(|l| l.lost);
+    // What a reply costs the server, whichever side limited the rate: on
+    // this 2-core VM the flood's replies/s swing by a quarter between runs
+    // of one binary, its CPU per reply by a few percent.
+    let cpu_of = |server: Server| {
+        median_of_ratios(
+            find(Row::Flood64, Server::Upcase, Load::Loadgen),
+            find(Row::Flood64, server, Load::Loadgen),
+            Sample::server_cpu_us_per_reply,
+        )
+    };
+    let (cpu_vs_c, cpu_vs_other) = (cpu_of(Server::CRecvmmsg), cpu_of(Server::Other));
+    let at_most = |what: &str, goal: f64, value: Option<f64>| Target {
+        what: what.into(),
+        goal: format!("<= {goal:.2}x"),
+        measured: fmt_ratio(value),
+        met: value.map(|r| r <= goal),
+    };
     vec![
         at_least("upcase-server flood W=64 vs C recvmmsg", 1.0, flood),
+        at_most(
+            "upcase-server flood W=64, server CPU per reply vs C recvmmsg (median of per-run ratios)",
+            1.05,
+            cpu_vs_c,
+        ),
+        at_most(
+            "upcase-server flood W=64, server CPU per reply vs --other-server (no regression; median of per-run ratios)",
+            1.05,
+            cpu_vs_other,
+        ),
         // Noise between two runs of the same server is a few percent here.
         at_least(
             "upcase-server --metrics flood W=64 vs without (no regression)",
@@ -540,13 +571,16 @@ pub(crate) fn render_markdown(report: &Report) -> String {
         md,
         "Medians over the runs. \"vs C\" is replies/s over the C recvmmsg reference's in the same \
          row (in the client-vs-loadgen row: over the C load generator's; in the TCP rows: over \
-         the C epoll server's, ../shared/anchors/tcp_server.c). RTT in µs; lost per run. The \
-         find-rate row's replies/s is the highest paced rate that passed (loss <= 0.1 %, p99 \
+         the C epoll server's, ../shared/anchors/tcp_server.c). RTT in µs; lost per run; CPU: \
+         the server's CPU time (user and system, all its threads) over the replies, while the \
+         load ran. The find-rate row's replies/s is the highest paced rate that passed (loss <= 0.1 %, p99 \
          <= 10 ms timed from each request's intended send time, the sender on schedule), its \
          p50 and p99 that step's.\n"
     );
-    md.push_str("| row | server | load | replies/s | vs C | p50 µs | p99 µs | lost |\n");
-    md.push_str("|---|---|---|--:|--:|--:|--:|--:|\n");
+    md.push_str(
+        "| row | server | load | replies/s | vs C | p50 µs | p99 µs | lost | CPU µs/reply |\n",
+    );
+    md.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|\n");
     for line in &report.lines {
         let mut lost = line.lost.map_or("–".into(), |l| fmt_count(Some(l as f64)));
         if line.mismatches > 0 {
@@ -557,7 +591,7 @@ pub(crate) fn render_markdown(report: &Report) -> String {
         }
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             line.row_title,
             line.server_name,
             line.load.name(),
@@ -565,7 +599,9 @@ pub(crate) fn render_markdown(report: &Report) -> String {
             fmt_ratio(line.ratio),
             fmt_us(line.p50_us),
             fmt_us(line.p99_us),
-            lost
+            lost,
+            line.server_cpu_us_per_reply
+                .map_or("–".into(), |us| format!("{us:.2}"))
         );
     }
     render_curves(&mut md, &report.lines);
@@ -647,6 +683,8 @@ mod tests {
             p50_us: Some(50.0),
             p99_us: Some(90.0),
             mismatches: 0,
+            replies: (replies_per_s * 5.0) as u64,
+            server_cpu_s: None,
             run: 1,
             curve: Vec::new(),
         }
@@ -771,6 +809,67 @@ mod tests {
         assert_eq!((ping.measured.as_str(), ping.met), ("1.00x", Some(true)));
     }
 
+    /// A report of nothing, from a test machine.
+    fn test_report() -> Report {
+        Report {
+            machine: Machine {
+                cores: 2,
+                cpu: "Test CPU".into(),
+                kernel: "6.1".into(),
+                date: "today".into(),
+                rustc: "rustc".into(),
+                commit: "abc".into(),
+                command: "cargo xtask bench --quick".into(),
+            },
+            settings: Settings {
+                runs: 1,
+                seconds: 1.0,
+                quick: true,
+                pinned: true,
+            },
+            targets: Vec::new(),
+            lines: Vec::new(),
+            memory: Vec::new(),
+            transform: Vec::new(),
+            notes: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn cpu_per_reply_is_judged_run_by_run_against_c_and_the_other_server() {
+        // CPU seconds per run; 5 s of 100,000 replies/s each: 500,000 replies.
+        let runs = |server, cpu: &[f64]| {
+            let mut e = entry(Row::Flood64, server, Load::Loadgen, &[100_000.0; 3]);
+            for (i, (sample, cpu)) in e.samples.iter_mut().zip(cpu).enumerate() {
+                sample.run = i as u32 + 1;
+                sample.server_cpu_s = Some(*cpu);
+            }
+            e
+        };
+        let entries = [
+            runs(Server::Upcase, &[2.0, 2.2, 2.4]),
+            // 2.0/2.0, 2.2/2.0, 2.4/2.0: median 1.10, over the goal.
+            runs(Server::CRecvmmsg, &[2.0, 2.0, 2.0]),
+            // 2.0/2.0, 2.2/2.2, 2.4/2.3: median 1.00.
+            runs(Server::Other, &[2.0, 2.2, 2.3]),
+        ];
+        let lines = lines(&entries);
+        let ours = lines.iter().find(|l| l.server == Server::Upcase).unwrap();
+        assert_eq!(ours.server_cpu_us_per_reply, Some(4.4), "2.2 s / 500,000");
+        let targets = targets(&lines, &[], &[]);
+        let find = |what: &str| targets.iter().find(|t| t.what.contains(what)).unwrap();
+        let c = find("CPU per reply vs C recvmmsg");
+        assert_eq!((c.measured.as_str(), c.met), ("1.10x", Some(false)));
+        let other = find("CPU per reply vs --other-server");
+        assert_eq!((other.measured.as_str(), other.met), ("1.00x", Some(true)));
+        let md = render_markdown(&Report {
+            lines: lines.clone(),
+            ..test_report()
+        });
+        assert!(md.contains("| 4.40 |"), "{md}");
+    }
+
     #[test]
     fn the_markdown_lists_every_step_of_the_searches() {
         use crate::load::CurvePoint;
@@ -822,21 +921,6 @@ mod tests {
         ];
         let lines = lines(&entries);
         let report = Report {
-            machine: Machine {
-                cores: 2,
-                cpu: "Test CPU".into(),
-                kernel: "6.1".into(),
-                date: "today".into(),
-                rustc: "rustc".into(),
-                commit: "abc".into(),
-                command: "cargo xtask bench --quick".into(),
-            },
-            settings: Settings {
-                runs: 1,
-                seconds: 1.0,
-                quick: true,
-                pinned: true,
-            },
             targets: targets(&lines, &[], &[]),
             lines,
             memory: memory_lines(&[(
@@ -856,17 +940,20 @@ mod tests {
             }],
             notes: vec!["a note".into()],
             errors: vec!["an error".into()],
+            ..test_report()
         };
         let md = render_markdown(&report);
         assert!(md.contains("`cargo xtask bench --quick`"), "{md}");
         assert!(
             md.contains(
-                "| ping, 32 B | upcase-server | loadgen | 15,000 | 1.25x | 50.0 | 90.0 | 2 |"
+                "| ping, 32 B | upcase-server | loadgen | 15,000 | 1.25x | 50.0 | 90.0 | 2 | – |"
             ),
             "{md}"
         );
         assert!(
-            md.contains("| ping, 32 B | Python seed | loadgen | – | – | – | – | – (1 failed) |"),
+            md.contains(
+                "| ping, 32 B | Python seed | loadgen | – | – | – | – | – (1 failed) | – |"
+            ),
             "{md}"
         );
         assert!(

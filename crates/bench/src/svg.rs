@@ -458,6 +458,7 @@ mod tests {
             p50_us: rate.map(|_| 55.0),
             p99_us: rate.map(|_| 99.0),
             lost: Some(0),
+            server_cpu_us_per_reply: None,
             mismatches: 0,
             samples: Vec::<Sample>::new(),
             errors: Vec::new(),
@@ -511,6 +512,8 @@ mod tests {
             p50_us: Some(40.0),
             p99_us: Some(90.0),
             mismatches: 0,
+            replies: 0,
+            server_cpu_s: None,
             run: 1,
             curve: vec![
                 step(10_000, 80.0, true),

@@ -7,8 +7,9 @@
 //!   test and ready.
 //! - [`ReadyLine`] and [`Summary`]: the server's ready line and its
 //!   `summary:` line, read into types.
-//! - [`Memory`]: VmRSS and VmHWM from `/proc/PID/status` (Linux; not
-//!   measured elsewhere); [`Signal`]: what a test sends a child.
+//! - [`Memory`]: VmRSS and VmHWM from `/proc/PID/status`, and
+//!   [`cpu_time`], a process's CPU time (Linux; not measured elsewhere);
+//!   [`Signal`]: what a test sends a child.
 //! - [`fake_server`]: UDP and TCP servers in a thread that answer as a test
 //!   says; [`tcp`] and [`udp`]: bounded blocking clients.
 //! - [`HeldSockets`]: sockets held outside the server and passed to each
@@ -76,7 +77,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(unix)]
 pub use held::HeldSockets;
-pub use memory::Memory;
+pub use memory::{Memory, cpu_time};
 #[cfg(unix)]
 pub use notify::NotifySocket;
 pub use process::{Process, Spawn, Stopped};

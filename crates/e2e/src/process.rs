@@ -463,6 +463,12 @@ impl Process {
         Memory::of(self.pid())
     }
 
+    /// The CPU time the child's threads have used so far; `None` off Linux
+    /// (not measured).
+    pub fn cpu_time(&self) -> anyhow::Result<Option<Duration>> {
+        crate::memory::cpu_time(self.pid())
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
