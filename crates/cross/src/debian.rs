@@ -11,9 +11,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::workspace;
 
@@ -95,40 +94,8 @@ pub(crate) fn ensure_rust(clippy: bool) -> anyhow::Result<String> {
         "Debian's Rust {}.{} or newer with its std source",
         needed.0, needed.1
     );
-    apt_install(&wanted, &packages)?;
+    upcase_e2e::apt::install(&wanted, &packages)?;
     ready().with_context(|| format!("{wanted} is still missing after apt-get install"))
-}
-
-/// Installs `packages` (described as `what`) with apt-get, without their
-/// recommendations; as root only, else an error that says the command.
-pub(crate) fn apt_install(what: &str, packages: &[&str]) -> anyhow::Result<()> {
-    let list = packages.join(" ");
-    if !is_root() {
-        bail!(
-            "{what} is needed ({list}): run this as root, or \
-             `apt-get install --no-install-recommends {list}`"
-        );
-    }
-    println!("==> installing {what} with apt-get: {list}");
-    let started = Instant::now();
-    apt_get(&["update"])?;
-    let mut install = vec!["install", "-y", "--no-install-recommends"];
-    install.extend(packages);
-    apt_get(&install)?;
-    println!("==> installed in {:.0}s", started.elapsed().as_secs_f64());
-    Ok(())
-}
-
-fn apt_get(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("cannot run apt-get")?;
-    if !status.success() {
-        bail!("apt-get {} failed ({status})", args.join(" "));
-    }
-    Ok(())
 }
 
 /// `rustc 1.96.0 (...)` of Debian's rustc, if it is there.
@@ -157,13 +124,6 @@ pub(crate) fn manifest_value(manifest: &str, key: &str) -> Option<String> {
         let (k, v) = line.split_once('=')?;
         (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
     })
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ fn ensure_tools() -> anyhow::Result<()> {
     if linker_found && Path::new(WINE).exists() && Path::new(WINESERVER).exists() {
         return Ok(());
     }
-    debian::apt_install("MinGW and Wine", TOOL_PACKAGES)
+    upcase_e2e::apt::install("MinGW and Wine", TOOL_PACKAGES)
 }
 
 /// `rsbegin.o` and `rsend.o` for the target, as Rust's own build makes them

@@ -3,11 +3,9 @@
 //! Debian packages that have them.
 
 use std::env;
-use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 /// Each command the build and the checks need, and its Debian package.
 const REQUIRED: &[(&str, &str)] = &[
@@ -41,18 +39,6 @@ fn is_executable(metadata: &std::fs::Metadata) -> bool {
     metadata.is_file()
 }
 
-/// Whether apt-get may be run: as root.
-#[cfg(unix)]
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// No root, and no apt-get, off Unix.
-#[cfg(not(unix))]
-fn is_root() -> bool {
-    false
-}
-
 /// The Debian packages whose commands are missing, each once.
 fn missing_packages(find: impl Fn(&str) -> bool) -> Vec<&'static str> {
     let mut packages: Vec<&str> = REQUIRED
@@ -71,39 +57,20 @@ pub(crate) fn ensure_tools() -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let list = missing.join(" ");
-    if !is_root() || find("apt-get").is_none() {
-        bail!("dist needs these Debian packages: apt-get install {list}");
+    if find("apt-get").is_none() {
+        bail!(
+            "dist needs these Debian packages: apt-get install {}",
+            missing.join(" ")
+        );
     }
-    println!("==> installing what dist needs: apt-get install {list}");
-    apt_get(["update", "-q"])?;
-    apt_get(
-        ["install", "-q", "-y", "--no-install-recommends"]
-            .into_iter()
-            .chain(missing.iter().copied()),
-    )?;
+    upcase_e2e::apt::install("what dist needs", &missing)?;
     let still = missing_packages(|c| find(c).is_some());
     if !still.is_empty() {
         bail!(
-            "apt-get installed {list}, yet these are still missing: {}",
+            "apt-get installed {}, yet these are still missing: {}",
+            missing.join(" "),
             still.join(" ")
         );
-    }
-    Ok(())
-}
-
-fn apt_get<I, S>(args: I) -> anyhow::Result<()>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let status = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("cannot run apt-get")?;
-    if !status.success() {
-        bail!("apt-get failed ({status})");
     }
     Ok(())
 }

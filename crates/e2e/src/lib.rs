@@ -36,6 +36,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod apt;
 mod capture;
 #[cfg(target_os = "linux")]
 pub mod cluster;
