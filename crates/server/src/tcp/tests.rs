@@ -2,9 +2,10 @@
 //! plain blocking std clients.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Barrier;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use upcase_e2e::tcp::{
     Written, closed_by_server, exchange, read_exactly, read_to_end, write_until_stalled,
@@ -12,6 +13,8 @@ use upcase_e2e::tcp::{
 use upcase_e2e::{PATIENCE, wait_until};
 use upcase_proto::uppercase;
 
+use super::connection::READ_BUFFER_LEN;
+use super::event_loop::{OUT_OF_RESOURCES, is_resource_exhaustion};
 use super::*;
 use crate::binding::listen_tcp;
 
