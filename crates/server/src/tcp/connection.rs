@@ -112,8 +112,25 @@ impl std::fmt::Display for NotProxied {
     }
 }
 
-pub(super) struct Connection {
-    stream: TcpStream,
+/// What a connection needs of its socket: a trait so that the tests can
+/// drive a connection with a scripted one.
+pub(super) trait Socket: Read + Write {
+    fn shutdown_write(&self) -> io::Result<()>;
+    fn set_nodelay(&self) -> io::Result<()>;
+}
+
+impl Socket for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    fn set_nodelay(&self) -> io::Result<()> {
+        TcpStream::set_nodelay(self, true)
+    }
+}
+
+pub(super) struct Connection<S = TcpStream> {
+    stream: S,
     peer: SocketAddr,
     /// The client a PROXY header named (`None`: the peer, or the proxy itself).
     client: Option<SocketAddr>,
@@ -135,18 +152,18 @@ pub(super) struct Connection {
     read_closed: bool,
 }
 
-impl Connection {
+impl<S: Socket> Connection<S> {
     /// `proxies` is `Some` when `peer` is a listed proxy, whose connection
     /// starts with a PROXY header.
     pub(super) fn new(
-        stream: TcpStream,
+        stream: S,
         peer: SocketAddr,
         proxies: Option<Arc<TcpProxies>>,
         now: Instant,
-    ) -> Connection {
+    ) -> Connection<S> {
         // Replies go out as soon as they are ready: an interactive client
         // should not wait for Nagle's algorithm to gather more.
-        if let Err(err) = stream.set_nodelay(true) {
+        if let Err(err) = stream.set_nodelay() {
             debug!(%peer, "cannot set TCP_NODELAY: {err}");
         }
         Connection {
@@ -167,7 +184,7 @@ impl Connection {
         }
     }
 
-    pub(super) fn stream(&mut self) -> &mut TcpStream {
+    pub(super) fn stream(&mut self) -> &mut S {
         &mut self.stream
     }
 
@@ -199,7 +216,7 @@ impl Connection {
                 Err(err) => return Step::Ended(Ended::Failed(err)),
             }
             if let Phase::Finishing = self.phase {
-                return Step::Ended(match self.stream.shutdown(Shutdown::Write) {
+                return Step::Ended(match self.stream.shutdown_write() {
                     Ok(()) => Ended::Done,
                     Err(err) => Ended::Failed(err),
                 });
