@@ -210,10 +210,13 @@ impl<S: Socket> Connection<S> {
         self.read_closed |= read_closed;
         let mut full_reads = 0;
         loop {
-            match self.send_owed(now, live) {
-                Ok(true) => {}
-                Ok(false) => return Step::Wait,
-                Err(err) => return Step::Ended(Ended::Failed(err)),
+            // Looked at here, not in the call: most turns owe nothing.
+            if !matches!(self.owed, Owed::Nothing) {
+                match self.send_owed(now, live) {
+                    Ok(true) => {}
+                    Ok(false) => return Step::Wait,
+                    Err(err) => return Step::Ended(Ended::Failed(err)),
+                }
             }
             if let Phase::Finishing = self.phase {
                 return Step::Ended(match self.stream.shutdown_write() {
@@ -353,9 +356,14 @@ impl<S: Socket> Connection<S> {
             match self.stream.write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
-                    range.start += written;
                     bump(&live.bytes_out, written);
                     self.last_active = now;
+                    if written == bytes.len() {
+                        // All of it, most often: done without another look.
+                        self.owed = Owed::Nothing;
+                        return Ok(true);
+                    }
+                    range.start += written;
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),

@@ -99,7 +99,8 @@ impl EventLoop {
     pub(super) fn run(mut self, shared: &Shared) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS);
         let mut turn = Vec::new();
-        let mut last_sweep = Instant::now();
+        // A deadline compared, not a duration computed, at each wake-up.
+        let mut next_sweep = Instant::now() + TICK;
         let mut stopped_at: Option<Instant> = None;
         let result = loop {
             let wait = if self.yielded.is_empty() {
@@ -136,8 +137,8 @@ impl EventLoop {
                     self.accept(listener, now, shared);
                 }
             }
-            if now.duration_since(last_sweep) >= TICK {
-                last_sweep = now;
+            if now >= next_sweep {
+                next_sweep = now + TICK;
                 self.close_idle(now, shared);
             }
             if stopped_at.is_none() && shared.stopping() {
