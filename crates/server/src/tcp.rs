@@ -46,17 +46,19 @@
 //!   long (a write that makes no progress for `idle_timeout`). Each loop
 //!   sweeps its connections' last-activity times every 100 ms, so a
 //!   timeout fires up to 100 ms late.
-//! - Backpressure: a connection reads at most [`connection::READ_BUFFER_LEN`] bytes, and
-//!   writes all of their uppercase before it reads again. A client that sends
-//!   without reading fills the socket buffers, after which the server stops
-//!   reading from it, so it cannot make the server buffer without bound.
+//! - Backpressure: a connection reads at most
+//!   [`connection::READ_BUFFER_LEN`] bytes, and writes all of their
+//!   uppercase before it reads again. A client that sends without reading
+//!   fills the socket buffers, after which the server stops reading from it,
+//!   so it cannot make the server buffer without bound.
 //!
 //! **Memory per connection**: the 16 KiB read buffer, plus the reply to one
 //! read, which uppercase makes at most 3 times as long (`ΐ`, 2 bytes, becomes
 //! 3 characters, 6 bytes), so at most 48 KiB + 3 bytes, held in a vector of
-//! at most 64 KiB capacity; plus the connection's state, under 1 KiB. About 81 KiB
-//! at most, 16 KiB for an idle connection, whatever the client sends; the
-//! kernel's socket buffers come on top and are the kernel's to bound.
+//! at most 64 KiB capacity; plus the connection's state, under 1 KiB. About
+//! 81 KiB at most, 16 KiB for an idle connection, whatever the client
+//! sends; the kernel's socket buffers come on top and are the kernel's to
+//! bound.
 //!
 //! **Behind a proxy** (`--proxy-protocol-from`): a connection from a listed
 //! peer must start with a PROXY header (v1, as nginx sends, or v2), read
