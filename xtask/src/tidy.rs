@@ -18,14 +18,9 @@ use crate::workspace;
 /// is added here with its reason.
 const SLEEPS_ALLOWED: &[(&str, usize, &str)] = &[
     (
-        "crates/server/src/tcp.rs",
-        1,
-        "accept backs off after the system ran out of descriptors, so it does not spin",
-    ),
-    (
         "crates/server/src/metrics.rs",
         1,
-        "the metrics listener backs off after a failed accept, as the TCP one does",
+        "the metrics listener backs off after a failed accept, so it does not spin",
     ),
     (
         "crates/server/src/notify.rs",

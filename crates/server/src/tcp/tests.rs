@@ -2,9 +2,10 @@
 //! plain blocking std clients.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Barrier;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use upcase_e2e::tcp::{
     Written, closed_by_server, exchange, read_exactly, read_to_end, write_until_stalled,
@@ -12,6 +13,8 @@ use upcase_e2e::tcp::{
 use upcase_e2e::{PATIENCE, wait_until};
 use upcase_proto::uppercase;
 
+use super::connection::{self, Connection, READ_BUFFER_LEN, READS_PER_TURN, Step};
+use super::event_loop::{OUT_OF_RESOURCES, is_resource_exhaustion};
 use super::*;
 use crate::binding::listen_tcp;
 
@@ -375,4 +378,203 @@ fn only_a_shortage_pauses_the_accept_loop() {
     assert!(!is_resource_exhaustion(
         &io::ErrorKind::ConnectionAborted.into()
     ));
+}
+
+#[test]
+fn a_flooding_connection_leaves_turns_to_a_pinging_one() {
+    // One loop, so the two connections share it. The flood only stops once
+    // the ping is answered, or at the cap, which a loop that served the
+    // flood to its end first would reach.
+    const CAP: usize = 1 << 30;
+    let service = Service::start(TcpLimits::default());
+    let mut flood = service.connect();
+    let mut replies = flood.try_clone().expect("clone");
+    let mut ping = service.connect();
+    let answered = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let chunk = vec![b'f'; 64 * 1024];
+            let mut sent = 0;
+            while !answered.load(Ordering::Relaxed) && sent < CAP {
+                flood.write_all(&chunk).expect("flood");
+                sent += chunk.len();
+            }
+            flood.shutdown(Shutdown::Write).expect("shutdown");
+            sent
+        });
+        let reader = scope.spawn(move || {
+            let got = read_to_end(&mut replies);
+            (got.len(), got.iter().all(|&b| b == b'F'))
+        });
+        wait_until("the flood flows", || {
+            service.counters().bytes_out > 4 * READ_BUFFER_LEN as u64
+        });
+        ping.write_all(b"ping\n").expect("send");
+        assert_eq!(read_exactly(&mut ping, 5), b"PING\n");
+        answered.store(true, Ordering::Relaxed);
+        let sent = writer.join().expect("writer");
+        let (got, all_upper) = reader.join().expect("reader");
+        assert!(sent < CAP, "the ping waited for the whole flood");
+        assert_eq!(got, sent, "the flood came back whole");
+        assert!(all_upper);
+    });
+}
+
+#[test]
+fn the_connection_limit_holds_over_all_threads() {
+    let service = Service::start_on(
+        "127.0.0.1:0".parse().expect("addr"),
+        TcpLimits {
+            max_connections: 2,
+            ..TcpLimits::default()
+        },
+        4,
+    );
+    let mut served: Vec<TcpStream> = (0..2).map(|_| service.connect()).collect();
+    for stream in &mut served {
+        stream.write_all(b"x").expect("send");
+        assert_eq!(read_exactly(stream, 1), b"X", "served under the limit");
+    }
+    // Each lands on whichever of the 4 loops accepts it first: a limit
+    // counted per loop would let most of them in.
+    for _ in 0..8 {
+        let mut over = service.connect();
+        assert!(closed_by_server(&mut over), "a connection over the limit");
+    }
+    assert_eq!(service.counters().refused_over_limit, 8);
+    assert_eq!(service.counters().open, 2);
+    drop(served);
+    wait_until("the served connections are closed", || {
+        service.counters().open == 0
+    });
+    let mut again = service.connect();
+    assert_eq!(exchange(&mut again, b"room"), b"ROOM");
+}
+
+/// A socket that hands out `input` in reads of at most `read_len` bytes,
+/// then WouldBlock (or the end of stream, once `closed`), and takes at
+/// most `room` bytes of output before WouldBlock.
+#[derive(Default)]
+struct Scripted {
+    input: std::collections::VecDeque<u8>,
+    read_len: usize,
+    closed: bool,
+    reads: usize,
+    output: Vec<u8>,
+    room: usize,
+    shut: std::cell::Cell<bool>,
+}
+
+impl Read for Scripted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        if self.input.is_empty() && !self.closed {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        let len = buf.len().min(self.read_len).min(self.input.len());
+        for (to, from) in buf.iter_mut().zip(self.input.drain(..len)) {
+            *to = from;
+        }
+        Ok(len)
+    }
+}
+
+impl Write for Scripted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let len = buf.len().min(self.room);
+        if len == 0 {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        self.room -= len;
+        self.output.extend_from_slice(&buf[..len]);
+        Ok(len)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl connection::Socket for Scripted {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shut.set(true);
+        Ok(())
+    }
+
+    fn set_nodelay(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn scripted(input: &[u8], read_len: usize, room: usize) -> Connection<Scripted> {
+    let socket = Scripted {
+        input: input.iter().copied().collect(),
+        read_len,
+        room,
+        ..Scripted::default()
+    };
+    let peer = "127.0.0.1:9".parse().expect("addr");
+    Connection::new(socket, peer, None, Instant::now())
+}
+
+#[test]
+fn a_connection_yields_after_its_full_buffers_per_turn() {
+    let input = vec![b'a'; (READS_PER_TURN + 2) * READ_BUFFER_LEN];
+    let mut connection = scripted(&input, usize::MAX, usize::MAX);
+    let live = TcpLive::default();
+    let step = connection.on_ready(Instant::now(), false, &live);
+    assert!(matches!(step, Step::Yield), "it read on past its turn");
+    let turn = (READS_PER_TURN * READ_BUFFER_LEN) as u64;
+    assert_eq!(live.snapshot().bytes_in, turn);
+    assert_eq!(
+        live.snapshot().bytes_out,
+        turn,
+        "each read answered at once"
+    );
+    // The next turn takes the rest, and waits for more.
+    let step = connection.on_ready(Instant::now(), false, &live);
+    assert!(matches!(step, Step::Wait));
+    assert_eq!(connection.stream().output, uppercase(&input));
+}
+
+#[test]
+fn a_full_socket_stops_the_reading_until_it_takes_the_rest() {
+    let input = vec![b'b'; 3 * READ_BUFFER_LEN];
+    let mut connection = scripted(&input, usize::MAX, 100);
+    let live = TcpLive::default();
+    assert!(matches!(
+        connection.on_ready(Instant::now(), false, &live),
+        Step::Wait
+    ));
+    assert_eq!(live.snapshot().bytes_in, READ_BUFFER_LEN as u64, "read on");
+    assert_eq!(live.snapshot().bytes_out, 100);
+    // Still full: a readable event reads nothing more.
+    connection.on_ready(Instant::now(), false, &live);
+    assert_eq!(live.snapshot().bytes_in, READ_BUFFER_LEN as u64);
+    connection.stream().room = usize::MAX;
+    connection.stream().closed = true;
+    let step = connection.on_ready(Instant::now(), false, &live);
+    assert!(matches!(step, Step::Ended(connection::Ended::Done)));
+    assert_eq!(connection.stream().output, uppercase(&input));
+    assert!(connection.stream().shut.get(), "its end of stream sent");
+}
+
+#[test]
+fn a_short_read_ends_the_turn_only_until_the_client_has_shut_down() {
+    let mut connection = scripted(b"one two", 3, usize::MAX);
+    let live = TcpLive::default();
+    assert!(matches!(
+        connection.on_ready(Instant::now(), false, &live),
+        Step::Wait
+    ));
+    let reads = connection.stream().reads;
+    if cfg!(target_os = "linux") {
+        // A short read empties the queue on Linux: no read to WouldBlock.
+        assert_eq!((reads, &connection.stream().output[..]), (1, &b"ONE"[..]));
+    }
+    // Once the client has shut down, a turn reads to the end of stream.
+    connection.stream().closed = true;
+    let step = connection.on_ready(Instant::now(), true, &live);
+    assert!(matches!(step, Step::Ended(connection::Ended::Done)));
+    assert_eq!(connection.stream().output, b"ONE TWO");
 }
