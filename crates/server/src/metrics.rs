@@ -3,9 +3,11 @@
 //! the workers' live blocks at each scrape, so serving a scrape costs the
 //! datagram path nothing.
 //!
-//! A minimal HTTP/1.x responder, on a thread and a single-threaded tokio
-//! runtime of its own, so that nothing a scraper does reaches the UDP
-//! workers or the TCP service's runtime:
+//! A minimal HTTP/1.x responder on threads of its own, so that nothing a
+//! scraper does reaches the UDP workers or the TCP service's loops: one
+//! thread accepts, and each scrape gets a thread for its exchange (blocking
+//! std sockets with timeouts: a scrape every few seconds needs no event
+//! loop, and no async runtime for one).
 //! - at most [`MAX_SCRAPES`] connections at once; one more is closed at once;
 //! - a request head of at most [`MAX_HEAD`] bytes (431 past it), read and
 //!   answered within [`EXCHANGE_LIMIT`] or the connection is closed, so a
@@ -17,15 +19,14 @@
 //! It serves until the process exits, so a scrape during the stop's drain
 //! sees the counts grow to the summary's.
 
-use std::io;
-use std::net::SocketAddr;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::task::JoinSet;
 use tracing::{debug, info};
 
 use crate::binding::listen_tcp;
@@ -50,19 +51,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// serving.
 #[derive(Debug)]
 pub(crate) struct MetricsEndpoint {
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     addr: SocketAddr,
 }
 
 impl MetricsEndpoint {
     /// Listens on `addr` (port 0: the system chooses).
     pub(crate) fn bind(addr: SocketAddr) -> anyhow::Result<MetricsEndpoint> {
-        let listener = listen_tcp(addr)
-            .and_then(|listener| {
-                listener.set_nonblocking(true)?;
-                Ok(listener)
-            })
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        let listener =
+            listen_tcp(addr).with_context(|| format!("cannot listen for metrics on {addr}"))?;
         let addr = listener
             .local_addr()
             .context("cannot read the metrics address")?;
@@ -76,62 +73,76 @@ impl MetricsEndpoint {
     /// Serves scrapes of `live` on a thread of its own until the process
     /// exits.
     pub(crate) fn serve(self, live: Live) -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .context("cannot start the metrics runtime")?;
         let MetricsEndpoint { listener, addr } = self;
         thread::Builder::new()
             .name("metrics".to_string())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => accept(listener, &live).await,
-                        Err(err) => tracing::error!("cannot serve metrics on {addr}: {err}"),
-                    }
-                });
-            })
+            .spawn(move || accept(&listener, &live))
             .context("cannot start the metrics thread")?;
         info!("serving metrics at http://{addr}/metrics");
         Ok(())
     }
 }
 
-async fn accept(listener: tokio::net::TcpListener, live: &Live) {
-    let mut scrapes = JoinSet::new();
+/// A scrape under way, counted for as long as its thread holds it (or, if
+/// the thread never starts, until the closure that owns it is dropped).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn accept(listener: &TcpListener, live: &Live) {
+    let scrapes = Arc::new(AtomicUsize::new(0));
     loop {
-        let accepted = listener.accept().await;
-        while scrapes.try_join_next().is_some() {}
-        match accepted {
-            Ok((stream, peer)) if scrapes.len() >= MAX_SCRAPES => {
+        match listener.accept() {
+            // Only this thread adds to the count, so the check holds.
+            Ok((stream, peer)) if scrapes.load(Ordering::Relaxed) >= MAX_SCRAPES => {
                 debug!(%peer, "metrics connection closed: {MAX_SCRAPES} scrapes under way");
                 drop(stream);
             }
             Ok((stream, peer)) => {
+                scrapes.fetch_add(1, Ordering::Relaxed);
+                let slot = Slot(Arc::clone(&scrapes));
                 let live = live.clone();
-                scrapes.spawn(async move {
-                    match tokio::time::timeout(EXCHANGE_LIMIT, exchange(stream, &live)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(err)) => debug!(%peer, "metrics connection failed: {err}"),
-                        Err(_) => debug!(%peer, "metrics connection closed: too slow"),
+                let scrape = move || {
+                    let _slot = slot;
+                    if let Err(err) = exchange(stream, &live) {
+                        debug!(%peer, "metrics connection closed: {err}");
                     }
-                });
+                };
+                if let Err(err) = thread::Builder::new()
+                    .name("metrics-scrape".to_string())
+                    .spawn(scrape)
+                {
+                    debug!(%peer, "metrics connection closed: no thread for it: {err}");
+                }
             }
             Err(err) => {
                 debug!("cannot accept a metrics connection: {err}");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                thread::sleep(ACCEPT_BACKOFF);
             }
         }
     }
 }
 
-/// Reads one request head and writes its response.
-async fn exchange(mut stream: TcpStream, live: &Live) -> io::Result<()> {
+/// Reads one request head and writes its response, all within
+/// [`EXCHANGE_LIMIT`].
+fn exchange(mut stream: TcpStream, live: &Live) -> io::Result<()> {
+    let deadline = Instant::now() + EXCHANGE_LIMIT;
+    // Each blocking call may wait only for what is left of the limit.
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "too slow"))
+    };
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     let response = loop {
-        let read = stream.read(&mut buf).await?;
+        stream.set_read_timeout(Some(left()?))?;
+        let read = stream.read(&mut buf)?;
         if read == 0 {
             // Gone before a whole request: nothing to answer.
             return Ok(());
@@ -146,16 +157,19 @@ async fn exchange(mut stream: TcpStream, live: &Live) -> io::Result<()> {
             break status_only(431, "Request Header Fields Too Large");
         }
     };
-    stream.write_all(&response).await?;
-    stream.shutdown().await?;
+    stream.set_write_timeout(Some(left()?))?;
+    stream.write_all(&response)?;
+    stream.shutdown(Shutdown::Write)?;
     // What the client still sends (the rest of a refused head) is read and
     // dropped, a little of it: closing with unread input would reset the
     // connection, and the client could lose the response.
-    let mut left = MAX_HEAD * 4;
-    while left > 0 {
-        match stream.read(&mut buf).await {
+    let mut unread = MAX_HEAD * 4;
+    while unread > 0 {
+        let Ok(timeout) = left() else { break };
+        stream.set_read_timeout(Some(timeout))?;
+        match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
-            Ok(read) => left = left.saturating_sub(read),
+            Ok(read) => unread = unread.saturating_sub(read),
         }
     }
     Ok(())
@@ -230,6 +244,44 @@ mod tests {
 
     fn answer(head: &str) -> String {
         String::from_utf8(respond(head.as_bytes(), || "metrics\n".to_string())).expect("text")
+    }
+
+    /// A whole `GET /metrics` exchange; empty when the server closed the
+    /// connection without answering (or reset it, having read nothing).
+    fn get(addr: SocketAddr) -> Vec<u8> {
+        let mut stream = TcpStream::connect(addr).expect("connect to the metrics");
+        stream
+            .set_read_timeout(Some(upcase_e2e::PATIENCE))
+            .expect("read timeout");
+        let mut response = Vec::new();
+        let exchanged = stream
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .and_then(|()| stream.read_to_end(&mut response));
+        match exchanged {
+            Ok(_) => response,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => panic!("no answer, no close"),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_scrape_over_the_limit_is_closed_at_once_and_an_ended_one_frees_its_slot() {
+        let endpoint = MetricsEndpoint::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = endpoint.addr();
+        endpoint.serve(Live::default()).expect("serve");
+        assert!(get(addr).starts_with(b"HTTP/1.1 200 OK\r\n"));
+        let mut silent: Vec<TcpStream> = (0..MAX_SCRAPES)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        // Each GET is answered until the accept thread has taken all the
+        // silent ones, which then hold every slot.
+        upcase_e2e::wait_until("a scrape over the limit is closed unanswered", || {
+            get(addr).is_empty()
+        });
+        drop(silent.pop());
+        upcase_e2e::wait_until("the slot of a connection that ended is free again", || {
+            get(addr).starts_with(b"HTTP/1.1 200 OK\r\n")
+        });
     }
 
     #[test]
