@@ -32,7 +32,7 @@ pub(crate) struct Service {
     workers: Vec<Worker>,
     tcp: Vec<TcpListener>,
     limits: TcpLimits,
-    /// `--threads`: the TCP runtime's too.
+    /// `--threads`: the number of TCP event loops too.
     threads: usize,
     policy: Arc<Policy>,
     tcp_proxies: Option<Arc<TcpProxies>>,

@@ -144,6 +144,11 @@ pub(crate) fn serve_tcp(
             Some(event_loop) => event_loop.run(shared).context("the TCP event loop failed"),
             None => Ok(()),
         };
+        if result.is_err() {
+            // The service is failing: the other loops end too, rather than
+            // serve on until the stop while this one waits for them.
+            shared.abort.store(true, Ordering::Relaxed);
+        }
         for thread in others {
             let ended = match thread.join() {
                 Ok(ended) => ended.context("a TCP event loop failed"),
